@@ -1,0 +1,387 @@
+//! The conformance suite: behaviour every [`Store`] implementation must show. SQLite runs it always; any other
+//! implementation runs the same functions from its own tests.
+//!
+//! Each check takes a fresh, empty store and panics with a message when the store misbehaves.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+use sundial_core::policy::{JobPolicy, Overlap};
+use sundial_core::{Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject, Schedule, Trigger};
+
+use crate::{
+    new_id, Activation, Agent, ApiKey, ExecutionFinish, JobFilter, OccurrenceRecord, StartOutcome, Store, StoreError,
+};
+
+/// Every check of the suite, by name, so an implementation's test can run them all.
+pub const CHECKS: &[&str] = &[
+    "agents_and_keys",
+    "users_and_messages",
+    "jobs_versions_and_metadata",
+    "occurrence_recorded_once",
+    "claim_start_finish",
+    "overlap_skip_and_retry",
+    "delete_cancels_pending",
+    "orphans_and_prune",
+];
+
+/// Runs the check called `name` against `store`.
+pub async fn run(name: &str, store: &dyn Store) {
+    match name {
+        "agents_and_keys" => agents_and_keys(store).await,
+        "users_and_messages" => users_and_messages(store).await,
+        "jobs_versions_and_metadata" => jobs_versions_and_metadata(store).await,
+        "occurrence_recorded_once" => occurrence_recorded_once(store).await,
+        "claim_start_finish" => claim_start_finish(store).await,
+        "overlap_skip_and_retry" => overlap_skip_and_retry(store).await,
+        "delete_cancels_pending" => delete_cancels_pending(store).await,
+        "orphans_and_prune" => orphans_and_prune(store).await,
+        other => panic!("unknown conformance check {other}"),
+    }
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + seconds, 0).single().unwrap_or_default()
+}
+
+/// A test job of agent `a` with an interval schedule, active, next slot at `at(10)`.
+pub fn sample_job(schedule: Schedule) -> (Job, JobVersion) {
+    let job_id = new_id("job");
+    let version = JobVersion {
+        id: new_id("ver"),
+        job_id: job_id.clone(),
+        name: "sample".into(),
+        version: "1.0.0".into(),
+        description: None,
+        code: "async (job) => 1".into(),
+        schedule,
+        timeout_seconds: 60,
+        retry: None,
+        metadata: None,
+        created_at: at(0),
+    };
+    let job = Job {
+        id: job_id,
+        agent_id: "a".into(),
+        name: "sample".into(),
+        description: Some("a sample".into()),
+        dynamic: true,
+        user_id: Some("u1".into()),
+        active: true,
+        status: JobStatus::Active,
+        metadata: JsonObject::new(),
+        policy: JobPolicy::default(),
+        active_version_id: Some(version.id.clone()),
+        anchor_at: at(0),
+        next_run_at: Some(at(10)),
+        last_run_at: None,
+        consecutive_failures: 0,
+        missed_slots: 0,
+        created_at: at(0),
+        updated_at: at(0),
+    };
+    (job, version)
+}
+
+/// A pending scheduled execution of `job` for the slot `slot`.
+pub fn slot_execution(job: &Job, slot: DateTime<Utc>) -> Execution {
+    Execution {
+        id: new_id("exe"),
+        agent_id: job.agent_id.clone(),
+        job_id: job.id.clone(),
+        version_id: job.active_version_id.clone().unwrap_or_default(),
+        occurrence_id: new_id("occ"),
+        status: ExecutionStatus::Pending,
+        trigger: Trigger::Schedule,
+        scheduled_for: Some(slot),
+        due_at: slot,
+        started_at: None,
+        completed_at: None,
+        duration_ms: None,
+        result: None,
+        error: None,
+        retry_count: 0,
+        logs: Vec::new(),
+        created_at: slot,
+    }
+}
+
+fn interval() -> Schedule {
+    Schedule::Interval { seconds: 10 }
+}
+
+fn finish(id: &str, status: ExecutionStatus, effect: JobEffect, retry: Option<Execution>) -> ExecutionFinish {
+    ExecutionFinish {
+        id: id.into(),
+        status,
+        result: Some(json!({"ok": true})),
+        error: None,
+        logs: Vec::new(),
+        completed_at: at(11),
+        duration_ms: Some(5),
+        retry,
+        job_effect: effect,
+        lease_owner: Some("node-1".into()),
+    }
+}
+
+async fn agents_and_keys(store: &dyn Store) {
+    let agent = Agent { id: "a".into(), env: JsonObject::new(), created_at: at(0) };
+    store.agent_insert(&agent).await.expect("insert agent");
+    assert!(matches!(store.agent_insert(&agent).await, Err(StoreError::Conflict(_))), "duplicate agent accepted");
+    assert_eq!(store.agent_get("a").await.expect("get").map(|agent| agent.id), Some("a".into()));
+    assert!(store.agent_get("b").await.expect("get").is_none());
+    let mut env = JsonObject::new();
+    env.insert("GREETING".into(), json!("hi"));
+    assert!(store.agent_set_env("a", &env).await.expect("env"));
+    assert_eq!(store.agent_get("a").await.expect("get").map(|agent| agent.env), Some(env));
+
+    let key = ApiKey {
+        id: new_id("key"),
+        agent_id: Some("a".into()),
+        user_id: None,
+        admin: false,
+        hash: "h1".into(),
+        created_at: at(0),
+    };
+    store.key_insert(&key).await.expect("insert key");
+    assert_eq!(store.key_find("h1").await.expect("find"), Some(key.clone()));
+    assert_eq!(store.admin_key_count().await.expect("count"), 0);
+    assert!(!store.key_revoke("other", &key.id, at(1)).await.expect("revoke"), "revoked another agent's key");
+    assert!(store.key_revoke("a", &key.id, at(1)).await.expect("revoke"));
+    assert!(store.key_find("h1").await.expect("find").is_none(), "revoked key still found");
+}
+
+async fn users_and_messages(store: &dyn Store) {
+    assert!(store.user_get("a", "u1").await.expect("get").is_none());
+    let mut data = JsonObject::new();
+    data.insert("name".into(), json!("Ada"));
+    let user = store.user_put("a", "u1", &data, at(0)).await.expect("put");
+    assert_eq!(user.data, data);
+    assert_eq!(store.user_get("a", "u1").await.expect("get").map(|user| user.data), Some(data));
+    assert!(store.user_get("b", "u1").await.expect("get").is_none(), "user visible to another agent");
+
+    let first = store
+        .message_insert("a", "u1", &json!({"type": "text", "text": "one"}), Some("exe_1"), Some("occ_1:0"), at(1))
+        .await
+        .expect("message");
+    let again = store
+        .message_insert("a", "u1", &json!({"type": "text", "text": "one"}), Some("exe_2"), Some("occ_1:0"), at(2))
+        .await
+        .expect("message");
+    assert_eq!(first.id, again.id, "a deduplicated message was stored twice");
+    store.message_insert("a", "u1", &json!({"type": "text", "text": "two"}), None, None, at(3)).await.expect("message");
+    let messages = store.message_list("a", "u1", 0, 100).await.expect("list");
+    let texts: Vec<_> = messages.iter().map(|message| message.content["text"].clone()).collect();
+    assert_eq!(texts, [json!("one"), json!("two")]);
+    let after = store.message_list("a", "u1", messages[0].seq, 100).await.expect("list");
+    assert_eq!(after.len(), 1);
+    assert!(store.message_list("b", "u1", 0, 100).await.expect("list").is_empty());
+}
+
+async fn jobs_versions_and_metadata(store: &dyn Store) {
+    let (job, version) = sample_job(interval());
+    store.job_insert(&job, Some(&version)).await.expect("insert job");
+    assert_eq!(store.job_get("a", &job.id).await.expect("get"), Some(job.clone()));
+    assert!(store.job_get("b", &job.id).await.expect("get").is_none(), "job visible to another agent");
+    let hidden = store.job_list("a", &JobFilter { limit: 10, ..JobFilter::default() }).await.expect("list");
+    assert!(hidden.is_empty(), "dynamic job listed without includeDynamic");
+    let listed = store
+        .job_list("a", &JobFilter { limit: 10, include_dynamic: true, ..JobFilter::default() })
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+
+    let duplicate = JobVersion { id: new_id("ver"), ..version.clone() };
+    assert!(matches!(store.version_insert(&duplicate).await, Err(StoreError::Conflict(_))));
+    let second = JobVersion { id: new_id("ver"), version: "1.0.1".into(), created_at: at(1), ..version.clone() };
+    store.version_insert(&second).await.expect("second version");
+    let versions = store.version_list(&job.id).await.expect("versions");
+    assert_eq!(versions.iter().map(|version| version.version.as_str()).collect::<Vec<_>>(), ["1.0.0", "1.0.1"]);
+    assert_eq!(store.version_find(&job.id, "1.0.1").await.expect("find").map(|version| version.id), Some(second.id));
+
+    let mut patch = JsonObject::new();
+    patch.insert("runCount".into(), json!(1));
+    let merged = store.job_metadata_update("a", &job.id, &patch, false, at(2)).await.expect("merge");
+    assert_eq!(merged, Some(patch.clone()));
+    let mut more = JsonObject::new();
+    more.insert("lastRun".into(), json!("x"));
+    let merged = store.job_metadata_update("a", &job.id, &more, false, at(2)).await.expect("merge").unwrap_or_default();
+    assert_eq!(merged.len(), 2, "merge lost a key");
+    let replaced = store.job_metadata_update("a", &job.id, &more, true, at(2)).await.expect("replace");
+    assert_eq!(replaced, Some(more));
+    assert!(store.job_metadata_update("b", &job.id, &patch, false, at(2)).await.expect("other").is_none());
+
+    let off = Activation { active: false, status: JobStatus::Inactive, anchor_at: None, next_run_at: None };
+    let job_off = store.job_set_activation(&job.id, &off, at(3)).await.expect("deactivate");
+    assert_eq!(job_off.map(|job| (job.active, job.status)), Some((false, JobStatus::Inactive)));
+    assert_eq!(store.active_job_count("a").await.expect("count"), 0);
+}
+
+async fn occurrence_recorded_once(store: &dyn Store) {
+    let (job, version) = sample_job(interval());
+    store.job_insert(&job, Some(&version)).await.expect("insert job");
+    let due = store.jobs_due(at(10), 100).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert!(store.jobs_due(at(9), 100).await.expect("due").is_empty(), "job due before its slot");
+
+    let record = |slot| OccurrenceRecord {
+        job_id: job.id.clone(),
+        expected_next_run_at: at(10),
+        next_run_at: Some(at(20)),
+        missed: 0,
+        slots: vec![slot_execution(&job, slot)],
+    };
+    // Two schedulers race for the same slot: the second one's compare-and-set fails.
+    let applied = store.occurrences_record(&[record(at(10))], at(9)).await.expect("record");
+    let again = store.occurrences_record(&[record(at(10))], at(9)).await.expect("record");
+    assert_eq!((applied, again), (1, 0), "a slot was recorded twice");
+    let job_now = store.job_get("a", &job.id).await.expect("get").expect("job");
+    assert_eq!(job_now.next_run_at, Some(at(20)));
+    // Even with a stale expectation that matches, the (job, slot) pair stays unique.
+    let stale = OccurrenceRecord {
+        job_id: job.id.clone(),
+        expected_next_run_at: at(20),
+        next_run_at: Some(at(30)),
+        missed: 2,
+        slots: vec![slot_execution(&job, at(10))],
+    };
+    assert_eq!(store.occurrences_record(&[stale], at(9)).await.expect("record"), 1);
+    let (executions, total) = store.execution_list(&job.id, None, 10, 0).await.expect("list");
+    assert_eq!(total, 1, "duplicate occurrence produced a second execution: {executions:?}");
+    let job_now = store.job_get("a", &job.id).await.expect("get").expect("job");
+    assert_eq!((job_now.next_run_at, job_now.missed_slots), (Some(at(30)), 2));
+}
+
+async fn claim_start_finish(store: &dyn Store) {
+    let (job, version) = sample_job(Schedule::Once { execute_at: at(10) });
+    store.job_insert(&job, Some(&version)).await.expect("insert job");
+    let slot = slot_execution(&job, at(10));
+    let record =
+        OccurrenceRecord { job_id: job.id.clone(), expected_next_run_at: at(10), next_run_at: None, missed: 0, slots: vec![slot.clone()] };
+    store.occurrences_record(&[record], at(8)).await.expect("record");
+
+    assert!(store.executions_claim(at(9), "node-1", at(30), at(8), 10).await.expect("claim").is_empty());
+    let claimed = store.executions_claim(at(10), "node-1", at(30), at(8), 10).await.expect("claim");
+    assert_eq!(claimed.iter().map(|execution| &execution.id).collect::<Vec<_>>(), [&slot.id]);
+    let rival = store.executions_claim(at(10), "node-2", at(30), at(9), 10).await.expect("claim");
+    assert!(rival.is_empty(), "a held claim was taken by another node");
+    assert!(matches!(store.execution_start(&slot.id, "node-2", at(40), at(10)).await.expect("start"), StartOutcome::Gone));
+
+    let started = store.execution_start(&slot.id, "node-1", at(40), at(10)).await.expect("start");
+    let StartOutcome::Started { execution, job: started_job, version: started_version } = started else {
+        panic!("not started: {started:?}");
+    };
+    assert_eq!(execution.status, ExecutionStatus::Running);
+    assert_eq!(started_job.last_run_at, Some(at(10)));
+    assert_eq!(started_version.id, version.id);
+    assert!(matches!(store.execution_start(&slot.id, "node-1", at(40), at(10)).await.expect("start"), StartOutcome::Gone));
+
+    let mut wrong_owner = finish(&slot.id, ExecutionStatus::Completed, JobEffect::CompleteOnce, None);
+    wrong_owner.lease_owner = Some("node-2".into());
+    assert!(!store.execution_finish(&wrong_owner).await.expect("finish"), "a fenced-out node finished the run");
+    let done = finish(&slot.id, ExecutionStatus::Completed, JobEffect::CompleteOnce, None);
+    assert!(store.execution_finish(&done).await.expect("finish"));
+    assert!(!store.execution_finish(&done).await.expect("finish"), "an execution finished twice");
+    let stored = store.execution_get("a", &slot.id).await.expect("get").expect("execution");
+    assert_eq!((stored.status, stored.result.clone(), stored.duration_ms), (ExecutionStatus::Completed, Some(json!({"ok": true})), Some(5)));
+    assert!(store.execution_get("b", &slot.id).await.expect("get").is_none());
+    let job_now = store.job_get("a", &job.id).await.expect("get").expect("job");
+    assert_eq!((job_now.active, job_now.status), (false, JobStatus::Completed));
+    assert_eq!(store.execution_latest(&job.id).await.expect("latest").map(|execution| execution.id), Some(slot.id));
+}
+
+async fn overlap_skip_and_retry(store: &dyn Store) {
+    let (mut job, version) = sample_job(interval());
+    job.policy = JobPolicy { overlap: Overlap::Skip, ..JobPolicy::default() };
+    store.job_insert(&job, Some(&version)).await.expect("insert job");
+    let first = slot_execution(&job, at(10));
+    let second = slot_execution(&job, at(20));
+    let record = OccurrenceRecord {
+        job_id: job.id.clone(),
+        expected_next_run_at: at(10),
+        next_run_at: Some(at(30)),
+        missed: 0,
+        slots: vec![first.clone(), second.clone()],
+    };
+    store.occurrences_record(&[record], at(9)).await.expect("record");
+    store.executions_claim(at(20), "node-1", at(60), at(9), 10).await.expect("claim");
+    assert!(matches!(store.execution_start(&first.id, "node-1", at(60), at(10)).await.expect("start"), StartOutcome::Started { .. }));
+    let skipped = store.execution_start(&second.id, "node-1", at(60), at(20)).await.expect("start");
+    assert!(matches!(skipped, StartOutcome::NotRun(ExecutionStatus::Skipped)), "overlap not skipped: {skipped:?}");
+
+    let retry = Execution {
+        id: new_id("exe"),
+        trigger: Trigger::Retry,
+        retry_count: 1,
+        due_at: at(12),
+        created_at: at(11),
+        ..first.clone()
+    };
+    let failed = ExecutionFinish { error: Some("Error: boom".into()), ..finish(&first.id, ExecutionStatus::Failed, JobEffect::None, Some(retry.clone())) };
+    assert!(store.execution_finish(&failed).await.expect("finish"));
+    let (executions, total) = store.execution_list(&job.id, None, 10, 0).await.expect("list");
+    assert_eq!(total, 3);
+    let stored_retry = executions.iter().find(|execution| execution.id == retry.id).expect("retry stored");
+    assert_eq!((stored_retry.status, stored_retry.retry_count, stored_retry.occurrence_id.clone()), (ExecutionStatus::Pending, 1, first.occurrence_id.clone()));
+    let (failures, failed_total) = store.execution_list(&job.id, Some(ExecutionStatus::Failed), 10, 0).await.expect("list");
+    assert_eq!((failed_total, failures[0].error.clone()), (1, Some("Error: boom".into())));
+
+    // A retry runs even though the slot's overlap policy is `skip`: nothing else of the job runs now.
+    store.executions_claim(at(12), "node-1", at(60), at(12), 10).await.expect("claim");
+    assert!(matches!(store.execution_start(&retry.id, "node-1", at(60), at(12)).await.expect("start"), StartOutcome::Started { .. }));
+    let count = finish(&retry.id, ExecutionStatus::Failed, JobEffect::CountFailure, None);
+    assert!(store.execution_finish(&count).await.expect("finish"));
+    let job_now = store.job_get("a", &job.id).await.expect("get").expect("job");
+    assert_eq!(job_now.consecutive_failures, 1);
+}
+
+async fn delete_cancels_pending(store: &dyn Store) {
+    let (job, version) = sample_job(interval());
+    store.job_insert(&job, Some(&version)).await.expect("insert job");
+    let slot = slot_execution(&job, at(10));
+    let record = OccurrenceRecord { job_id: job.id.clone(), expected_next_run_at: at(10), next_run_at: Some(at(20)), missed: 0, slots: vec![slot.clone()] };
+    store.occurrences_record(&[record], at(9)).await.expect("record");
+    assert!(!store.job_delete("b", &job.id, at(9)).await.expect("delete"), "another agent deleted the job");
+    assert!(store.job_delete("a", &job.id, at(9)).await.expect("delete"));
+    assert!(store.job_get("a", &job.id).await.expect("get").is_none(), "deleted job still visible");
+    assert!(store.jobs_due(at(100), 10).await.expect("due").is_empty(), "deleted job still due");
+    let stored = store.execution_get("a", &slot.id).await.expect("get").expect("execution");
+    assert_eq!(stored.status, ExecutionStatus::Cancelled);
+    assert!(store.executions_claim(at(100), "node-1", at(200), at(10), 10).await.expect("claim").is_empty());
+}
+
+async fn orphans_and_prune(store: &dyn Store) {
+    let (job, version) = sample_job(interval());
+    store.job_insert(&job, Some(&version)).await.expect("insert job");
+    let slot = slot_execution(&job, at(10));
+    let record = OccurrenceRecord { job_id: job.id.clone(), expected_next_run_at: at(10), next_run_at: Some(at(20)), missed: 0, slots: vec![slot.clone()] };
+    store.occurrences_record(&[record], at(9)).await.expect("record");
+    store.executions_claim(at(10), "dead-node", at(15), at(9), 10).await.expect("claim");
+    assert!(matches!(store.execution_start(&slot.id, "dead-node", at(15), at(10)).await.expect("start"), StartOutcome::Started { .. }));
+    assert!(store.executions_orphaned(at(12), None).await.expect("orphans").is_empty(), "a live lease was orphaned");
+    assert_eq!(store.executions_heartbeat("dead-node", at(25)).await.expect("heartbeat"), 1);
+    assert!(store.executions_orphaned(at(20), None).await.expect("orphans").is_empty());
+    let orphans = store.executions_orphaned(at(20), Some("new-node")).await.expect("orphans");
+    assert_eq!(orphans.len(), 1, "a dead owner's run was not orphaned for the new node");
+    let orphans = store.executions_orphaned(at(26), None).await.expect("orphans");
+    assert_eq!(orphans.iter().map(|execution| &execution.id).collect::<Vec<_>>(), [&slot.id]);
+    let abandoned = ExecutionFinish { lease_owner: None, ..finish(&slot.id, ExecutionStatus::Abandoned, JobEffect::CountFailure, None) };
+    assert!(store.execution_finish(&abandoned).await.expect("finish"));
+
+    // Pruning keeps the newest `keep` per job and never touches unfinished executions.
+    let mut executions = Vec::new();
+    for index in 0..5 {
+        let mut execution = slot_execution(&job, at(100 + index));
+        execution.trigger = Trigger::Manual;
+        execution.status = if index == 0 { ExecutionStatus::Pending } else { ExecutionStatus::Completed };
+        execution.created_at = at(100 + index);
+        store.execution_insert(&execution).await.expect("insert");
+        executions.push(execution);
+    }
+    let pruned = store.executions_prune(at(1000), 2).await.expect("prune");
+    let (left, total) = store.execution_list(&job.id, None, 100, 0).await.expect("list");
+    assert_eq!(total, 6 - pruned, "prune count does not match");
+    assert!(left.iter().any(|execution| execution.id == executions[0].id), "a pending execution was pruned");
+    assert!(left.iter().any(|execution| execution.id == executions[4].id), "the newest execution was pruned");
+    assert_eq!(total, 3, "expected the 2 newest plus the pending one: {left:?}");
+}

@@ -1,0 +1,347 @@
+//! Durable state of Sundial behind one [`Store`] trait: agents, keys, users and their conversations, jobs, versions,
+//! occurrences and executions.
+//!
+//! Methods are entity-first (`job_insert`, `occurrences_record`, `execution_finish`). Each method is one transaction.
+//! The invariant every implementation upholds: an occurrence `(job_id, scheduled_for)` is unique and is written in the
+//! same transaction that advances the job's `next_run_at`, so a slot is recorded exactly once however many schedulers
+//! race for it. [`conformance`] holds the test suite every implementation must pass.
+
+pub mod conformance;
+mod ids;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sundial_core::{Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject};
+
+pub use ids::new_id;
+pub use sqlite::SqliteStore;
+
+/// Errors of the storage layer. A missing row is not an error: lookups answer `None`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique row already exists (an agent id, a version string of a job).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The database failed or returned something unreadable.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The store was shut down.
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A tenant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Agent {
+    /// Its id, chosen at creation.
+    pub id: String,
+    /// Variables its jobs read with `env(key)`.
+    pub env: JsonObject,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored credential. Only the hash of the secret is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKey {
+    /// `key_…`
+    pub id: String,
+    /// The agent it acts for; `None` for an admin key.
+    pub agent_id: Option<String>,
+    /// Set for a user token: it acts only as this user.
+    pub user_id: Option<String>,
+    /// Whether it may manage agents and act as any agent.
+    pub admin: bool,
+    /// SHA-256 of the secret, hex.
+    pub hash: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user's data record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRecord {
+    /// The agent.
+    pub agent_id: String,
+    /// The user id.
+    pub user_id: String,
+    /// Their data fields.
+    pub data: JsonObject,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One message the agent sent to a user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// Position in the store's global message sequence (for `after=` paging and streams).
+    pub seq: i64,
+    /// `msg_…`
+    pub id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The message (`{type:'text', text}` …).
+    pub content: Value,
+    /// The execution that sent it, if any.
+    pub execution_id: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which jobs a listing returns.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    /// Include dynamic jobs (lua-cli hides them by default).
+    pub include_dynamic: bool,
+    /// Only jobs of this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs of this user.
+    pub user_id: Option<String>,
+    /// Page size.
+    pub limit: usize,
+    /// Return jobs whose id sorts after this one.
+    pub after_id: Option<String>,
+}
+
+/// An active job whose next slot is due within the horizon, with the schedule of its active version.
+#[derive(Clone, Debug)]
+pub struct DueJob {
+    /// The job.
+    pub job: Job,
+    /// Its active version.
+    pub version: JobVersion,
+}
+
+/// One slot to record: the occurrence, its first execution, and the job's new next slot — all in one transaction.
+#[derive(Clone, Debug)]
+pub struct OccurrenceRecord {
+    /// The job.
+    pub job_id: String,
+    /// The `next_run_at` the scheduler read; the record is refused if the job moved on since (compare-and-set).
+    pub expected_next_run_at: DateTime<Utc>,
+    /// The job's next slot after this one (`None`: the schedule has no more slots).
+    pub next_run_at: Option<DateTime<Utc>>,
+    /// Slots that were missed and will not run (misfire policy).
+    pub missed: u64,
+    /// The slots to record now, each with a pending execution (empty when the misfire policy runs none).
+    pub slots: Vec<Execution>,
+}
+
+/// A pending execution claimed for running, with the lease that protects it.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    /// The execution (still `pending`).
+    pub execution: Execution,
+}
+
+/// What [`Store::execution_start`] did.
+#[derive(Clone, Debug)]
+pub enum StartOutcome {
+    /// Now `running`: here is the job (fresh metadata) and the version to run.
+    Started { execution: Execution, job: Job, version: JobVersion },
+    /// Recorded as `skipped` (overlap policy) or `cancelled` (job gone or inactive).
+    NotRun(ExecutionStatus),
+    /// The previous run still runs and the overlap policy queues this one: try again later.
+    Busy,
+    /// Someone else already moved it (started, cancelled), or it does not exist.
+    Gone,
+}
+
+/// The final outcome of an execution and what follows from it.
+#[derive(Clone, Debug)]
+pub struct ExecutionFinish {
+    /// The execution.
+    pub id: String,
+    /// Its final status.
+    pub status: ExecutionStatus,
+    /// What the code returned.
+    pub result: Option<Value>,
+    /// The error text.
+    pub error: Option<String>,
+    /// Console lines.
+    pub logs: Vec<sundial_core::LogLine>,
+    /// When it ended.
+    pub completed_at: DateTime<Utc>,
+    /// Run time in ms.
+    pub duration_ms: Option<i64>,
+    /// A retry to create, in the same transaction.
+    pub retry: Option<Execution>,
+    /// The effect on the job.
+    pub job_effect: JobEffect,
+    /// Only finish if the execution's lease is still this owner's (fencing); `None` skips the check.
+    pub lease_owner: Option<String>,
+}
+
+/// A change to a job's activation.
+#[derive(Clone, Debug)]
+pub struct Activation {
+    /// Whether the job becomes active.
+    pub active: bool,
+    /// The new status.
+    pub status: JobStatus,
+    /// The new grid anchor (activation time) — `None` keeps it.
+    pub anchor_at: Option<DateTime<Utc>>,
+    /// The new next slot.
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+/// Counts for `/metrics` and `/readyz`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoreStats {
+    /// Active jobs.
+    pub active_jobs: u64,
+    /// Pending executions due now or earlier.
+    pub queue_depth: u64,
+}
+
+/// Durable state. Every method is one transaction; implementations must pass [`conformance`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- agents and keys ---
+
+    /// Creates an agent; `Conflict` when the id exists.
+    async fn agent_insert(&self, agent: &Agent) -> Result<()>;
+    /// One agent.
+    async fn agent_get(&self, agent_id: &str) -> Result<Option<Agent>>;
+    /// All agents, by id.
+    async fn agent_list(&self) -> Result<Vec<Agent>>;
+    /// Replaces an agent's `env` variables; false when it does not exist.
+    async fn agent_set_env(&self, agent_id: &str, env: &JsonObject) -> Result<bool>;
+    /// Stores a key.
+    async fn key_insert(&self, key: &ApiKey) -> Result<()>;
+    /// The unrevoked key with this hash.
+    async fn key_find(&self, hash: &str) -> Result<Option<ApiKey>>;
+    /// Revokes a key of an agent; false when there is none.
+    async fn key_revoke(&self, agent_id: &str, key_id: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// The number of unrevoked admin keys (first-run detection).
+    async fn admin_key_count(&self) -> Result<u64>;
+
+    // --- users and their conversations ---
+
+    /// A user's record.
+    async fn user_get(&self, agent_id: &str, user_id: &str) -> Result<Option<UserRecord>>;
+    /// Creates or replaces a user's data.
+    async fn user_put(&self, agent_id: &str, user_id: &str, data: &JsonObject, now: DateTime<Utc>)
+        -> Result<UserRecord>;
+    /// Appends a message to a user's conversation. With a `dedupe_key` that was seen before, nothing is stored and
+    /// the earlier message is returned.
+    async fn message_insert(
+        &self,
+        agent_id: &str,
+        user_id: &str,
+        content: &Value,
+        execution_id: Option<&str>,
+        dedupe_key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Message>;
+    /// A user's messages with `seq > after`, oldest first.
+    async fn message_list(&self, agent_id: &str, user_id: &str, after: i64, limit: usize) -> Result<Vec<Message>>;
+
+    // --- jobs and versions ---
+
+    /// Creates a job and, when given, its first version.
+    async fn job_insert(&self, job: &Job, version: Option<&JobVersion>) -> Result<()>;
+    /// Creates many jobs with their first versions in one transaction.
+    async fn jobs_insert_batch(&self, jobs: &[(Job, Option<JobVersion>)]) -> Result<()>;
+    /// One job of an agent (deleted jobs are gone).
+    async fn job_get(&self, agent_id: &str, job_id: &str) -> Result<Option<Job>>;
+    /// A page of an agent's jobs, by id.
+    async fn job_list(&self, agent_id: &str, filter: &JobFilter) -> Result<Vec<Job>>;
+    /// Changes name, description and policy.
+    async fn job_update_info(&self, job: &Job) -> Result<bool>;
+    /// Activates or deactivates; deactivation cancels pending scheduled executions.
+    async fn job_set_activation(&self, job_id: &str, change: &Activation, now: DateTime<Utc>) -> Result<Option<Job>>;
+    /// Makes a version the active one, with the job's new next slot.
+    async fn job_set_active_version(
+        &self,
+        job_id: &str,
+        version_id: &str,
+        change: &Activation,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>>;
+    /// Deletes a job: it disappears from every lookup and its pending executions are cancelled.
+    async fn job_delete(&self, agent_id: &str, job_id: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Merges (`replace = false`) or replaces the metadata; answers the new metadata.
+    async fn job_metadata_update(
+        &self,
+        agent_id: &str,
+        job_id: &str,
+        metadata: &JsonObject,
+        replace: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JsonObject>>;
+    /// Active jobs of an agent (for quotas).
+    async fn active_job_count(&self, agent_id: &str) -> Result<u64>;
+    /// Adds a version; `Conflict` when the job has that version string.
+    async fn version_insert(&self, version: &JobVersion) -> Result<()>;
+    /// One version of a job.
+    async fn version_get(&self, job_id: &str, version_id: &str) -> Result<Option<JobVersion>>;
+    /// A version by its semver string.
+    async fn version_find(&self, job_id: &str, version: &str) -> Result<Option<JobVersion>>;
+    /// All versions of a job, oldest first.
+    async fn version_list(&self, job_id: &str) -> Result<Vec<JobVersion>>;
+
+    // --- scheduling ---
+
+    /// Active jobs with `next_run_at <= horizon`, earliest first.
+    async fn jobs_due(&self, horizon: DateTime<Utc>, limit: usize) -> Result<Vec<DueJob>>;
+    /// Records slots (occurrence + pending execution) and advances each job, one transaction for the batch.
+    /// A record whose job moved on (compare-and-set on `next_run_at`) or whose slot exists is left out.
+    /// Answers how many records were applied.
+    async fn occurrences_record(&self, records: &[OccurrenceRecord], now: DateTime<Utc>) -> Result<usize>;
+    /// Inserts a pending execution (manual trigger).
+    async fn execution_insert(&self, execution: &Execution) -> Result<()>;
+    /// Claims pending executions due by `horizon` whose claim is free or expired, for `owner` until `lease_until`.
+    async fn executions_claim(
+        &self,
+        horizon: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Execution>>;
+    /// Moves a claimed pending execution to `running` (or `skipped`/`cancelled`/busy per the job's state and overlap
+    /// policy), extending the lease to `lease_until`.
+    async fn execution_start(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<StartOutcome>;
+    /// Records the final outcome, the retry and the job effect in one transaction. False when the execution is not
+    /// running any more (or the fencing owner does not match): nothing is written then.
+    async fn execution_finish(&self, finish: &ExecutionFinish) -> Result<bool>;
+    /// Extends the leases of running executions of `owner`.
+    async fn executions_heartbeat(&self, owner: &str, lease_until: DateTime<Utc>) -> Result<u64>;
+    /// Running executions whose lease expired before `now` or whose owner is not `live_owner` (for a single node
+    /// after a restart, every previous owner is dead).
+    async fn executions_orphaned(&self, now: DateTime<Utc>, live_owner: Option<&str>) -> Result<Vec<Execution>>;
+    /// Clears claims not held by `owner` (single node start-up).
+    async fn executions_release_claims(&self, owner: &str) -> Result<u64>;
+    /// One execution of an agent.
+    async fn execution_get(&self, agent_id: &str, execution_id: &str) -> Result<Option<Execution>>;
+    /// A page of a job's executions, newest first, with the total count.
+    async fn execution_list(
+        &self,
+        job_id: &str,
+        status: Option<ExecutionStatus>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<Execution>, u64)>;
+    /// The newest execution of a job.
+    async fn execution_latest(&self, job_id: &str) -> Result<Option<Execution>>;
+    /// Deletes final executions created before `before`, keeping the newest `keep` per job. Answers the count.
+    async fn executions_prune(&self, before: DateTime<Utc>, keep: usize) -> Result<u64>;
+    /// Counts for metrics.
+    async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats>;
+}

@@ -1,0 +1,1318 @@
+//! The embedded SQLite store: one file on disk in WAL mode, written by one dedicated thread.
+//!
+//! Every [`Store`] call becomes a closure sent to the writer thread, which runs it inside one `BEGIN IMMEDIATE`
+//! transaction on its own connection, so two writers never deadlock on a lock upgrade and each call is atomic.
+//! `synchronous=FULL`: a committed slot or message survives a power cut.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use serde_json::Value;
+use sundial_core::{
+    Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject, LogLine, RetryPolicy, Schedule,
+    Trigger,
+};
+
+use crate::{
+    Activation, Agent, ApiKey, DueJob, ExecutionFinish, JobFilter, Message, OccurrenceRecord, Result, StartOutcome,
+    Store, StoreError, StoreStats, UserRecord,
+};
+
+type Command = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    sender: mpsc::Sender<Command>,
+}
+
+/// Schema migrations, applied in order once each; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    env TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    agent_id TEXT,
+    user_id TEXT,
+    admin INTEGER NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE users (
+    agent_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, user_id)
+);
+CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    agent_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    content TEXT NOT NULL,
+    execution_id TEXT,
+    dedupe_key TEXT UNIQUE,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX messages_by_user ON messages (agent_id, user_id, seq);
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT,
+    dynamic INTEGER NOT NULL,
+    user_id TEXT,
+    active INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    active_version_id TEXT,
+    anchor_at INTEGER NOT NULL,
+    next_run_at INTEGER,
+    last_run_at INTEGER,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    missed_slots INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    deleted_at INTEGER
+);
+CREATE INDEX jobs_by_agent ON jobs (agent_id, id) WHERE deleted_at IS NULL;
+CREATE INDEX jobs_due ON jobs (next_run_at) WHERE active = 1 AND deleted_at IS NULL AND next_run_at IS NOT NULL;
+CREATE TABLE job_versions (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    description TEXT,
+    code TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    timeout_seconds INTEGER NOT NULL,
+    retry TEXT,
+    metadata TEXT,
+    created_at INTEGER NOT NULL,
+    UNIQUE (job_id, version)
+);
+CREATE TABLE occurrences (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    scheduled_for INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (job_id, scheduled_for)
+);
+CREATE TABLE executions (
+    id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    occurrence_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    scheduled_for INTEGER,
+    due_at INTEGER NOT NULL,
+    started_at INTEGER,
+    completed_at INTEGER,
+    duration_ms INTEGER,
+    result TEXT,
+    error TEXT,
+    retry_count INTEGER NOT NULL,
+    logs TEXT NOT NULL DEFAULT '[]',
+    lease_owner TEXT,
+    lease_until INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX executions_by_job ON executions (job_id, created_at DESC, id DESC);
+CREATE INDEX executions_pending ON executions (due_at) WHERE status = 'pending';
+CREATE INDEX executions_running ON executions (job_id) WHERE status = 'running';
+CREATE TABLE idempotency (
+    agent_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, key)
+);
+"#];
+
+const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
+     active_version_id, anchor_at, next_run_at, last_run_at, consecutive_failures, missed_slots, created_at, updated_at";
+const VERSION_COLUMNS: &str =
+    "id, job_id, name, version, description, code, schedule, timeout_seconds, retry, metadata, created_at";
+const EXECUTION_COLUMNS: &str = "id, agent_id, job_id, version_id, occurrence_id, status, trigger, scheduled_for, \
+     due_at, started_at, completed_at, duration_ms, result, error, retry_count, logs, created_at";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`, applies migrations and starts the writer thread.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let mut connection = Connection::open(path).map_err(database)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                 PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;",
+            )
+            .map_err(database)?;
+        migrate(&mut connection)?;
+        let (sender, receiver) = mpsc::channel::<Command>();
+        std::thread::Builder::new()
+            .name("sundial-sqlite".into())
+            .spawn(move || {
+                while let Ok(command) = receiver.recv() {
+                    command(&mut connection);
+                }
+            })
+            .map_err(|error| StoreError::Database(format!("cannot start the writer thread: {error}")))?;
+        Ok(SqliteStore { sender })
+    }
+
+    /// Runs `work` in one immediate transaction on the writer thread.
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let command: Command = Box::new(move |connection: &mut Connection| {
+            let outcome = (|| {
+                let transaction =
+                    connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(database)?;
+                let value = work(&transaction)?;
+                transaction.commit().map_err(database)?;
+                Ok(value)
+            })();
+            let _ = reply.send(outcome);
+        });
+        self.sender.send(command).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn migrate(connection: &mut Connection) -> Result<()> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(database)?;
+    transaction
+        .execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .map_err(database)?;
+    let applied: i64 = transaction
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))
+        .map_err(database)?;
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
+        let version = index as i64 + 1;
+        if version <= applied {
+            continue;
+        }
+        transaction.execute_batch(migration).map_err(database)?;
+        transaction
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, Utc::now().timestamp_millis()],
+            )
+            .map_err(database)?;
+    }
+    transaction.commit().map_err(database)
+}
+
+fn database(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+fn millis(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+fn opt_millis(time: Option<DateTime<Utc>>) -> Option<i64> {
+    time.map(millis)
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn opt_time(ms: Option<i64>) -> Option<DateTime<Utc>> {
+    ms.map(time)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text)
+        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error)))
+}
+
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let status: String = row.get(7)?;
+    Ok(Job {
+        id: row.get(0)?,
+        agent_id: row.get(1)?,
+        name: row.get(2)?,
+        description: row.get(3)?,
+        dynamic: row.get(4)?,
+        user_id: row.get(5)?,
+        active: row.get(6)?,
+        status: JobStatus::parse(&status).unwrap_or(JobStatus::Inactive),
+        metadata: from_json(&row.get::<_, String>(8)?)?,
+        policy: from_json(&row.get::<_, String>(9)?)?,
+        active_version_id: row.get(10)?,
+        anchor_at: time(row.get(11)?),
+        next_run_at: opt_time(row.get(12)?),
+        last_run_at: opt_time(row.get(13)?),
+        consecutive_failures: row.get(14)?,
+        missed_slots: row.get::<_, i64>(15)? as u64,
+        created_at: time(row.get(16)?),
+        updated_at: time(row.get(17)?),
+    })
+}
+
+fn version_from_row(row: &Row<'_>) -> rusqlite::Result<JobVersion> {
+    let retry: Option<String> = row.get(8)?;
+    let metadata: Option<String> = row.get(9)?;
+    Ok(JobVersion {
+        id: row.get(0)?,
+        job_id: row.get(1)?,
+        name: row.get(2)?,
+        version: row.get(3)?,
+        description: row.get(4)?,
+        code: row.get(5)?,
+        schedule: from_json::<Schedule>(&row.get::<_, String>(6)?)?,
+        timeout_seconds: row.get(7)?,
+        retry: retry.map(|text| from_json::<RetryPolicy>(&text)).transpose()?,
+        metadata: metadata.map(|text| from_json::<JsonObject>(&text)).transpose()?,
+        created_at: time(row.get(10)?),
+    })
+}
+
+fn execution_from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
+    let status: String = row.get(5)?;
+    let trigger: String = row.get(6)?;
+    let result: Option<String> = row.get(12)?;
+    Ok(Execution {
+        id: row.get(0)?,
+        agent_id: row.get(1)?,
+        job_id: row.get(2)?,
+        version_id: row.get(3)?,
+        occurrence_id: row.get(4)?,
+        status: ExecutionStatus::parse(&status).unwrap_or(ExecutionStatus::Failed),
+        trigger: Trigger::parse(&trigger).unwrap_or(Trigger::Manual),
+        scheduled_for: opt_time(row.get(7)?),
+        due_at: time(row.get(8)?),
+        started_at: opt_time(row.get(9)?),
+        completed_at: opt_time(row.get(10)?),
+        duration_ms: row.get(11)?,
+        result: result.map(|text| from_json::<Value>(&text)).transpose()?,
+        error: row.get(13)?,
+        retry_count: row.get(14)?,
+        logs: from_json::<Vec<LogLine>>(&row.get::<_, String>(15)?)?,
+        created_at: time(row.get(16)?),
+    })
+}
+
+fn insert_job(transaction: &Transaction<'_>, job: &Job) -> Result<()> {
+    transaction
+        .prepare_cached(&format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+             ?16, ?17, ?18)"
+        ))
+        .and_then(|mut statement| {
+            statement.execute(params![
+                job.id,
+                job.agent_id,
+                job.name,
+                job.description,
+                job.dynamic,
+                job.user_id,
+                job.active,
+                job.status.as_str(),
+                to_json(&job.metadata),
+                to_json(&job.policy),
+                job.active_version_id,
+                millis(job.anchor_at),
+                opt_millis(job.next_run_at),
+                opt_millis(job.last_run_at),
+                job.consecutive_failures,
+                job.missed_slots as i64,
+                millis(job.created_at),
+                millis(job.updated_at),
+            ])
+        })
+        .map_err(database)?;
+    Ok(())
+}
+
+fn insert_version(transaction: &Transaction<'_>, version: &JobVersion) -> Result<()> {
+    let outcome = transaction
+        .prepare_cached(&format!(
+            "INSERT INTO job_versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ))
+        .and_then(|mut statement| {
+            statement.execute(params![
+                version.id,
+                version.job_id,
+                version.name,
+                version.version,
+                version.description,
+                version.code,
+                to_json(&version.schedule),
+                version.timeout_seconds,
+                version.retry.as_ref().map(to_json),
+                version.metadata.as_ref().map(to_json),
+                millis(version.created_at),
+            ])
+        });
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(error, _)) if error.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(StoreError::Conflict(format!("version {} of job {}", version.version, version.job_id)))
+        }
+        Err(error) => Err(database(error)),
+    }
+}
+
+fn insert_execution(transaction: &Transaction<'_>, execution: &Execution) -> Result<()> {
+    transaction
+        .prepare_cached(&format!(
+            "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+             ?13, ?14, ?15, ?16, ?17)"
+        ))
+        .and_then(|mut statement| {
+            statement.execute(params![
+                execution.id,
+                execution.agent_id,
+                execution.job_id,
+                execution.version_id,
+                execution.occurrence_id,
+                execution.status.as_str(),
+                execution.trigger.as_str(),
+                opt_millis(execution.scheduled_for),
+                millis(execution.due_at),
+                opt_millis(execution.started_at),
+                opt_millis(execution.completed_at),
+                execution.duration_ms,
+                execution.result.as_ref().map(to_json),
+                execution.error,
+                execution.retry_count,
+                to_json(&execution.logs),
+                millis(execution.created_at),
+            ])
+        })
+        .map_err(database)?;
+    Ok(())
+}
+
+fn get_job(transaction: &Transaction<'_>, job_id: &str) -> Result<Option<Job>> {
+    transaction
+        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND deleted_at IS NULL"))
+        .and_then(|mut statement| statement.query_row([job_id], job_from_row).optional())
+        .map_err(database)
+}
+
+fn get_version(transaction: &Transaction<'_>, version_id: &str) -> Result<Option<JobVersion>> {
+    transaction
+        .prepare_cached(&format!("SELECT {VERSION_COLUMNS} FROM job_versions WHERE id = ?1"))
+        .and_then(|mut statement| statement.query_row([version_id], version_from_row).optional())
+        .map_err(database)
+}
+
+fn get_execution(transaction: &Transaction<'_>, id: &str) -> Result<Option<Execution>> {
+    transaction
+        .prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1"))
+        .and_then(|mut statement| statement.query_row([id], execution_from_row).optional())
+        .map_err(database)
+}
+
+/// Cancels pending executions of a job that a schedule made (slots and their retries), not manual triggers.
+fn cancel_pending(transaction: &Transaction<'_>, job_id: &str, now: i64) -> Result<()> {
+    transaction
+        .execute(
+            "UPDATE executions SET status = 'cancelled', started_at = ?2, completed_at = ?2, lease_owner = NULL \
+             WHERE job_id = ?1 AND status = 'pending' AND trigger != 'manual'",
+            params![job_id, now],
+        )
+        .map_err(database)?;
+    Ok(())
+}
+
+fn apply_activation(transaction: &Transaction<'_>, job_id: &str, change: &Activation, now: i64) -> Result<()> {
+    transaction
+        .execute(
+            "UPDATE jobs SET active = ?2, status = ?3, anchor_at = COALESCE(?4, anchor_at), next_run_at = ?5, \
+             updated_at = ?6 WHERE id = ?1 AND deleted_at IS NULL",
+            params![
+                job_id,
+                change.active,
+                change.status.as_str(),
+                opt_millis(change.anchor_at),
+                opt_millis(change.next_run_at),
+                now
+            ],
+        )
+        .map_err(database)?;
+    if !change.active {
+        cancel_pending(transaction, job_id, now)?;
+    }
+    Ok(())
+}
+
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        agent_id: row.get(2)?,
+        user_id: row.get(3)?,
+        content: from_json(&row.get::<_, String>(4)?)?,
+        execution_id: row.get(5)?,
+        created_at: time(row.get(6)?),
+    })
+}
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        id: row.get(0)?,
+        agent_id: row.get(1)?,
+        user_id: row.get(2)?,
+        admin: row.get(3)?,
+        hash: row.get(4)?,
+        created_at: time(row.get(5)?),
+    })
+}
+
+fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
+    Ok(Agent { id: row.get(0)?, env: from_json(&row.get::<_, String>(1)?)?, created_at: time(row.get(2)?) })
+}
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        agent_id: row.get(0)?,
+        user_id: row.get(1)?,
+        data: from_json(&row.get::<_, String>(2)?)?,
+        created_at: time(row.get(3)?),
+        updated_at: time(row.get(4)?),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn agent_insert(&self, agent: &Agent) -> Result<()> {
+        let agent = agent.clone();
+        self.write(move |transaction| {
+            let inserted = transaction
+                .execute(
+                    "INSERT INTO agents (id, env, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![agent.id, to_json(&agent.env), millis(agent.created_at)],
+                )
+                .map_err(database)?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("agent {}", agent.id)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn agent_get(&self, agent_id: &str) -> Result<Option<Agent>> {
+        let agent_id = agent_id.to_owned();
+        self.write(move |transaction| {
+            transaction
+                .query_row("SELECT id, env, created_at FROM agents WHERE id = ?1", [agent_id], agent_from_row)
+                .optional()
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn agent_list(&self) -> Result<Vec<Agent>> {
+        self.write(move |transaction| {
+            let mut statement =
+                transaction.prepare("SELECT id, env, created_at FROM agents ORDER BY id").map_err(database)?;
+            let rows = statement.query_map([], agent_from_row).map_err(database)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)
+        })
+        .await
+    }
+
+    async fn agent_set_env(&self, agent_id: &str, env: &JsonObject) -> Result<bool> {
+        let (agent_id, env) = (agent_id.to_owned(), to_json(env));
+        self.write(move |transaction| {
+            let changed = transaction
+                .execute("UPDATE agents SET env = ?2 WHERE id = ?1", params![agent_id, env])
+                .map_err(database)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn key_insert(&self, key: &ApiKey) -> Result<()> {
+        let key = key.clone();
+        self.write(move |transaction| {
+            transaction
+                .execute(
+                    "INSERT INTO api_keys (id, agent_id, user_id, admin, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![key.id, key.agent_id, key.user_id, key.admin, key.hash, millis(key.created_at)],
+                )
+                .map_err(database)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn key_find(&self, hash: &str) -> Result<Option<ApiKey>> {
+        let hash = hash.to_owned();
+        self.write(move |transaction| {
+            transaction
+                .prepare_cached(
+                    "SELECT id, agent_id, user_id, admin, hash, created_at FROM api_keys \
+                     WHERE hash = ?1 AND revoked_at IS NULL",
+                )
+                .and_then(|mut statement| statement.query_row([hash], key_from_row).optional())
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn key_revoke(&self, agent_id: &str, key_id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let (agent_id, key_id) = (agent_id.to_owned(), key_id.to_owned());
+        self.write(move |transaction| {
+            let changed = transaction
+                .execute(
+                    "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?2 AND agent_id = ?1 AND revoked_at IS NULL",
+                    params![agent_id, key_id, millis(now)],
+                )
+                .map_err(database)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn admin_key_count(&self) -> Result<u64> {
+        self.write(move |transaction| {
+            transaction
+                .query_row("SELECT COUNT(*) FROM api_keys WHERE admin = 1 AND revoked_at IS NULL", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map(|count| count as u64)
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn user_get(&self, agent_id: &str, user_id: &str) -> Result<Option<UserRecord>> {
+        let (agent_id, user_id) = (agent_id.to_owned(), user_id.to_owned());
+        self.write(move |transaction| {
+            transaction
+                .query_row(
+                    "SELECT agent_id, user_id, data, created_at, updated_at FROM users \
+                     WHERE agent_id = ?1 AND user_id = ?2",
+                    [agent_id, user_id],
+                    user_from_row,
+                )
+                .optional()
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn user_put(
+        &self,
+        agent_id: &str,
+        user_id: &str,
+        data: &JsonObject,
+        now: DateTime<Utc>,
+    ) -> Result<UserRecord> {
+        let (agent_id, user_id, data) = (agent_id.to_owned(), user_id.to_owned(), to_json(data));
+        self.write(move |transaction| {
+            transaction
+                .query_row(
+                    "INSERT INTO users (agent_id, user_id, data, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+                     ON CONFLICT (agent_id, user_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at \
+                     RETURNING agent_id, user_id, data, created_at, updated_at",
+                    params![agent_id, user_id, data, millis(now)],
+                    user_from_row,
+                )
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn message_insert(
+        &self,
+        agent_id: &str,
+        user_id: &str,
+        content: &Value,
+        execution_id: Option<&str>,
+        dedupe_key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Message> {
+        let (agent_id, user_id, content) = (agent_id.to_owned(), user_id.to_owned(), to_json(content));
+        let execution_id = execution_id.map(str::to_owned);
+        let dedupe_key = dedupe_key.map(str::to_owned);
+        let id = crate::new_id("msg");
+        self.write(move |transaction| {
+            const COLUMNS: &str = "seq, id, agent_id, user_id, content, execution_id, created_at";
+            if let Some(key) = &dedupe_key {
+                let earlier = transaction
+                    .query_row(&format!("SELECT {COLUMNS} FROM messages WHERE dedupe_key = ?1"), [key], message_from_row)
+                    .optional()
+                    .map_err(database)?;
+                if let Some(earlier) = earlier {
+                    return Ok(earlier);
+                }
+            }
+            transaction
+                .query_row(
+                    &format!(
+                        "INSERT INTO messages (id, agent_id, user_id, content, execution_id, dedupe_key, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {COLUMNS}"
+                    ),
+                    params![id, agent_id, user_id, content, execution_id, dedupe_key, millis(now)],
+                    message_from_row,
+                )
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn message_list(&self, agent_id: &str, user_id: &str, after: i64, limit: usize) -> Result<Vec<Message>> {
+        let (agent_id, user_id) = (agent_id.to_owned(), user_id.to_owned());
+        self.write(move |transaction| {
+            let mut statement = transaction
+                .prepare_cached(
+                    "SELECT seq, id, agent_id, user_id, content, execution_id, created_at FROM messages \
+                     WHERE agent_id = ?1 AND user_id = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+                )
+                .map_err(database)?;
+            let rows = statement
+                .query_map(params![agent_id, user_id, after, limit as i64], message_from_row)
+                .map_err(database)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)
+        })
+        .await
+    }
+
+    async fn job_insert(&self, job: &Job, version: Option<&JobVersion>) -> Result<()> {
+        let (job, version) = (job.clone(), version.cloned());
+        self.write(move |transaction| {
+            insert_job(transaction, &job)?;
+            if let Some(version) = &version {
+                insert_version(transaction, version)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn jobs_insert_batch(&self, jobs: &[(Job, Option<JobVersion>)]) -> Result<()> {
+        let jobs = jobs.to_vec();
+        self.write(move |transaction| {
+            for (job, version) in &jobs {
+                insert_job(transaction, job)?;
+                if let Some(version) = version {
+                    insert_version(transaction, version)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn job_get(&self, agent_id: &str, job_id: &str) -> Result<Option<Job>> {
+        let (agent_id, job_id) = (agent_id.to_owned(), job_id.to_owned());
+        self.write(move |transaction| {
+            Ok(get_job(transaction, &job_id)?.filter(|job| job.agent_id == agent_id))
+        })
+        .await
+    }
+
+    async fn job_list(&self, agent_id: &str, filter: &JobFilter) -> Result<Vec<Job>> {
+        let (agent_id, filter) = (agent_id.to_owned(), filter.clone());
+        self.write(move |transaction| {
+            let mut statement = transaction
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE agent_id = ?1 AND deleted_at IS NULL \
+                     AND (?2 OR dynamic = 0) AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR user_id = ?4) \
+                     AND (?5 IS NULL OR id > ?5) ORDER BY id LIMIT ?6"
+                ))
+                .map_err(database)?;
+            let rows = statement
+                .query_map(
+                    params![
+                        agent_id,
+                        filter.include_dynamic,
+                        filter.status.map(JobStatus::as_str),
+                        filter.user_id,
+                        filter.after_id,
+                        filter.limit as i64
+                    ],
+                    job_from_row,
+                )
+                .map_err(database)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)
+        })
+        .await
+    }
+
+    async fn job_update_info(&self, job: &Job) -> Result<bool> {
+        let job = job.clone();
+        self.write(move |transaction| {
+            let changed = transaction
+                .execute(
+                    "UPDATE jobs SET name = ?2, description = ?3, policy = ?4, updated_at = ?5 \
+                     WHERE id = ?1 AND deleted_at IS NULL",
+                    params![job.id, job.name, job.description, to_json(&job.policy), millis(job.updated_at)],
+                )
+                .map_err(database)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn job_set_activation(&self, job_id: &str, change: &Activation, now: DateTime<Utc>) -> Result<Option<Job>> {
+        let (job_id, change) = (job_id.to_owned(), change.clone());
+        self.write(move |transaction| {
+            if get_job(transaction, &job_id)?.is_none() {
+                return Ok(None);
+            }
+            apply_activation(transaction, &job_id, &change, millis(now))?;
+            get_job(transaction, &job_id)
+        })
+        .await
+    }
+
+    async fn job_set_active_version(
+        &self,
+        job_id: &str,
+        version_id: &str,
+        change: &Activation,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>> {
+        let (job_id, version_id, change) = (job_id.to_owned(), version_id.to_owned(), change.clone());
+        self.write(move |transaction| {
+            if get_job(transaction, &job_id)?.is_none() {
+                return Ok(None);
+            }
+            transaction
+                .execute("UPDATE jobs SET active_version_id = ?2 WHERE id = ?1", params![job_id, version_id])
+                .map_err(database)?;
+            // A new version changes the schedule: slots recorded for the old one do not run.
+            cancel_pending(transaction, &job_id, millis(now))?;
+            apply_activation(transaction, &job_id, &change, millis(now))?;
+            get_job(transaction, &job_id)
+        })
+        .await
+    }
+
+    async fn job_delete(&self, agent_id: &str, job_id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let (agent_id, job_id) = (agent_id.to_owned(), job_id.to_owned());
+        self.write(move |transaction| {
+            let now = millis(now);
+            let changed = transaction
+                .execute(
+                    "UPDATE jobs SET deleted_at = ?3, active = 0, status = 'inactive', next_run_at = NULL, updated_at = ?3 \
+                     WHERE id = ?1 AND agent_id = ?2 AND deleted_at IS NULL",
+                    params![job_id, agent_id, now],
+                )
+                .map_err(database)?;
+            if changed > 0 {
+                transaction
+                    .execute(
+                        "UPDATE executions SET status = 'cancelled', started_at = ?2, completed_at = ?2, \
+                         lease_owner = NULL WHERE job_id = ?1 AND status = 'pending'",
+                        params![job_id, now],
+                    )
+                    .map_err(database)?;
+            }
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn job_metadata_update(
+        &self,
+        agent_id: &str,
+        job_id: &str,
+        metadata: &JsonObject,
+        replace: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JsonObject>> {
+        let (agent_id, job_id, patch) = (agent_id.to_owned(), job_id.to_owned(), metadata.clone());
+        self.write(move |transaction| {
+            let Some(job) = get_job(transaction, &job_id)?.filter(|job| job.agent_id == agent_id) else {
+                return Ok(None);
+            };
+            let merged = if replace {
+                patch
+            } else {
+                let mut merged = job.metadata;
+                merged.extend(patch);
+                merged
+            };
+            transaction
+                .execute(
+                    "UPDATE jobs SET metadata = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![job_id, to_json(&merged), millis(now)],
+                )
+                .map_err(database)?;
+            Ok(Some(merged))
+        })
+        .await
+    }
+
+    async fn active_job_count(&self, agent_id: &str) -> Result<u64> {
+        let agent_id = agent_id.to_owned();
+        self.write(move |transaction| {
+            transaction
+                .query_row(
+                    "SELECT COUNT(*) FROM jobs WHERE agent_id = ?1 AND active = 1 AND deleted_at IS NULL",
+                    [agent_id],
+                    |row| row.get::<_, i64>(0),
+                )
+                .map(|count| count as u64)
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn version_insert(&self, version: &JobVersion) -> Result<()> {
+        let version = version.clone();
+        self.write(move |transaction| insert_version(transaction, &version)).await
+    }
+
+    async fn version_get(&self, job_id: &str, version_id: &str) -> Result<Option<JobVersion>> {
+        let (job_id, version_id) = (job_id.to_owned(), version_id.to_owned());
+        self.write(move |transaction| {
+            Ok(get_version(transaction, &version_id)?.filter(|version| version.job_id == job_id))
+        })
+        .await
+    }
+
+    async fn version_find(&self, job_id: &str, version: &str) -> Result<Option<JobVersion>> {
+        let (job_id, version) = (job_id.to_owned(), version.to_owned());
+        self.write(move |transaction| {
+            transaction
+                .query_row(
+                    &format!("SELECT {VERSION_COLUMNS} FROM job_versions WHERE job_id = ?1 AND version = ?2"),
+                    [job_id, version],
+                    version_from_row,
+                )
+                .optional()
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn version_list(&self, job_id: &str) -> Result<Vec<JobVersion>> {
+        let job_id = job_id.to_owned();
+        self.write(move |transaction| {
+            let mut statement = transaction
+                .prepare_cached(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM job_versions WHERE job_id = ?1 ORDER BY created_at, id"
+                ))
+                .map_err(database)?;
+            let rows = statement.query_map([job_id], version_from_row).map_err(database)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)
+        })
+        .await
+    }
+
+    async fn jobs_due(&self, horizon: DateTime<Utc>, limit: usize) -> Result<Vec<DueJob>> {
+        self.write(move |transaction| {
+            let mut statement = transaction
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE active = 1 AND deleted_at IS NULL AND next_run_at IS NOT NULL \
+                     AND next_run_at <= ?1 ORDER BY next_run_at LIMIT ?2"
+                ))
+                .map_err(database)?;
+            let jobs = statement
+                .query_map(params![millis(horizon), limit as i64], job_from_row)
+                .map_err(database)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(database)?;
+            let mut due = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let Some(version_id) = &job.active_version_id else { continue };
+                if let Some(version) = get_version(transaction, version_id)? {
+                    due.push(DueJob { job, version });
+                }
+            }
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn occurrences_record(&self, records: &[OccurrenceRecord], now: DateTime<Utc>) -> Result<usize> {
+        let records = records.to_vec();
+        self.write(move |transaction| {
+            let now = millis(now);
+            let mut applied = 0;
+            for record in &records {
+                let advanced = transaction
+                    .prepare_cached(
+                        "UPDATE jobs SET next_run_at = ?3, missed_slots = missed_slots + ?4, updated_at = ?5 \
+                         WHERE id = ?1 AND next_run_at = ?2 AND active = 1 AND deleted_at IS NULL",
+                    )
+                    .and_then(|mut statement| {
+                        statement.execute(params![
+                            record.job_id,
+                            millis(record.expected_next_run_at),
+                            opt_millis(record.next_run_at),
+                            record.missed as i64,
+                            now
+                        ])
+                    })
+                    .map_err(database)?;
+                if advanced == 0 {
+                    continue;
+                }
+                for slot in &record.slots {
+                    let Some(scheduled_for) = slot.scheduled_for else { continue };
+                    let inserted = transaction
+                        .prepare_cached(
+                            "INSERT INTO occurrences (id, job_id, scheduled_for, created_at) VALUES (?1, ?2, ?3, ?4) \
+                             ON CONFLICT (job_id, scheduled_for) DO NOTHING",
+                        )
+                        .and_then(|mut statement| {
+                            statement.execute(params![slot.occurrence_id, slot.job_id, millis(scheduled_for), now])
+                        })
+                        .map_err(database)?;
+                    if inserted > 0 {
+                        insert_execution(transaction, slot)?;
+                    }
+                }
+                applied += 1;
+            }
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn execution_insert(&self, execution: &Execution) -> Result<()> {
+        let execution = execution.clone();
+        self.write(move |transaction| insert_execution(transaction, &execution)).await
+    }
+
+    async fn executions_claim(
+        &self,
+        horizon: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Execution>> {
+        let owner = owner.to_owned();
+        self.write(move |transaction| {
+            let mut statement = transaction
+                .prepare_cached(&format!(
+                    "UPDATE executions SET lease_owner = ?2, lease_until = ?3 WHERE id IN ( \
+                       SELECT id FROM executions WHERE status = 'pending' AND due_at <= ?1 \
+                       AND (lease_owner IS NULL OR lease_until < ?4) ORDER BY due_at LIMIT ?5) \
+                     RETURNING {EXECUTION_COLUMNS}"
+                ))
+                .map_err(database)?;
+            let rows = statement
+                .query_map(
+                    params![millis(horizon), owner, millis(lease_until), millis(now), limit as i64],
+                    execution_from_row,
+                )
+                .map_err(database)?;
+            let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)?;
+            claimed.sort_by_key(|execution| execution.due_at);
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn execution_start(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<StartOutcome> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.write(move |transaction| {
+            let now_ms = millis(now);
+            let Some(execution) = get_execution(transaction, &id)? else { return Ok(StartOutcome::Gone) };
+            if execution.status != ExecutionStatus::Pending {
+                return Ok(StartOutcome::Gone);
+            }
+            let lease_owner: Option<String> = transaction
+                .query_row("SELECT lease_owner FROM executions WHERE id = ?1", [&id], |row| row.get(0))
+                .map_err(database)?;
+            if lease_owner.as_deref().is_some_and(|holder| holder != owner) {
+                return Ok(StartOutcome::Gone);
+            }
+            let finish_without_run = |status: ExecutionStatus| -> Result<StartOutcome> {
+                transaction
+                    .execute(
+                        "UPDATE executions SET status = ?2, started_at = ?3, completed_at = ?3, lease_owner = NULL \
+                         WHERE id = ?1",
+                        params![id, status.as_str(), now_ms],
+                    )
+                    .map_err(database)?;
+                Ok(StartOutcome::NotRun(status))
+            };
+            let job = get_job(transaction, &execution.job_id)?;
+            let Some(job) = job else { return finish_without_run(ExecutionStatus::Cancelled) };
+            let scheduled = execution.trigger != Trigger::Manual;
+            if scheduled && !job.active {
+                return finish_without_run(ExecutionStatus::Cancelled);
+            }
+            if execution.trigger == Trigger::Schedule {
+                let running: i64 = transaction
+                    .prepare_cached("SELECT COUNT(*) FROM executions WHERE job_id = ?1 AND status = 'running'")
+                    .and_then(|mut statement| statement.query_row([&job.id], |row| row.get(0)))
+                    .map_err(database)?;
+                if running > 0 {
+                    match job.policy.overlap {
+                        sundial_core::policy::Overlap::Allow => {}
+                        sundial_core::policy::Overlap::Skip => return finish_without_run(ExecutionStatus::Skipped),
+                        sundial_core::policy::Overlap::QueueOne => {
+                            let waiting_before: i64 = transaction
+                                .query_row(
+                                    "SELECT COUNT(*) FROM executions WHERE job_id = ?1 AND status = 'pending' \
+                                     AND trigger = 'schedule' AND id != ?2 AND due_at <= ?3",
+                                    params![job.id, id, millis(execution.due_at)],
+                                    |row| row.get(0),
+                                )
+                                .map_err(database)?;
+                            if waiting_before > 0 {
+                                return finish_without_run(ExecutionStatus::Skipped);
+                            }
+                            return Ok(StartOutcome::Busy);
+                        }
+                    }
+                }
+            }
+            let Some(version) = get_version(transaction, &execution.version_id)? else {
+                return finish_without_run(ExecutionStatus::Cancelled);
+            };
+            transaction
+                .execute(
+                    "UPDATE executions SET status = 'running', started_at = ?2, lease_owner = ?3, lease_until = ?4 \
+                     WHERE id = ?1",
+                    params![id, now_ms, owner, millis(lease_until)],
+                )
+                .map_err(database)?;
+            transaction
+                .execute("UPDATE jobs SET last_run_at = ?2 WHERE id = ?1", params![job.id, now_ms])
+                .map_err(database)?;
+            let mut execution = execution;
+            execution.status = ExecutionStatus::Running;
+            execution.started_at = Some(now);
+            let mut job = job;
+            job.last_run_at = Some(now);
+            Ok(StartOutcome::Started { execution, job, version })
+        })
+        .await
+    }
+
+    async fn execution_finish(&self, finish: &ExecutionFinish) -> Result<bool> {
+        let finish = finish.clone();
+        self.write(move |transaction| {
+            let completed_at = millis(finish.completed_at);
+            let updated = transaction
+                .prepare_cached(
+                    "UPDATE executions SET status = ?2, result = ?3, error = ?4, logs = ?5, completed_at = ?6, \
+                     duration_ms = ?7, lease_owner = NULL, lease_until = NULL \
+                     WHERE id = ?1 AND status = 'running' AND (?8 IS NULL OR lease_owner = ?8) \
+                     RETURNING job_id",
+                )
+                .and_then(|mut statement| {
+                    statement
+                        .query_row(
+                            params![
+                                finish.id,
+                                finish.status.as_str(),
+                                finish.result.as_ref().map(to_json),
+                                finish.error,
+                                to_json(&finish.logs),
+                                completed_at,
+                                finish.duration_ms,
+                                finish.lease_owner,
+                            ],
+                            |row| row.get::<_, String>(0),
+                        )
+                        .optional()
+                })
+                .map_err(database)?;
+            let Some(job_id) = updated else { return Ok(false) };
+            let job = get_job(transaction, &job_id)?;
+            if let Some(retry) = &finish.retry {
+                if job.as_ref().is_some_and(|job| job.active || retry.trigger == Trigger::Manual) {
+                    insert_execution(transaction, retry)?;
+                }
+            }
+            if job.is_some() {
+                let statement = match finish.job_effect {
+                    JobEffect::None => None,
+                    JobEffect::ResetFailures => Some("UPDATE jobs SET consecutive_failures = 0 WHERE id = ?1"),
+                    JobEffect::CountFailure => {
+                        Some("UPDATE jobs SET consecutive_failures = consecutive_failures + 1 WHERE id = ?1")
+                    }
+                    JobEffect::AutoPause => Some(
+                        "UPDATE jobs SET consecutive_failures = consecutive_failures + 1, active = 0, \
+                         status = 'failed', next_run_at = NULL, updated_at = ?2 WHERE id = ?1",
+                    ),
+                    JobEffect::CompleteOnce => Some(
+                        "UPDATE jobs SET active = 0, status = 'completed', next_run_at = NULL, updated_at = ?2 \
+                         WHERE id = ?1 AND active = 1",
+                    ),
+                    JobEffect::FailOnce => Some(
+                        "UPDATE jobs SET active = 0, status = 'failed', next_run_at = NULL, \
+                         consecutive_failures = consecutive_failures + 1, updated_at = ?2 WHERE id = ?1 AND active = 1",
+                    ),
+                };
+                if let Some(statement) = statement {
+                    let needs_time = statement.contains("?2");
+                    let outcome = if needs_time {
+                        transaction.execute(statement, params![job_id, completed_at])
+                    } else {
+                        transaction.execute(statement, params![job_id])
+                    };
+                    outcome.map_err(database)?;
+                }
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn executions_heartbeat(&self, owner: &str, lease_until: DateTime<Utc>) -> Result<u64> {
+        let owner = owner.to_owned();
+        self.write(move |transaction| {
+            transaction
+                .execute(
+                    "UPDATE executions SET lease_until = ?2 WHERE lease_owner = ?1 AND status IN ('pending', 'running')",
+                    params![owner, millis(lease_until)],
+                )
+                .map(|count| count as u64)
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn executions_orphaned(&self, now: DateTime<Utc>, live_owner: Option<&str>) -> Result<Vec<Execution>> {
+        let live_owner = live_owner.map(str::to_owned);
+        self.write(move |transaction| {
+            let mut statement = transaction
+                .prepare_cached(&format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE status = 'running' \
+                     AND (lease_until IS NULL OR lease_until < ?1 OR (?2 IS NOT NULL AND lease_owner IS NOT ?2))"
+                ))
+                .map_err(database)?;
+            let rows = statement.query_map(params![millis(now), live_owner], execution_from_row).map_err(database)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)
+        })
+        .await
+    }
+
+    async fn executions_release_claims(&self, owner: &str) -> Result<u64> {
+        let owner = owner.to_owned();
+        self.write(move |transaction| {
+            transaction
+                .execute(
+                    "UPDATE executions SET lease_owner = NULL, lease_until = NULL \
+                     WHERE status = 'pending' AND lease_owner IS NOT NULL AND lease_owner != ?1",
+                    [owner],
+                )
+                .map(|count| count as u64)
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn execution_get(&self, agent_id: &str, execution_id: &str) -> Result<Option<Execution>> {
+        let (agent_id, execution_id) = (agent_id.to_owned(), execution_id.to_owned());
+        self.write(move |transaction| {
+            Ok(get_execution(transaction, &execution_id)?.filter(|execution| execution.agent_id == agent_id))
+        })
+        .await
+    }
+
+    async fn execution_list(
+        &self,
+        job_id: &str,
+        status: Option<ExecutionStatus>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<Execution>, u64)> {
+        let job_id = job_id.to_owned();
+        self.write(move |transaction| {
+            let status = status.map(ExecutionStatus::as_str);
+            let total: i64 = transaction
+                .query_row(
+                    "SELECT COUNT(*) FROM executions WHERE job_id = ?1 AND (?2 IS NULL OR status = ?2)",
+                    params![job_id, status],
+                    |row| row.get(0),
+                )
+                .map_err(database)?;
+            let mut statement = transaction
+                .prepare_cached(&format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE job_id = ?1 AND (?2 IS NULL OR status = ?2) \
+                     ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4"
+                ))
+                .map_err(database)?;
+            let rows = statement
+                .query_map(params![job_id, status, limit as i64, offset as i64], execution_from_row)
+                .map_err(database)?;
+            let executions = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)?;
+            Ok((executions, total as u64))
+        })
+        .await
+    }
+
+    async fn execution_latest(&self, job_id: &str) -> Result<Option<Execution>> {
+        let job_id = job_id.to_owned();
+        self.write(move |transaction| {
+            transaction
+                .prepare_cached(&format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE job_id = ?1 ORDER BY created_at DESC, id DESC \
+                     LIMIT 1"
+                ))
+                .and_then(|mut statement| statement.query_row([job_id], execution_from_row).optional())
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn executions_prune(&self, before: DateTime<Utc>, keep: usize) -> Result<u64> {
+        self.write(move |transaction| {
+            transaction
+                .execute(
+                    "DELETE FROM executions WHERE id IN ( \
+                       SELECT id FROM ( \
+                         SELECT id, created_at, status, ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY created_at DESC, \
+                           id DESC) AS position FROM executions) \
+                       WHERE position > ?2 AND created_at < ?1 AND status NOT IN ('pending', 'running'))",
+                    params![millis(before), keep as i64],
+                )
+                .map(|count| count as u64)
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats> {
+        self.write(move |transaction| {
+            let active_jobs: i64 = transaction
+                .query_row("SELECT COUNT(*) FROM jobs WHERE active = 1 AND deleted_at IS NULL", [], |row| row.get(0))
+                .map_err(database)?;
+            let queue_depth: i64 = transaction
+                .query_row(
+                    "SELECT COUNT(*) FROM executions WHERE status = 'pending' AND due_at <= ?1",
+                    [millis(now)],
+                    |row| row.get(0),
+                )
+                .map_err(database)?;
+            Ok(StoreStats { active_jobs: active_jobs as u64, queue_depth: queue_depth as u64 })
+        })
+        .await
+    }
+}
