@@ -352,6 +352,7 @@ pub enum JobEffect {
 ///
 /// `once` tells whether the job's schedule is a one-time schedule; `consecutive_failures` is the job's count before
 /// this outcome; `jitter` is a number in `[0, 1)` used for exponential backoff.
+#[allow(clippy::too_many_arguments)] // each argument is one independent fact the decision needs
 pub fn after_outcome(
     status: ExecutionStatus,
     execution: &Execution,

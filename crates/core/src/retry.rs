@@ -119,7 +119,10 @@ mod tests {
         assert_eq!(error(json!({"maxAttempts": "3"})), "retry.maxAttempts: must be a number, got string");
         assert_eq!(error(json!({"maxAttempts": 1.5})), "retry.maxAttempts: must be a non-negative whole number");
         assert_eq!(error(json!({"maxAttempts": 1000})), "retry.maxAttempts: must be at most 100");
-        assert_eq!(error(json!({"maxAttempts": 1, "backoffSeconds": -1})), "retry.backoffSeconds: must be a non-negative whole number");
+        assert_eq!(
+            error(json!({"maxAttempts": 1, "backoffSeconds": -1})),
+            "retry.backoffSeconds: must be a non-negative whole number"
+        );
         assert_eq!(
             RetryPolicy::parse(&json!({"maxAttempts": 2, "backoffSeconds": 1}), "retry").unwrap(),
             Some(RetryPolicy { max_attempts: 2, backoff_seconds: Some(1) })

@@ -256,8 +256,13 @@ async fn claim_start_finish(store: &dyn Store) {
     let (job, version) = sample_job(Schedule::Once { execute_at: at(10) });
     store.job_insert(&job, Some(&version)).await.expect("insert job");
     let slot = slot_execution(&job, at(10));
-    let record =
-        OccurrenceRecord { job_id: job.id.clone(), expected_next_run_at: at(10), next_run_at: None, missed: 0, slots: vec![slot.clone()] };
+    let record = OccurrenceRecord {
+        job_id: job.id.clone(),
+        expected_next_run_at: at(10),
+        next_run_at: None,
+        missed: 0,
+        slots: vec![slot.clone()],
+    };
     store.occurrences_record(&[record], at(8)).await.expect("record");
 
     assert!(store.executions_claim(at(9), "node-1", at(30), at(8), 10).await.expect("claim").is_empty());
@@ -265,16 +270,23 @@ async fn claim_start_finish(store: &dyn Store) {
     assert_eq!(claimed.iter().map(|execution| &execution.id).collect::<Vec<_>>(), [&slot.id]);
     let rival = store.executions_claim(at(10), "node-2", at(30), at(9), 10).await.expect("claim");
     assert!(rival.is_empty(), "a held claim was taken by another node");
-    assert!(matches!(store.execution_start(&slot.id, "node-2", at(40), at(10)).await.expect("start"), StartOutcome::Gone));
+    assert!(matches!(
+        store.execution_start(&slot.id, "node-2", at(40), at(10)).await.expect("start"),
+        StartOutcome::Gone
+    ));
 
     let started = store.execution_start(&slot.id, "node-1", at(40), at(10)).await.expect("start");
-    let StartOutcome::Started { execution, job: started_job, version: started_version } = started else {
+    let StartOutcome::Started(started) = started else {
         panic!("not started: {started:?}");
     };
+    let (execution, started_job, started_version) = (started.execution, started.job, started.version);
     assert_eq!(execution.status, ExecutionStatus::Running);
     assert_eq!(started_job.last_run_at, Some(at(10)));
     assert_eq!(started_version.id, version.id);
-    assert!(matches!(store.execution_start(&slot.id, "node-1", at(40), at(10)).await.expect("start"), StartOutcome::Gone));
+    assert!(matches!(
+        store.execution_start(&slot.id, "node-1", at(40), at(10)).await.expect("start"),
+        StartOutcome::Gone
+    ));
 
     let mut wrong_owner = finish(&slot.id, ExecutionStatus::Completed, JobEffect::CompleteOnce, None);
     wrong_owner.lease_owner = Some("node-2".into());
@@ -283,7 +295,10 @@ async fn claim_start_finish(store: &dyn Store) {
     assert!(store.execution_finish(&done).await.expect("finish"));
     assert!(!store.execution_finish(&done).await.expect("finish"), "an execution finished twice");
     let stored = store.execution_get("a", &slot.id).await.expect("get").expect("execution");
-    assert_eq!((stored.status, stored.result.clone(), stored.duration_ms), (ExecutionStatus::Completed, Some(json!({"ok": true})), Some(5)));
+    assert_eq!(
+        (stored.status, stored.result.clone(), stored.duration_ms),
+        (ExecutionStatus::Completed, Some(json!({"ok": true})), Some(5))
+    );
     assert!(store.execution_get("b", &slot.id).await.expect("get").is_none());
     let job_now = store.job_get("a", &job.id).await.expect("get").expect("job");
     assert_eq!((job_now.active, job_now.status), (false, JobStatus::Completed));
@@ -305,7 +320,10 @@ async fn overlap_skip_and_retry(store: &dyn Store) {
     };
     store.occurrences_record(&[record], at(9)).await.expect("record");
     store.executions_claim(at(20), "node-1", at(60), at(9), 10).await.expect("claim");
-    assert!(matches!(store.execution_start(&first.id, "node-1", at(60), at(10)).await.expect("start"), StartOutcome::Started { .. }));
+    assert!(matches!(
+        store.execution_start(&first.id, "node-1", at(60), at(10)).await.expect("start"),
+        StartOutcome::Started(_)
+    ));
     let skipped = store.execution_start(&second.id, "node-1", at(60), at(20)).await.expect("start");
     assert!(matches!(skipped, StartOutcome::NotRun(ExecutionStatus::Skipped)), "overlap not skipped: {skipped:?}");
 
@@ -317,18 +335,28 @@ async fn overlap_skip_and_retry(store: &dyn Store) {
         created_at: at(11),
         ..first.clone()
     };
-    let failed = ExecutionFinish { error: Some("Error: boom".into()), ..finish(&first.id, ExecutionStatus::Failed, JobEffect::None, Some(retry.clone())) };
+    let failed = ExecutionFinish {
+        error: Some("Error: boom".into()),
+        ..finish(&first.id, ExecutionStatus::Failed, JobEffect::None, Some(retry.clone()))
+    };
     assert!(store.execution_finish(&failed).await.expect("finish"));
     let (executions, total) = store.execution_list(&job.id, None, 10, 0).await.expect("list");
     assert_eq!(total, 3);
     let stored_retry = executions.iter().find(|execution| execution.id == retry.id).expect("retry stored");
-    assert_eq!((stored_retry.status, stored_retry.retry_count, stored_retry.occurrence_id.clone()), (ExecutionStatus::Pending, 1, first.occurrence_id.clone()));
-    let (failures, failed_total) = store.execution_list(&job.id, Some(ExecutionStatus::Failed), 10, 0).await.expect("list");
+    assert_eq!(
+        (stored_retry.status, stored_retry.retry_count, stored_retry.occurrence_id.clone()),
+        (ExecutionStatus::Pending, 1, first.occurrence_id.clone())
+    );
+    let (failures, failed_total) =
+        store.execution_list(&job.id, Some(ExecutionStatus::Failed), 10, 0).await.expect("list");
     assert_eq!((failed_total, failures[0].error.clone()), (1, Some("Error: boom".into())));
 
     // A retry runs even though the slot's overlap policy is `skip`: nothing else of the job runs now.
     store.executions_claim(at(12), "node-1", at(60), at(12), 10).await.expect("claim");
-    assert!(matches!(store.execution_start(&retry.id, "node-1", at(60), at(12)).await.expect("start"), StartOutcome::Started { .. }));
+    assert!(matches!(
+        store.execution_start(&retry.id, "node-1", at(60), at(12)).await.expect("start"),
+        StartOutcome::Started(_)
+    ));
     let count = finish(&retry.id, ExecutionStatus::Failed, JobEffect::CountFailure, None);
     assert!(store.execution_finish(&count).await.expect("finish"));
     let job_now = store.job_get("a", &job.id).await.expect("get").expect("job");
@@ -339,7 +367,13 @@ async fn delete_cancels_pending(store: &dyn Store) {
     let (job, version) = sample_job(interval());
     store.job_insert(&job, Some(&version)).await.expect("insert job");
     let slot = slot_execution(&job, at(10));
-    let record = OccurrenceRecord { job_id: job.id.clone(), expected_next_run_at: at(10), next_run_at: Some(at(20)), missed: 0, slots: vec![slot.clone()] };
+    let record = OccurrenceRecord {
+        job_id: job.id.clone(),
+        expected_next_run_at: at(10),
+        next_run_at: Some(at(20)),
+        missed: 0,
+        slots: vec![slot.clone()],
+    };
     store.occurrences_record(&[record], at(9)).await.expect("record");
     assert!(!store.job_delete("b", &job.id, at(9)).await.expect("delete"), "another agent deleted the job");
     assert!(store.job_delete("a", &job.id, at(9)).await.expect("delete"));
@@ -354,10 +388,19 @@ async fn orphans_and_prune(store: &dyn Store) {
     let (job, version) = sample_job(interval());
     store.job_insert(&job, Some(&version)).await.expect("insert job");
     let slot = slot_execution(&job, at(10));
-    let record = OccurrenceRecord { job_id: job.id.clone(), expected_next_run_at: at(10), next_run_at: Some(at(20)), missed: 0, slots: vec![slot.clone()] };
+    let record = OccurrenceRecord {
+        job_id: job.id.clone(),
+        expected_next_run_at: at(10),
+        next_run_at: Some(at(20)),
+        missed: 0,
+        slots: vec![slot.clone()],
+    };
     store.occurrences_record(&[record], at(9)).await.expect("record");
     store.executions_claim(at(10), "dead-node", at(15), at(9), 10).await.expect("claim");
-    assert!(matches!(store.execution_start(&slot.id, "dead-node", at(15), at(10)).await.expect("start"), StartOutcome::Started { .. }));
+    assert!(matches!(
+        store.execution_start(&slot.id, "dead-node", at(15), at(10)).await.expect("start"),
+        StartOutcome::Started(_)
+    ));
     assert!(store.executions_orphaned(at(12), None).await.expect("orphans").is_empty(), "a live lease was orphaned");
     assert_eq!(store.executions_heartbeat("dead-node", at(25)).await.expect("heartbeat"), 1);
     assert!(store.executions_orphaned(at(20), None).await.expect("orphans").is_empty());
@@ -365,7 +408,10 @@ async fn orphans_and_prune(store: &dyn Store) {
     assert_eq!(orphans.len(), 1, "a dead owner's run was not orphaned for the new node");
     let orphans = store.executions_orphaned(at(26), None).await.expect("orphans");
     assert_eq!(orphans.iter().map(|execution| &execution.id).collect::<Vec<_>>(), [&slot.id]);
-    let abandoned = ExecutionFinish { lease_owner: None, ..finish(&slot.id, ExecutionStatus::Abandoned, JobEffect::CountFailure, None) };
+    let abandoned = ExecutionFinish {
+        lease_owner: None,
+        ..finish(&slot.id, ExecutionStatus::Abandoned, JobEffect::CountFailure, None)
+    };
     assert!(store.execution_finish(&abandoned).await.expect("finish"));
 
     // Pruning keeps the newest `keep` per job and never touches unfinished executions.

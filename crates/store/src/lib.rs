@@ -104,7 +104,7 @@ pub struct JobFilter {
     pub include_dynamic: bool,
     /// Only jobs of this status.
     pub status: Option<JobStatus>,
-    /// Only jobs of this user.
+    /// Only dynamic jobs of this user (pre-defined jobs are listed for every user).
     pub user_id: Option<String>,
     /// Page size.
     pub limit: usize,
@@ -143,11 +143,22 @@ pub struct Claimed {
     pub execution: Execution,
 }
 
+/// An execution that just moved to `running`, with what running it needs.
+#[derive(Clone, Debug)]
+pub struct Started {
+    /// The execution, now `running`.
+    pub execution: Execution,
+    /// Its job, read in the same transaction (fresh metadata).
+    pub job: Job,
+    /// The version to run.
+    pub version: JobVersion,
+}
+
 /// What [`Store::execution_start`] did.
 #[derive(Clone, Debug)]
 pub enum StartOutcome {
     /// Now `running`: here is the job (fresh metadata) and the version to run.
-    Started { execution: Execution, job: Job, version: JobVersion },
+    Started(Box<Started>),
     /// Recorded as `skipped` (overlap policy) or `cancelled` (job gone or inactive).
     NotRun(ExecutionStatus),
     /// The previous run still runs and the overlap policy queues this one: try again later.
@@ -230,8 +241,13 @@ pub trait Store: Send + Sync + 'static {
     /// A user's record.
     async fn user_get(&self, agent_id: &str, user_id: &str) -> Result<Option<UserRecord>>;
     /// Creates or replaces a user's data.
-    async fn user_put(&self, agent_id: &str, user_id: &str, data: &JsonObject, now: DateTime<Utc>)
-        -> Result<UserRecord>;
+    async fn user_put(
+        &self,
+        agent_id: &str,
+        user_id: &str,
+        data: &JsonObject,
+        now: DateTime<Utc>,
+    ) -> Result<UserRecord>;
     /// Appends a message to a user's conversation. With a `dedupe_key` that was seen before, nothing is stored and
     /// the earlier message is returned.
     async fn message_insert(

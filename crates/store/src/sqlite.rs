@@ -18,7 +18,7 @@ use sundial_core::{
 
 use crate::{
     Activation, Agent, ApiKey, DueJob, ExecutionFinish, JobFilter, Message, OccurrenceRecord, Result, StartOutcome,
-    Store, StoreError, StoreStats, UserRecord,
+    Started, Store, StoreError, StoreStats, UserRecord,
 };
 
 type Command = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -658,7 +658,11 @@ impl Store for SqliteStore {
             const COLUMNS: &str = "seq, id, agent_id, user_id, content, execution_id, created_at";
             if let Some(key) = &dedupe_key {
                 let earlier = transaction
-                    .query_row(&format!("SELECT {COLUMNS} FROM messages WHERE dedupe_key = ?1"), [key], message_from_row)
+                    .query_row(
+                        &format!("SELECT {COLUMNS} FROM messages WHERE dedupe_key = ?1"),
+                        [key],
+                        message_from_row,
+                    )
                     .optional()
                     .map_err(database)?;
                 if let Some(earlier) = earlier {
@@ -724,10 +728,7 @@ impl Store for SqliteStore {
 
     async fn job_get(&self, agent_id: &str, job_id: &str) -> Result<Option<Job>> {
         let (agent_id, job_id) = (agent_id.to_owned(), job_id.to_owned());
-        self.write(move |transaction| {
-            Ok(get_job(transaction, &job_id)?.filter(|job| job.agent_id == agent_id))
-        })
-        .await
+        self.write(move |transaction| Ok(get_job(transaction, &job_id)?.filter(|job| job.agent_id == agent_id))).await
     }
 
     async fn job_list(&self, agent_id: &str, filter: &JobFilter) -> Result<Vec<Job>> {
@@ -736,7 +737,7 @@ impl Store for SqliteStore {
             let mut statement = transaction
                 .prepare_cached(&format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE agent_id = ?1 AND deleted_at IS NULL \
-                     AND (?2 OR dynamic = 0) AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR user_id = ?4) \
+                     AND (?2 OR dynamic = 0) AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR user_id = ?4 OR dynamic = 0) \
                      AND (?5 IS NULL OR id > ?5) ORDER BY id LIMIT ?6"
                 ))
                 .map_err(database)?;
@@ -1108,7 +1109,7 @@ impl Store for SqliteStore {
             execution.started_at = Some(now);
             let mut job = job;
             job.last_run_at = Some(now);
-            Ok(StartOutcome::Started { execution, job, version })
+            Ok(StartOutcome::Started(Box::new(Started { execution, job, version })))
         })
         .await
     }
