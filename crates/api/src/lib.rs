@@ -1,0 +1,142 @@
+//! Sundial's HTTP API: the native `/v1` routes, authentication, stable error codes, the OpenAPI document,
+//! health checks and Prometheus metrics, served by hyper with a header-read timeout and a connection cap.
+//!
+//! Handlers are thin: they authenticate, parse, call the [`Engine`], and shape the answer with the wire views of
+//! `sundial_core::wire`.
+
+pub mod auth;
+pub mod error;
+mod native;
+mod openapi;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use serde_json::Value;
+use sundial_core::FieldError;
+use sundial_scheduler::Engine;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use error::{ApiError, ApiResult};
+
+/// The largest request body accepted (bigger bodies get 413 `payload_too_large`).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Engine,
+}
+
+/// A JSON request body: any content type, parsed into a `Value`; bad JSON is a 400 `invalid_json` naming the place.
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("body: must be at most {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("body: {rejection}"))
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Value::Object(Default::default())));
+        }
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|error| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body: invalid JSON: {error}"))
+        })
+    }
+}
+
+/// Checks a user id from a path or header: 1–200 characters, no control characters.
+pub fn validate_user_id(user_id: &str, field: &str) -> Result<(), ApiError> {
+    if user_id.is_empty() || user_id.len() > 200 || user_id.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "must be 1 to 200 characters without control characters").into());
+    }
+    Ok(())
+}
+
+/// The router of every route, with state.
+pub fn router(engine: Engine) -> Router {
+    let state = AppState { engine };
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(|| async { axum::Json(openapi::document()) }))
+        .merge(native::routes())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    match state.engine.store().stats(state.engine.now()).await {
+        Ok(_) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(error) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", error.to_string()).into_response(),
+    }
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let text = state.engine.metrics_text().await;
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown` completes: HTTP/1.1, a 30 s header-read timeout, at most
+/// `max_connections` connections at once (further ones are closed at once).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    max_connections: usize,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).keep_alive(true);
+            if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}

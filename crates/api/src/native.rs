@@ -1,0 +1,546 @@
+//! The native `/v1` routes (SPEC §6): agents and keys, users and their conversations, jobs, versions, executions.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use futures_util::stream::Stream;
+use serde_json::{json, Value};
+use sundial_core::wire::{execution_view, instant, version_view};
+use sundial_core::{ExecutionStatus, FieldError, JobStatus, JsonObject};
+use sundial_scheduler::{Caller, JobChange, NewJob, NewVersion};
+use sundial_store::{Agent, JobFilter, Message};
+
+use crate::auth::{create_key, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::{validate_user_id, AppState, JsonBody};
+
+type Params = Query<HashMap<String, String>>;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/agents", post(create_agent).get(list_agents))
+        .route("/v1/agents/{agent_id}/keys", post(create_agent_key))
+        .route("/v1/agents/{agent_id}/keys/{key_id}", delete(revoke_key))
+        .route("/v1/agents/{agent_id}/users/{user_id}", get(get_user).put(put_user))
+        .route("/v1/agents/{agent_id}/users/{user_id}/tokens", post(mint_user_token))
+        .route("/v1/agents/{agent_id}/users/{user_id}/messages", get(list_messages))
+        .route("/v1/agents/{agent_id}/users/{user_id}/messages/stream", get(stream_messages))
+        .route("/v1/agents/{agent_id}/jobs", post(create_job).get(list_jobs))
+        .route("/v1/agents/{agent_id}/jobs/batch", post(create_jobs))
+        .route("/v1/agents/{agent_id}/jobs/{job_id}", get(get_job).patch(update_job).delete(delete_job))
+        .route("/v1/agents/{agent_id}/jobs/{job_id}/activate", post(activate_job))
+        .route("/v1/agents/{agent_id}/jobs/{job_id}/deactivate", post(deactivate_job))
+        .route("/v1/agents/{agent_id}/jobs/{job_id}/trigger", post(trigger_job))
+        .route("/v1/agents/{agent_id}/jobs/{job_id}/metadata", axum::routing::put(replace_metadata).patch(merge_metadata))
+        .route("/v1/agents/{agent_id}/jobs/{job_id}/versions", get(list_versions).post(add_version))
+        .route("/v1/agents/{agent_id}/jobs/{job_id}/versions/{version}/publish", post(publish_version))
+        .route("/v1/agents/{agent_id}/jobs/{job_id}/versions/{version}/code", get(version_code))
+        .route("/v1/agents/{agent_id}/jobs/{job_id}/executions", get(list_executions))
+        .route("/v1/agents/{agent_id}/jobs/{job_id}/preview", get(preview))
+        .route("/v1/agents/{agent_id}/executions/{execution_id}", get(get_execution))
+}
+
+fn parse_number(params: &HashMap<String, String>, name: &str, default: usize, max: usize) -> ApiResult<usize> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(text) => match text.parse::<usize>() {
+            Ok(number) if number <= max => Ok(number),
+            _ => Err(FieldError::new(name, format!("must be a whole number between 0 and {max}")).into()),
+        },
+    }
+}
+
+fn parse_flag(params: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
+    match params.get(name).map(String::as_str) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(_) => Err(FieldError::new(name, "must be true or false").into()),
+    }
+}
+
+fn validate_agent_id(agent_id: &str) -> ApiResult<()> {
+    let valid = !agent_id.is_empty()
+        && agent_id.len() <= 64
+        && agent_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !valid {
+        return Err(FieldError::new("agentId", "must be 1 to 64 characters of letters, digits, '-', '_' or '.'").into());
+    }
+    Ok(())
+}
+
+// --- agents and keys ---
+
+async fn create_agent(State(state): State<AppState>, principal: Principal, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    principal.require_admin()?;
+    let agent_id = body
+        .get("agentId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| FieldError::new("agentId", "is required and must be a string"))?
+        .to_owned();
+    validate_agent_id(&agent_id)?;
+    let store = state.engine.store();
+    store.agent_insert(&Agent { id: agent_id.clone(), env: JsonObject::new(), created_at: Utc::now() }).await?;
+    let (key, secret) = create_key(store.as_ref(), Some(&agent_id), None, false, None).await?;
+    let body = json!({"agent": {"id": agent_id}, "key": {"id": key.id, "key": secret}});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn list_agents(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+    principal.require_admin()?;
+    let agents = state.engine.store().agent_list().await?;
+    let agents: Vec<Value> =
+        agents.iter().map(|agent| json!({"id": agent.id, "createdAt": instant(agent.created_at)})).collect();
+    Ok(Json(json!({ "agents": agents })))
+}
+
+async fn create_agent_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(agent_id): Path<String>,
+) -> ApiResult<Response> {
+    principal.require_agent_key()?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
+    let (key, secret) = create_key(state.engine.store().as_ref(), Some(&caller.agent_id), None, false, None).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": key.id, "key": secret, "agentId": caller.agent_id}))).into_response())
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, key_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    principal.require_agent_key()?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
+    if !state.engine.store().key_revoke(&caller.agent_id, &key_id, Utc::now()).await? {
+        return Err(ApiError::not_found("key"));
+    }
+    Ok(Json(json!({"revoked": true, "id": key_id})))
+}
+
+// --- users ---
+
+/// The caller for a route about `user_id`: user tokens reach only their own user.
+async fn user_caller(state: &AppState, principal: &Principal, agent_id: &str, user_id: &str) -> ApiResult<Caller> {
+    validate_user_id(user_id, "userId")?;
+    let caller = principal.caller_for(state, agent_id).await?;
+    if principal.is_user_token() && caller.user_id.as_deref() != Some(user_id) {
+        return Err(ApiError::not_found("user"));
+    }
+    Ok(caller)
+}
+
+fn user_view(user_id: &str, data: &JsonObject) -> Value {
+    let mut object = data.clone();
+    object.insert("userId".into(), json!(user_id));
+    Value::Object(object)
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, user_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let caller = user_caller(&state, &principal, &agent_id, &user_id).await?;
+    let record = state.engine.store().user_get(&caller.agent_id, &user_id).await?;
+    Ok(Json(user_view(&user_id, &record.map(|record| record.data).unwrap_or_default())))
+}
+
+async fn put_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, user_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let caller = user_caller(&state, &principal, &agent_id, &user_id).await?;
+    let Value::Object(mut data) = body else {
+        return Err(FieldError::new("body", "must be a JSON object of the user's data fields").into());
+    };
+    data.remove("userId");
+    let record = state.engine.store().user_put(&caller.agent_id, &user_id, &data, Utc::now()).await?;
+    Ok(Json(user_view(&user_id, &record.data)))
+}
+
+async fn mint_user_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, user_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    principal.require_agent_key()?;
+    let caller = user_caller(&state, &principal, &agent_id, &user_id).await?;
+    let (key, secret) =
+        create_key(state.engine.store().as_ref(), Some(&caller.agent_id), Some(&user_id), false, None).await?;
+    let body = json!({"id": key.id, "token": secret, "agentId": caller.agent_id, "userId": user_id});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+fn message_view(message: &Message) -> Value {
+    json!({
+        "seq": message.seq,
+        "id": message.id,
+        "userId": message.user_id,
+        "content": message.content,
+        "executionId": message.execution_id,
+        "createdAt": instant(message.created_at),
+    })
+}
+
+async fn list_messages(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, user_id)): Path<(String, String)>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    let caller = user_caller(&state, &principal, &agent_id, &user_id).await?;
+    let after = parse_number(&params, "after", 0, i64::MAX as usize)? as i64;
+    let limit = parse_number(&params, "limit", 100, 1000)?;
+    let messages = state.engine.store().message_list(&caller.agent_id, &user_id, after, limit).await?;
+    let next = messages.last().map(|message| message.seq).unwrap_or(after);
+    let views: Vec<Value> = messages.iter().map(message_view).collect();
+    Ok(Json(json!({"messages": views, "next": next})))
+}
+
+async fn stream_messages(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, user_id)): Path<(String, String)>,
+    Query(params): Params,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let caller = user_caller(&state, &principal, &agent_id, &user_id).await?;
+    let after = parse_number(&params, "after", 0, i64::MAX as usize)? as i64;
+    let mut events = state.engine.subscribe_messages();
+    let store = state.engine.store().clone();
+    let stream = async_stream(move |sender| async move {
+        let mut cursor = after;
+        loop {
+            match store.message_list(&caller.agent_id, &user_id, cursor, 500).await {
+                Ok(messages) => {
+                    for message in &messages {
+                        cursor = message.seq;
+                        let event = Event::default().id(message.seq.to_string()).event("message").data(message_view(message).to_string());
+                        if sender.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                    if messages.len() == 500 {
+                        continue;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "message stream read failed"),
+            }
+            // Wait for a message of this user (or a periodic re-check, should an announcement be missed).
+            let wait = async {
+                loop {
+                    match events.recv().await {
+                        Ok(event) if event.agent_id == caller.agent_id && event.user_id == user_id => return,
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+            if sender.is_closed() {
+                return;
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A stream fed by a task through a bounded channel (the task ends when the client goes away).
+fn async_stream<F, Fut>(produce: F) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(produce(sender));
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|event| (Ok(event), receiver))
+    })
+}
+
+// --- jobs ---
+
+async fn create_job(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(agent_id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let caller = principal.caller_for(&state, &agent_id).await?;
+    let new = NewJob::parse(&body, state.engine.config())?;
+    let detail = state.engine.create_job(&caller, new).await?;
+    Ok((StatusCode::CREATED, Json(detail.view())).into_response())
+}
+
+async fn create_jobs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(agent_id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let caller = principal.caller_for(&state, &agent_id).await?;
+    let Some(items) = body.get("jobs").and_then(Value::as_array) else {
+        return Err(FieldError::new("jobs", "is required and must be an array of jobs").into());
+    };
+    if items.len() > 10_000 {
+        return Err(FieldError::new("jobs", "must hold at most 10000 jobs").into());
+    }
+    let mut batch = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let new = NewJob::parse(item, state.engine.config()).map_err(|error| {
+            FieldError::new(format!("jobs[{index}].{}", error.field), error.reason)
+        })?;
+        batch.push(new);
+    }
+    let created = state.engine.create_jobs(&caller, batch).await?;
+    let jobs: Vec<Value> = created.iter().map(|detail| detail.view()).collect();
+    Ok((StatusCode::CREATED, Json(json!({ "jobs": jobs }))).into_response())
+}
+
+async fn list_jobs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(agent_id): Path<String>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    let caller = principal.caller_for(&state, &agent_id).await?;
+    let status = match params.get("status") {
+        None => None,
+        Some(text) => Some(JobStatus::parse(text).ok_or_else(|| {
+            FieldError::new("status", "must be one of active, paused, failed, inactive, completed")
+        })?),
+    };
+    let limit = parse_number(&params, "limit", 100, 1000)?;
+    let filter = JobFilter {
+        include_dynamic: parse_flag(&params, "includeDynamic")?,
+        status,
+        user_id: caller.user_id.clone(),
+        limit: limit.max(1),
+        after_id: params.get("cursor").cloned(),
+    };
+    let jobs = state.engine.list_jobs(&caller, &filter).await?;
+    let next_cursor = (jobs.len() == filter.limit).then(|| jobs.last().map(|detail| detail.job.id.clone())).flatten();
+    let views: Vec<Value> = jobs.iter().map(|detail| detail.view()).collect();
+    Ok(Json(json!({"jobs": views, "nextCursor": next_cursor})))
+}
+
+/// The caller for a job route; user callers reach only their own dynamic jobs and the agent's pre-defined ones.
+async fn job_caller(state: &AppState, principal: &Principal, agent_id: &str, job_id: &str) -> ApiResult<Caller> {
+    let caller = principal.caller_for(state, agent_id).await?;
+    if let Some(user_id) = &caller.user_id {
+        let job = state.engine.job(&caller, job_id).await?;
+        if job.dynamic && job.user_id.as_deref() != Some(user_id) {
+            return Err(ApiError::not_found("job"));
+        }
+    }
+    Ok(caller)
+}
+
+async fn get_job(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    Ok(Json(state.engine.job_detail(&caller, &job_id).await?.view()))
+}
+
+async fn update_job(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let change = JobChange::parse(&body, state.engine.config())?;
+    Ok(Json(state.engine.update_job(&caller, &job_id, change).await?.view()))
+}
+
+async fn delete_job(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    Ok(Json(state.engine.delete(&caller, &job_id).await?.view(&job_id)))
+}
+
+async fn activate_job(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    Ok(Json(state.engine.activate(&caller, &job_id).await?.view()))
+}
+
+async fn deactivate_job(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    Ok(Json(state.engine.deactivate(&caller, &job_id).await?.view()))
+}
+
+async fn trigger_job(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let version_id = match body.get("versionId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(version)) => Some(version.clone()),
+        Some(_) => return Err(FieldError::new("versionId", "must be a string").into()),
+    };
+    let execution = state.engine.trigger(&caller, &job_id, version_id.as_deref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(execution_view(&execution, false))).into_response())
+}
+
+async fn update_metadata(
+    state: &AppState,
+    principal: &Principal,
+    agent_id: &str,
+    job_id: &str,
+    body: &Value,
+    replace: bool,
+) -> ApiResult<Json<Value>> {
+    let caller = job_caller(state, principal, agent_id, job_id).await?;
+    let metadata = state.engine.update_metadata(&caller, job_id, body, replace).await?;
+    Ok(Json(json!({"message": "metadata updated", "jobId": job_id, "metadata": metadata})))
+}
+
+async fn replace_metadata(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    update_metadata(&state, &principal, &agent_id, &job_id, &body, true).await
+}
+
+async fn merge_metadata(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    update_metadata(&state, &principal, &agent_id, &job_id, &body, false).await
+}
+
+async fn list_versions(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let detail = state.engine.job_detail(&caller, &job_id).await?;
+    let active = detail.job.active_version_id.as_deref();
+    let versions: Vec<Value> = detail.versions.iter().map(|version| version_view(version, active)).collect();
+    Ok(Json(json!({ "versions": versions })))
+}
+
+async fn add_version(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let Value::Object(object) = &body else {
+        return Err(FieldError::new("body", "must be a JSON object").into());
+    };
+    let new = NewVersion::parse(object, state.engine.config())?.unwrap_or_default();
+    let publish = object.get("publish").and_then(Value::as_bool).unwrap_or(false);
+    let version = state.engine.add_version(&caller, &job_id, new, publish).await?;
+    let job = state.engine.job(&caller, &job_id).await?;
+    let view = version_view(&version, job.active_version_id.as_deref());
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn publish_version(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id, version)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    Ok(Json(state.engine.publish_version(&caller, &job_id, &version).await?.view()))
+}
+
+async fn version_code(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id, version)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let detail = state.engine.job_detail(&caller, &job_id).await?;
+    let found = detail
+        .versions
+        .iter()
+        .find(|candidate| candidate.version == version || candidate.id == version)
+        .ok_or_else(|| ApiError::not_found("version"))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")], found.code.clone()).into_response())
+}
+
+async fn list_executions(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id)): Path<(String, String)>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let limit = parse_number(&params, "limit", 50, 1000)?;
+    let offset = parse_number(&params, "offset", 0, 1_000_000_000)?;
+    let status = match params.get("status") {
+        None => None,
+        Some(text) => Some(ExecutionStatus::parse(text).ok_or_else(|| {
+            FieldError::new("status", "must be an execution status such as completed, failed or timeout")
+        })?),
+    };
+    let with_logs = parse_flag(&params, "logs")?;
+    let (executions, total) = state.engine.executions(&caller, &job_id, status, limit, offset).await?;
+    let views: Vec<Value> = executions.iter().map(|execution| execution_view(execution, with_logs)).collect();
+    Ok(Json(json!({"executions": views, "total": total, "limit": limit, "offset": offset})))
+}
+
+async fn get_execution(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, execution_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let caller = principal.caller_for(&state, &agent_id).await?;
+    let execution = state.engine.execution(&caller, &execution_id).await?;
+    if caller.user_id.is_some() {
+        job_caller(&state, &principal, &agent_id, &execution.job_id).await.map_err(|_| ApiError::not_found("execution"))?;
+    }
+    Ok(Json(execution_view(&execution, true)))
+}
+
+async fn preview(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, job_id)): Path<(String, String)>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let n = parse_number(&params, "n", 10, 1000)?;
+    let (job, schedule, instants) = state.engine.preview(&caller, &job_id, n).await?;
+    let zone = schedule.compile().map(|compiled| compiled.timezone()).map_err(FieldError::from)?;
+    let fires: Vec<Value> = instants
+        .iter()
+        .map(|at| json!({"utc": instant(*at), "local": at.with_timezone(&zone).to_rfc3339()}))
+        .collect();
+    Ok(Json(json!({"jobId": job.id, "schedule": schedule, "timezone": schedule.timezone_name(), "fires": fires})))
+}

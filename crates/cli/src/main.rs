@@ -1,0 +1,55 @@
+//! The `sundial` binary: `sundial serve` runs the server; the other commands are clients of a server's HTTP API.
+//! `sundial worker` (hidden) is the sandbox worker process the server starts.
+
+mod client;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Sundial: a self-hosted jobs engine for AI-agent tools.
+#[derive(Parser, Debug)]
+#[command(name = "sundial", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (embedded SQLite by default).
+    Serve(serve::ServeArgs),
+    /// Sandbox worker process (started by the server).
+    #[command(hide = true)]
+    Worker,
+    #[command(flatten)]
+    Client(client::ClientCommand),
+}
+
+fn main() -> ExitCode {
+    // Parse before anything else: the worker must start with nothing but its channel.
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Worker => sundial_sandbox::worker_main(),
+        Command::Serve(args) => run(serve::serve(args)),
+        Command::Client(command) => run(client::run(command)),
+    }
+}
+
+fn run(future: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! `sundial serve`: layered configuration (defaults < TOML file < `SUNDIAL_*` environment < flags), first-run setup
+//! (data directory, database, agent `default`, the admin key printed once), then the engine and the HTTP server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use chrono::Duration;
+use clap::Args;
+use serde::Deserialize;
+use sundial_api::auth::{create_key, hash_key};
+use sundial_sandbox::{Pool, PoolConfig};
+use sundial_scheduler::{Engine, EngineConfig, SystemClock};
+use sundial_store::{Agent, SqliteStore, Store};
+
+/// Flags of `sundial serve`; each also reads a `SUNDIAL_*` variable and the config file.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Config file (TOML). Default: `<data-dir>/sundial.toml` when it exists.
+    #[arg(long, env = "SUNDIAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the database and state live. Default: `./sundial-data`.
+    #[arg(long, env = "SUNDIAL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on. Default: `127.0.0.1:7777`.
+    #[arg(long, env = "SUNDIAL_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Sandbox worker processes. Default: 4.
+    #[arg(long, env = "SUNDIAL_WORKERS")]
+    workers: Option<usize>,
+    /// Largest job timeout in seconds. Default: 600.
+    #[arg(long, env = "SUNDIAL_MAX_TIMEOUT")]
+    max_timeout: Option<u32>,
+    /// JS heap cap per execution in MiB. Default: 64.
+    #[arg(long, env = "SUNDIAL_MEMORY_LIMIT_MB")]
+    memory_limit_mb: Option<usize>,
+    /// Smallest interval in seconds. Default: 1.
+    #[arg(long, env = "SUNDIAL_MIN_INTERVAL")]
+    min_interval: Option<u64>,
+    /// Log format: `text` or `json`. Default: text.
+    #[arg(long, env = "SUNDIAL_LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+/// The config file's keys (all optional), named like the flags with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    workers: Option<usize>,
+    max_timeout: Option<u32>,
+    memory_limit_mb: Option<usize>,
+    min_interval: Option<u64>,
+    log_format: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug)]
+struct Settings {
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    workers: usize,
+    max_timeout: u32,
+    memory_limit_mb: usize,
+    min_interval: u64,
+    log_format: String,
+}
+
+fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None => {
+            let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("sundial-data"));
+            let default = data_dir.join("sundial.toml");
+            if default.exists() {
+                read_config(&default)?
+            } else {
+                ConfigFile::default()
+            }
+        }
+    };
+    let settings = Settings {
+        data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("sundial-data")),
+        listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7777))),
+        workers: args.workers.or(file.workers).unwrap_or(4),
+        max_timeout: args.max_timeout.or(file.max_timeout).unwrap_or(600),
+        memory_limit_mb: args.memory_limit_mb.or(file.memory_limit_mb).unwrap_or(64),
+        min_interval: args.min_interval.or(file.min_interval).unwrap_or(1),
+        log_format: args.log_format.or(file.log_format).unwrap_or_else(|| "text".into()),
+    };
+    if settings.workers == 0 || settings.workers > 1024 {
+        bail!("workers: must be between 1 and 1024, got {}", settings.workers);
+    }
+    if settings.max_timeout == 0 {
+        bail!("max_timeout: must be at least 1 second");
+    }
+    if settings.memory_limit_mb < 8 {
+        bail!("memory_limit_mb: must be at least 8");
+    }
+    if !matches!(settings.log_format.as_str(), "text" | "json") {
+        bail!("log_format: must be text or json, got {:?}", settings.log_format);
+    }
+    Ok(settings)
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SUNDIAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Creates agent `default` and the admin key on the first start; honours `SUNDIAL_API_KEY`.
+async fn first_run(store: &dyn Store) -> anyhow::Result<()> {
+    let configured = std::env::var("SUNDIAL_API_KEY").ok().filter(|key| !key.trim().is_empty());
+    if store.agent_get("default").await?.is_none() {
+        let agent = Agent { id: "default".into(), env: Default::default(), created_at: chrono::Utc::now() };
+        store.agent_insert(&agent).await?;
+    }
+    if let Some(key) = &configured {
+        if store.key_find(&hash_key(key)).await?.is_none() {
+            create_key(store, Some("default"), None, true, Some(key.clone()))
+                .await
+                .map_err(|error| anyhow::anyhow!("{}", error.message))?;
+            eprintln!("sundial: admin key taken from SUNDIAL_API_KEY");
+        }
+        return Ok(());
+    }
+    if store.admin_key_count().await? == 0 {
+        let (_, secret) = create_key(store, Some("default"), None, true, None)
+            .await
+            .map_err(|error| anyhow::anyhow!("{}", error.message))?;
+        println!("sundial: first start — created agent \"default\" and its admin key (shown once, keep it):");
+        println!("  SUNDIAL_API_KEY={secret}");
+    }
+    Ok(())
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let settings = resolve(args)?;
+    init_logging(&settings.log_format);
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+    let database = settings.data_dir.join("sundial.db");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&database).with_context(|| format!("cannot open database {}", database.display()))?,
+    );
+    first_run(store.as_ref()).await?;
+
+    let program = std::env::current_exe().context("cannot find the sundial executable for sandbox workers")?;
+    let mut pool_config = PoolConfig::new(program, vec!["worker".into()]);
+    pool_config.workers = settings.workers;
+    pool_config.memory_limit_bytes = settings.memory_limit_mb * 1024 * 1024;
+    let pool = Pool::start(pool_config).await.context("cannot start sandbox workers")?;
+
+    let mut config = EngineConfig { max_timeout_seconds: settings.max_timeout, ..EngineConfig::default() };
+    config.schedule_limits.min_interval_seconds = settings.min_interval;
+    config.lease = Duration::seconds(30);
+    let engine = Engine::new(store, Arc::new(SystemClock), pool.clone(), config);
+    let scheduler = engine.start().await.context("cannot start the scheduler")?;
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    println!("sundial: listening on http://{address} (data in {})", settings.data_dir.display());
+    tracing::info!(%address, "listening");
+    let router = sundial_api::router(engine.clone());
+    sundial_api::serve(listener, router, 4096, shutdown_signal()).await?;
+    tracing::info!("shutting down");
+    scheduler.shutdown().await;
+    pool.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,946 @@
+//! The engine's operations on jobs — create, read, activate, trigger, version, delete — shared by the HTTP API and by
+//! the host calls of running job code, so both enforce the same validation, quotas and tenancy.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+use sundial_core::policy::JobPolicy;
+use sundial_core::retry::json_type;
+use sundial_core::{
+    Execution, ExecutionStatus, FieldError, Job, JobStatus, JobVersion, JsonObject, RetryPolicy, Schedule,
+    ScheduleLimits, Trigger,
+};
+use sundial_store::{new_id, Activation, JobFilter, Store, StoreError};
+use tokio::sync::{broadcast, Notify};
+
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+
+/// Limits and defaults of the engine (server configuration).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// This node's id (leases and claims carry it).
+    pub node_id: String,
+    /// Timeout of a version that sets none, in seconds.
+    pub default_timeout_seconds: u32,
+    /// The largest accepted timeout, in seconds.
+    pub max_timeout_seconds: u32,
+    /// Interval bounds.
+    pub schedule_limits: ScheduleLimits,
+    /// Active jobs an agent may have.
+    pub max_active_jobs_per_agent: u64,
+    /// Jobs an agent may create per minute.
+    pub max_creations_per_minute: u32,
+    /// Largest metadata object, in bytes of JSON.
+    pub max_metadata_bytes: usize,
+    /// Largest code, in bytes.
+    pub max_code_bytes: usize,
+    /// How far ahead the scheduler claims slots.
+    pub lookahead: Duration,
+    /// The longest the scheduler sleeps before looking at the store again.
+    pub poll_interval: Duration,
+    /// How long a claim or a running execution stays this node's without a heartbeat.
+    pub lease: Duration,
+    /// Executions older than this are pruned.
+    pub retention: Duration,
+    /// Pruning keeps at least this many executions per job.
+    pub keep_per_job: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            node_id: new_id("node"),
+            default_timeout_seconds: 60,
+            max_timeout_seconds: 600,
+            schedule_limits: ScheduleLimits::default(),
+            max_active_jobs_per_agent: 100_000,
+            max_creations_per_minute: 100_000,
+            max_metadata_bytes: 64 * 1024,
+            max_code_bytes: 1024 * 1024,
+            lookahead: Duration::milliseconds(1500),
+            poll_interval: Duration::milliseconds(500),
+            lease: Duration::seconds(30),
+            retention: Duration::days(30),
+            keep_per_job: 100,
+        }
+    }
+}
+
+/// Why an operation was refused. Each maps to one HTTP status and stable code in the API.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A field of the request is invalid.
+    #[error("{0}")]
+    Invalid(#[from] FieldError),
+    /// The job, version or execution does not exist for this agent.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request contradicts the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many requests; retry after the given seconds.
+    #[error("{message}")]
+    RateLimited {
+        /// What was exceeded.
+        message: String,
+        /// Seconds until a retry may succeed.
+        retry_after_seconds: u64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sundial_core::ScheduleError> for EngineError {
+    fn from(error: sundial_core::ScheduleError) -> Self {
+        EngineError::Invalid(error.into())
+    }
+}
+
+/// Result alias of the engine.
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// Who is asking: an agent, optionally on behalf of one of its users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The agent.
+    pub agent_id: String,
+    /// The user, for user tokens, `X-User-Id` and job code of dynamic jobs.
+    pub user_id: Option<String>,
+}
+
+/// A validated job creation request.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// The JavaScript source of the function to run.
+    pub code: String,
+    /// Timeout in seconds.
+    pub timeout_seconds: u32,
+    /// Retries.
+    pub retry: Option<RetryPolicy>,
+    /// Metadata.
+    pub metadata: JsonObject,
+    /// Start active (default true).
+    pub activate: bool,
+    /// Policy.
+    pub policy: JobPolicy,
+    /// The first version's string (default `1.0.0`).
+    pub version: String,
+    /// Whether it is a dynamic job; `None` decides by the caller (a user makes it dynamic).
+    pub dynamic: Option<bool>,
+}
+
+/// Reads an optional string field.
+fn optional_string(body: &JsonObject, field: &str, max: usize) -> Result<Option<String>, FieldError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.len() > max => {
+            Err(FieldError::new(field, format!("must be at most {max} bytes")))
+        }
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(other) => Err(FieldError::new(field, format!("must be a string, got {}", json_type(other)))),
+    }
+}
+
+/// Reads an optional object field.
+fn optional_object(body: &JsonObject, field: &str, max_bytes: usize) -> Result<Option<JsonObject>, FieldError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(object)) => {
+            let size = serde_json::to_string(object).map(|text| text.len()).unwrap_or(usize::MAX);
+            if size > max_bytes {
+                return Err(FieldError::new(field, format!("must be at most {max_bytes} bytes of JSON")));
+            }
+            Ok(Some(object.clone()))
+        }
+        Some(other) => Err(FieldError::new(field, format!("must be an object, got {}", json_type(other)))),
+    }
+}
+
+fn optional_bool(body: &JsonObject, field: &str) -> Result<Option<bool>, FieldError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(flag)) => Ok(Some(*flag)),
+        Some(other) => Err(FieldError::new(field, format!("must be a boolean, got {}", json_type(other)))),
+    }
+}
+
+/// Validates a timeout: a whole number of seconds within `1..=max`.
+fn parse_timeout(value: Option<&Value>, field: &str, config: &EngineConfig) -> Result<Option<u32>, FieldError> {
+    let Some(value) = value.filter(|value| !value.is_null()) else { return Ok(None) };
+    let Some(number) = value.as_f64() else {
+        return Err(FieldError::new(field, format!("must be a number of seconds, got {}", json_type(value))));
+    };
+    let max = config.max_timeout_seconds;
+    if number.fract() != 0.0 || number < 1.0 || number > f64::from(max) {
+        return Err(FieldError::new(field, format!("must be a whole number of seconds between 1 and {max}")));
+    }
+    Ok(Some(number as u32))
+}
+
+/// Validates a semver string `MAJOR.MINOR.PATCH`.
+pub fn parse_semver(text: &str, field: &str) -> Result<(u64, u64, u64), FieldError> {
+    let parts: Vec<&str> = text.split('.').collect();
+    let numbers: Option<Vec<u64>> = parts.iter().map(|part| part.parse::<u64>().ok()).collect();
+    match numbers.as_deref() {
+        Some([major, minor, patch]) if parts.len() == 3 => Ok((*major, *minor, *patch)),
+        _ => Err(FieldError::new(field, format!("must be a semver string like 1.0.0, got \"{text}\""))),
+    }
+}
+
+/// Checks that `code` is the source of a function: an arrow function, a `function` expression or a method shorthand.
+/// The sandbox reports the exact syntax error at run time; this catches data that is plainly not code.
+pub fn check_code(code: &str, field: &str, max_bytes: usize) -> Result<(), FieldError> {
+    if code.len() > max_bytes {
+        return Err(FieldError::new(field, format!("must be at most {max_bytes} bytes")));
+    }
+    let text = code.trim_start();
+    let text = text.strip_prefix("async").map(str::trim_start).unwrap_or(text);
+    let is_identifier_char = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    let looks_like_function = text.starts_with("function")
+        || text.starts_with('(')
+        || {
+            let identifier: String = text.chars().take_while(|c| is_identifier_char(*c)).collect();
+            let rest = text[identifier.len()..].trim_start();
+            !identifier.is_empty() && (rest.starts_with("=>") || rest.starts_with('('))
+        }
+        || text.starts_with('*');
+    if text.is_empty() || !looks_like_function {
+        return Err(FieldError::new(
+            field,
+            "must be the source of a JavaScript function (an arrow function, a function expression or a method)",
+        ));
+    }
+    Ok(())
+}
+
+impl NewJob {
+    /// Validates an untrusted creation request (`{name, description?, schedule, code, timeout?, retry?, metadata?,
+    /// activate?, policy?, version?, dynamic?}`).
+    pub fn parse(body: &Value, config: &EngineConfig) -> Result<NewJob, FieldError> {
+        let Value::Object(body) = body else {
+            return Err(FieldError::new("body", format!("must be a JSON object, got {}", json_type(body))));
+        };
+        let name = optional_string(body, "name", 200)?.unwrap_or_default();
+        if name.trim().is_empty() {
+            return Err(FieldError::new("name", "is required and must not be empty"));
+        }
+        let description = optional_string(body, "description", 2000)?;
+        let schedule = match body.get("schedule") {
+            None | Some(Value::Null) => return Err(FieldError::new("schedule", "is required")),
+            Some(value) => Schedule::parse(value, &config.schedule_limits)?,
+        };
+        let code = match body.get("code") {
+            None | Some(Value::Null) => return Err(FieldError::new("code", "is required")),
+            Some(Value::String(code)) => code.clone(),
+            Some(other) => {
+                return Err(FieldError::new("code", format!("must be a string, got {}", json_type(other))));
+            }
+        };
+        check_code(&code, "code", config.max_code_bytes)?;
+        let timeout_seconds =
+            parse_timeout(body.get("timeout"), "timeout", config)?.unwrap_or(config.default_timeout_seconds);
+        let retry = RetryPolicy::parse(body.get("retry").unwrap_or(&Value::Null), "retry")?;
+        let metadata = optional_object(body, "metadata", config.max_metadata_bytes)?.unwrap_or_default();
+        let activate = optional_bool(body, "activate")?.unwrap_or(true);
+        let policy = JobPolicy::parse(body.get("policy").unwrap_or(&Value::Null))?;
+        let version = optional_string(body, "version", 64)?.unwrap_or_else(|| "1.0.0".into());
+        parse_semver(&version, "version")?;
+        let dynamic = optional_bool(body, "dynamic")?;
+        Ok(NewJob {
+            name,
+            description,
+            schedule,
+            code,
+            timeout_seconds,
+            retry,
+            metadata,
+            activate,
+            policy,
+            version,
+            dynamic,
+        })
+    }
+}
+
+/// A change of a job (`PATCH`): fields absent stay as they are. Code or option changes make a new version.
+#[derive(Clone, Debug, Default)]
+pub struct JobChange {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New policy.
+    pub policy: Option<JobPolicy>,
+    /// New version contents (`None` when no version-level field changed).
+    pub version: Option<NewVersion>,
+}
+
+/// A new version: unset fields are copied from the active version.
+#[derive(Clone, Debug, Default)]
+pub struct NewVersion {
+    /// Semver string; default: the latest version with its patch number increased.
+    pub version: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Code.
+    pub code: Option<String>,
+    /// Schedule.
+    pub schedule: Option<Schedule>,
+    /// Timeout in seconds.
+    pub timeout_seconds: Option<u32>,
+    /// Retries (`Some(None)` removes them).
+    pub retry: Option<Option<RetryPolicy>>,
+    /// Version metadata.
+    pub metadata: Option<JsonObject>,
+}
+
+impl NewVersion {
+    /// Validates the version-level fields of a request; `None` when none is present.
+    pub fn parse(body: &JsonObject, config: &EngineConfig) -> Result<Option<NewVersion>, FieldError> {
+        let mut version = NewVersion::default();
+        let mut any = false;
+        if let Some(text) = optional_string(body, "version", 64)? {
+            parse_semver(&text, "version")?;
+            version.version = Some(text);
+            any = true;
+        }
+        if let Some(code) = optional_string(body, "code", config.max_code_bytes)? {
+            check_code(&code, "code", config.max_code_bytes)?;
+            version.code = Some(code);
+            any = true;
+        }
+        if let Some(value) = body.get("schedule").filter(|value| !value.is_null()) {
+            version.schedule = Some(Schedule::parse(value, &config.schedule_limits)?);
+            any = true;
+        }
+        if let Some(timeout) = parse_timeout(body.get("timeout"), "timeout", config)? {
+            version.timeout_seconds = Some(timeout);
+            any = true;
+        }
+        if let Some(value) = body.get("retry") {
+            version.retry = Some(RetryPolicy::parse(value, "retry")?);
+            any = true;
+        }
+        if let Some(metadata) = optional_object(body, "versionMetadata", config.max_metadata_bytes)? {
+            version.metadata = Some(metadata);
+            any = true;
+        }
+        Ok(any.then_some(version))
+    }
+}
+
+impl JobChange {
+    /// Validates a `PATCH` body.
+    pub fn parse(body: &Value, config: &EngineConfig) -> Result<JobChange, FieldError> {
+        let Value::Object(object) = body else {
+            return Err(FieldError::new("body", format!("must be a JSON object, got {}", json_type(body))));
+        };
+        let name = optional_string(object, "name", 200)?;
+        if name.as_deref().is_some_and(|name| name.trim().is_empty()) {
+            return Err(FieldError::new("name", "must not be empty"));
+        }
+        let policy = match object.get("policy") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(JobPolicy::parse(value)?),
+        };
+        Ok(JobChange {
+            name,
+            description: optional_string(object, "description", 2000)?,
+            policy,
+            version: NewVersion::parse(object, config)?,
+        })
+    }
+}
+
+/// A job with everything its wire view shows.
+#[derive(Clone, Debug)]
+pub struct JobDetail {
+    /// The job.
+    pub job: Job,
+    /// Its versions, oldest first.
+    pub versions: Vec<JobVersion>,
+    /// Its newest execution.
+    pub last_execution: Option<Execution>,
+}
+
+impl JobDetail {
+    /// The wire view (`Job`).
+    pub fn view(&self) -> Value {
+        sundial_core::wire::job_view(&self.job, &self.versions, self.last_execution.as_ref())
+    }
+}
+
+/// What `delete` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deletion {
+    /// The job is gone.
+    pub deleted: bool,
+    /// The job was deactivated instead (a pre-defined job with versions).
+    pub deactivated: bool,
+}
+
+impl Deletion {
+    /// The wire view (`{deleted, deactivated, message}`).
+    pub fn view(&self, job_id: &str) -> Value {
+        let message = if self.deleted {
+            format!("job {job_id} deleted")
+        } else {
+            format!("job {job_id} has versions and was deactivated instead of deleted")
+        };
+        json!({"deleted": self.deleted, "deactivated": self.deactivated, "message": message})
+    }
+}
+
+/// A message delivered to a user's conversation, announced to stream subscribers.
+#[derive(Clone, Debug)]
+pub struct MessageEvent {
+    /// The agent.
+    pub agent_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The message's sequence number.
+    pub seq: i64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: EngineConfig,
+    pub(crate) wake: Notify,
+    pub(crate) metrics: Metrics,
+    pub(crate) messages: broadcast::Sender<MessageEvent>,
+    pub(crate) pool: sundial_sandbox::Pool,
+    creations: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+/// The engine: cheap to clone, shared by the API, the scheduler loop and the host calls of running jobs.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Engine {
+    /// Builds an engine over a store, a clock and a sandbox pool. [`Engine::start`] starts the scheduler.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        pool: sundial_sandbox::Pool,
+        config: EngineConfig,
+    ) -> Engine {
+        let (messages, _) = broadcast::channel(1024);
+        Engine {
+            shared: Arc::new(Shared {
+                store,
+                clock,
+                config,
+                wake: Notify::new(),
+                metrics: Metrics::new(),
+                messages,
+                pool,
+                creations: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// The current time of the engine's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.clock.now()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// The sandbox pool.
+    pub fn pool(&self) -> &sundial_sandbox::Pool {
+        &self.shared.pool
+    }
+
+    /// Subscribes to messages delivered to users.
+    pub fn subscribe_messages(&self) -> broadcast::Receiver<MessageEvent> {
+        self.shared.messages.subscribe()
+    }
+
+    /// Prometheus text exposition of the engine's metrics.
+    pub async fn metrics_text(&self) -> String {
+        let stats = self.shared.store.stats(self.now()).await.unwrap_or_default();
+        let pool = self.shared.pool.stats();
+        self.shared.metrics.encode(&stats, &pool)
+    }
+
+    /// Wakes the scheduler loop (new or changed work).
+    pub fn wake(&self) {
+        self.shared.wake.notify_one();
+    }
+
+    fn check_creation_rate(&self, agent_id: &str) -> EngineResult<()> {
+        let minute = self.now().timestamp() / 60;
+        let limit = self.shared.config.max_creations_per_minute;
+        let mut creations = self.shared.creations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = creations.entry(agent_id.to_owned()).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        if entry.1 >= limit {
+            let retry_after_seconds = (60 - self.now().timestamp() % 60).max(1) as u64;
+            return Err(EngineError::RateLimited {
+                message: format!("agent {agent_id} may create at most {limit} jobs per minute"),
+                retry_after_seconds,
+            });
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    async fn check_active_quota(&self, agent_id: &str, adding: u64) -> EngineResult<()> {
+        let max = self.shared.config.max_active_jobs_per_agent;
+        let active = self.shared.store.active_job_count(agent_id).await?;
+        if active + adding > max {
+            return Err(EngineError::RateLimited {
+                message: format!("agent {agent_id} may have at most {max} active jobs"),
+                retry_after_seconds: 60,
+            });
+        }
+        Ok(())
+    }
+
+    /// Builds the job and first version of a creation request, without storing them.
+    fn build_job(&self, caller: &Caller, new: NewJob) -> EngineResult<(Job, JobVersion)> {
+        let now = self.now();
+        let job_id = new_id("job");
+        let compiled = new.schedule.compile()?;
+        let version = JobVersion {
+            id: new_id("ver"),
+            job_id: job_id.clone(),
+            name: new.name.clone(),
+            version: new.version,
+            description: new.description.clone(),
+            code: new.code,
+            schedule: new.schedule,
+            timeout_seconds: new.timeout_seconds,
+            retry: new.retry,
+            metadata: (!new.metadata.is_empty()).then(|| new.metadata.clone()),
+            created_at: now,
+        };
+        let dynamic = caller.user_id.is_some() || new.dynamic.unwrap_or(false);
+        let next_run_at = if new.activate { compiled.first_slot(now) } else { None };
+        let job = Job {
+            id: job_id,
+            agent_id: caller.agent_id.clone(),
+            name: new.name,
+            description: new.description,
+            dynamic,
+            user_id: caller.user_id.clone(),
+            active: new.activate,
+            status: if new.activate { JobStatus::Active } else { JobStatus::Inactive },
+            metadata: new.metadata,
+            policy: new.policy,
+            active_version_id: Some(version.id.clone()),
+            anchor_at: now,
+            next_run_at,
+            last_run_at: None,
+            consecutive_failures: 0,
+            missed_slots: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        Ok((job, version))
+    }
+
+    /// Creates a job with its first version.
+    pub async fn create_job(&self, caller: &Caller, new: NewJob) -> EngineResult<JobDetail> {
+        self.check_creation_rate(&caller.agent_id)?;
+        if new.activate {
+            self.check_active_quota(&caller.agent_id, 1).await?;
+        }
+        let (job, version) = self.build_job(caller, new)?;
+        self.shared.store.job_insert(&job, Some(&version)).await?;
+        self.wake();
+        Ok(JobDetail { job, versions: vec![version], last_execution: None })
+    }
+
+    /// Creates many jobs in one transaction: all or none.
+    pub async fn create_jobs(&self, caller: &Caller, batch: Vec<NewJob>) -> EngineResult<Vec<JobDetail>> {
+        let activating = batch.iter().filter(|new| new.activate).count() as u64;
+        self.check_active_quota(&caller.agent_id, activating).await?;
+        let mut rows = Vec::with_capacity(batch.len());
+        for new in batch {
+            let (job, version) = self.build_job(caller, new)?;
+            rows.push((job, Some(version)));
+        }
+        self.shared.store.jobs_insert_batch(&rows).await?;
+        self.wake();
+        Ok(rows
+            .into_iter()
+            .map(|(job, version)| JobDetail { job, versions: version.into_iter().collect(), last_execution: None })
+            .collect())
+    }
+
+    /// The job, for this agent (and, for user callers, this user's or the agent's pre-defined jobs).
+    pub async fn job(&self, caller: &Caller, job_id: &str) -> EngineResult<Job> {
+        self.shared.store.job_get(&caller.agent_id, job_id).await?.ok_or(EngineError::NotFound("job"))
+    }
+
+    /// The job with its versions and latest execution.
+    pub async fn job_detail(&self, caller: &Caller, job_id: &str) -> EngineResult<JobDetail> {
+        let job = self.job(caller, job_id).await?;
+        self.detail(job).await
+    }
+
+    async fn detail(&self, job: Job) -> EngineResult<JobDetail> {
+        let versions = self.shared.store.version_list(&job.id).await?;
+        let last_execution = self.shared.store.execution_latest(&job.id).await?;
+        Ok(JobDetail { job, versions, last_execution })
+    }
+
+    /// A page of the agent's jobs.
+    pub async fn list_jobs(&self, caller: &Caller, filter: &JobFilter) -> EngineResult<Vec<JobDetail>> {
+        let jobs = self.shared.store.job_list(&caller.agent_id, filter).await?;
+        let mut details = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            details.push(self.detail(job).await?);
+        }
+        Ok(details)
+    }
+
+    async fn active_version(&self, job: &Job) -> EngineResult<JobVersion> {
+        let Some(version_id) = &job.active_version_id else {
+            return Err(EngineError::Conflict(format!("job {} has no version", job.id)));
+        };
+        self.shared.store.version_get(&job.id, version_id).await?.ok_or(EngineError::NotFound("version"))
+    }
+
+    /// Activates a job: its grid is anchored now and its next slot computed.
+    pub async fn activate(&self, caller: &Caller, job_id: &str) -> EngineResult<JobDetail> {
+        let job = self.job(caller, job_id).await?;
+        let version = self.active_version(&job).await?;
+        if !job.active {
+            self.check_active_quota(&caller.agent_id, 1).await?;
+        }
+        let now = self.now();
+        let next_run_at = version.schedule.compile()?.first_slot(now);
+        let change = Activation { active: true, status: JobStatus::Active, anchor_at: Some(now), next_run_at };
+        let job = if job.active {
+            job
+        } else {
+            self.shared.store.job_set_activation(&job.id, &change, now).await?.ok_or(EngineError::NotFound("job"))?
+        };
+        self.wake();
+        self.detail(job).await
+    }
+
+    /// Deactivates a job: it stops firing; pending scheduled executions are cancelled.
+    pub async fn deactivate(&self, caller: &Caller, job_id: &str) -> EngineResult<JobDetail> {
+        let job = self.job(caller, job_id).await?;
+        let change = Activation { active: false, status: JobStatus::Inactive, anchor_at: None, next_run_at: None };
+        let job =
+            self.shared.store.job_set_activation(&job.id, &change, self.now()).await?.ok_or(EngineError::NotFound("job"))?;
+        self.detail(job).await
+    }
+
+    /// Deletes a dynamic job (or one without versions); deactivates a pre-defined job with versions (SPEC §7).
+    pub async fn delete(&self, caller: &Caller, job_id: &str) -> EngineResult<Deletion> {
+        let job = self.job(caller, job_id).await?;
+        let has_versions = !self.shared.store.version_list(&job.id).await?.is_empty();
+        if !job.dynamic && has_versions {
+            self.deactivate(caller, job_id).await?;
+            return Ok(Deletion { deleted: false, deactivated: true });
+        }
+        if !self.shared.store.job_delete(&caller.agent_id, &job.id, self.now()).await? {
+            return Err(EngineError::NotFound("job"));
+        }
+        Ok(Deletion { deleted: true, deactivated: false })
+    }
+
+    /// Runs a job now, outside its schedule, on the active version or `version_id`; works on inactive jobs too.
+    pub async fn trigger(&self, caller: &Caller, job_id: &str, version_id: Option<&str>) -> EngineResult<Execution> {
+        let job = self.job(caller, job_id).await?;
+        let version = match version_id {
+            Some(version_id) => {
+                let by_id = self.shared.store.version_get(&job.id, version_id).await?;
+                let found = match by_id {
+                    Some(version) => Some(version),
+                    None => self.shared.store.version_find(&job.id, version_id).await?,
+                };
+                found.ok_or(EngineError::NotFound("version"))?
+            }
+            None => self.active_version(&job).await?,
+        };
+        let now = self.now();
+        let execution = Execution {
+            id: new_id("exe"),
+            agent_id: job.agent_id.clone(),
+            job_id: job.id.clone(),
+            version_id: version.id,
+            occurrence_id: new_id("occ"),
+            status: ExecutionStatus::Pending,
+            trigger: Trigger::Manual,
+            scheduled_for: None,
+            due_at: now,
+            started_at: None,
+            completed_at: None,
+            duration_ms: None,
+            result: None,
+            error: None,
+            retry_count: 0,
+            logs: Vec::new(),
+            created_at: now,
+        };
+        self.shared.store.execution_insert(&execution).await?;
+        self.wake();
+        Ok(execution)
+    }
+
+    /// Merges (`replace = false`) or replaces a job's metadata.
+    pub async fn update_metadata(
+        &self,
+        caller: &Caller,
+        job_id: &str,
+        metadata: &Value,
+        replace: bool,
+    ) -> EngineResult<JsonObject> {
+        let Value::Object(object) = metadata else {
+            return Err(FieldError::new("metadata", format!("must be an object, got {}", json_type(metadata))).into());
+        };
+        let updated = self
+            .shared
+            .store
+            .job_metadata_update(&caller.agent_id, job_id, object, replace, self.now())
+            .await?
+            .ok_or(EngineError::NotFound("job"))?;
+        let size = serde_json::to_string(&updated).map(|text| text.len()).unwrap_or(usize::MAX);
+        if size > self.shared.config.max_metadata_bytes {
+            // Roll back to a state within bounds: the merge made it too large.
+            return Err(FieldError::new(
+                "metadata",
+                format!("must be at most {} bytes of JSON", self.shared.config.max_metadata_bytes),
+            )
+            .into());
+        }
+        Ok(updated)
+    }
+
+    /// Adds a version (copying unset fields from the active version); `publish` makes it active.
+    pub async fn add_version(
+        &self,
+        caller: &Caller,
+        job_id: &str,
+        new: NewVersion,
+        publish: bool,
+    ) -> EngineResult<JobVersion> {
+        let job = self.job(caller, job_id).await?;
+        let versions = self.shared.store.version_list(&job.id).await?;
+        let base = match &job.active_version_id {
+            Some(id) => versions.iter().find(|version| &version.id == id).cloned(),
+            None => versions.last().cloned(),
+        };
+        let version_string = match new.version {
+            Some(version) => version,
+            None => next_patch(&versions),
+        };
+        let (Some(code), Some(schedule)) = (
+            new.code.or_else(|| base.as_ref().map(|base| base.code.clone())),
+            new.schedule.or_else(|| base.as_ref().map(|base| base.schedule.clone())),
+        ) else {
+            return Err(FieldError::new("code", "is required for the first version of a job").into());
+        };
+        let version = JobVersion {
+            id: new_id("ver"),
+            job_id: job.id.clone(),
+            name: job.name.clone(),
+            version: version_string,
+            description: new.description.or_else(|| base.as_ref().and_then(|base| base.description.clone())),
+            code,
+            schedule,
+            timeout_seconds: new
+                .timeout_seconds
+                .or(base.as_ref().map(|base| base.timeout_seconds))
+                .unwrap_or(self.shared.config.default_timeout_seconds),
+            retry: new.retry.unwrap_or_else(|| base.as_ref().and_then(|base| base.retry.clone())),
+            metadata: new.metadata.or_else(|| base.as_ref().and_then(|base| base.metadata.clone())),
+            created_at: self.now(),
+        };
+        version.schedule.compile()?;
+        match self.shared.store.version_insert(&version).await {
+            Err(StoreError::Conflict(_)) => {
+                return Err(EngineError::Conflict(format!(
+                    "job {} already has version {}",
+                    job.id, version.version
+                )));
+            }
+            other => other?,
+        }
+        if publish {
+            self.publish_version(caller, &job.id, &version.version).await?;
+        }
+        Ok(version)
+    }
+
+    /// Makes the version with this semver string (or id) the active one and activates the job.
+    pub async fn publish_version(&self, caller: &Caller, job_id: &str, version: &str) -> EngineResult<JobDetail> {
+        let job = self.job(caller, job_id).await?;
+        let found = match self.shared.store.version_find(&job.id, version).await? {
+            Some(found) => Some(found),
+            None => self.shared.store.version_get(&job.id, version).await?,
+        };
+        let version = found.ok_or(EngineError::NotFound("version"))?;
+        let now = self.now();
+        let next_run_at = version.schedule.compile()?.first_slot(now);
+        let change = Activation { active: true, status: JobStatus::Active, anchor_at: Some(now), next_run_at };
+        let job = self
+            .shared
+            .store
+            .job_set_active_version(&job.id, &version.id, &change, now)
+            .await?
+            .ok_or(EngineError::NotFound("job"))?;
+        self.wake();
+        self.detail(job).await
+    }
+
+    /// Applies a `PATCH`: name, description and policy in place; code or options as a new, published version.
+    pub async fn update_job(&self, caller: &Caller, job_id: &str, change: JobChange) -> EngineResult<JobDetail> {
+        let mut job = self.job(caller, job_id).await?;
+        if change.name.is_some() || change.description.is_some() || change.policy.is_some() {
+            if let Some(name) = change.name {
+                job.name = name;
+            }
+            if let Some(description) = change.description {
+                job.description = Some(description);
+            }
+            if let Some(policy) = change.policy {
+                job.policy = policy;
+            }
+            job.updated_at = self.now();
+            self.shared.store.job_update_info(&job).await?;
+        }
+        if let Some(version) = change.version {
+            let was_active = job.active;
+            let created = self.add_version(caller, job_id, version, false).await?;
+            self.publish_version(caller, job_id, &created.version).await?;
+            if !was_active {
+                self.deactivate(caller, job_id).await?;
+            }
+        }
+        self.job_detail(caller, job_id).await
+    }
+
+    /// The next `n` fire instants of the job's active version.
+    pub async fn preview(&self, caller: &Caller, job_id: &str, n: usize) -> EngineResult<(Job, Schedule, Vec<DateTime<Utc>>)> {
+        let job = self.job(caller, job_id).await?;
+        let version = self.active_version(&job).await?;
+        let compiled = version.schedule.compile()?;
+        let now = self.now();
+        let mut instants = Vec::with_capacity(n);
+        if let Some(next) = job.next_run_at.filter(|_| job.active) {
+            instants.push(next);
+            instants.extend(compiled.preview(next, job.anchor_at, n.saturating_sub(1)));
+        } else if version.schedule.is_recurring() {
+            instants.extend(compiled.preview(now, now, n));
+        } else if let Some(slot) = compiled.first_slot(now).filter(|slot| *slot > now) {
+            instants.push(slot);
+        }
+        instants.truncate(n);
+        Ok((job, version.schedule, instants))
+    }
+
+    /// A page of a job's executions, newest first, with the total.
+    pub async fn executions(
+        &self,
+        caller: &Caller,
+        job_id: &str,
+        status: Option<ExecutionStatus>,
+        limit: usize,
+        offset: usize,
+    ) -> EngineResult<(Vec<Execution>, u64)> {
+        let job = self.job(caller, job_id).await?;
+        Ok(self.shared.store.execution_list(&job.id, status, limit, offset).await?)
+    }
+
+    /// One execution of the agent.
+    pub async fn execution(&self, caller: &Caller, execution_id: &str) -> EngineResult<Execution> {
+        self.shared
+            .store
+            .execution_get(&caller.agent_id, execution_id)
+            .await?
+            .ok_or(EngineError::NotFound("execution"))
+    }
+
+    /// Appends messages to a user's conversation and announces them. `dedupe_prefix` makes a retried execution's
+    /// sends land once (`<occurrence>:<n>`).
+    pub async fn send_messages(
+        &self,
+        agent_id: &str,
+        user_id: &str,
+        messages: &[Value],
+        execution_id: Option<&str>,
+        dedupe_keys: Option<Vec<String>>,
+    ) -> EngineResult<()> {
+        for (index, message) in messages.iter().enumerate() {
+            validate_message(message, index)?;
+        }
+        let now = self.now();
+        for (index, message) in messages.iter().enumerate() {
+            let key = dedupe_keys.as_ref().and_then(|keys| keys.get(index)).map(String::as_str);
+            let stored =
+                self.shared.store.message_insert(agent_id, user_id, message, execution_id, key, now).await?;
+            let _ = self.shared.messages.send(MessageEvent {
+                agent_id: agent_id.to_owned(),
+                user_id: user_id.to_owned(),
+                seq: stored.seq,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks one message against the shapes of SPEC §5.
+pub fn validate_message(message: &Value, index: usize) -> Result<(), FieldError> {
+    let field = format!("messages[{index}]");
+    let Value::Object(object) = message else {
+        return Err(FieldError::new(field, format!("must be an object, got {}", json_type(message))));
+    };
+    let string = |key: &str| object.get(key).and_then(Value::as_str).is_some();
+    let ok = match object.get("type").and_then(Value::as_str) {
+        Some("text") => string("text"),
+        Some("image") => string("image") && string("mediaType"),
+        Some("file") => string("data") && string("mediaType"),
+        _ => {
+            return Err(FieldError::new(format!("{field}.type"), "must be one of text, image, file"));
+        }
+    };
+    if !ok {
+        return Err(FieldError::new(
+            field,
+            "needs {type:'text', text}, {type:'image', image, mediaType} or {type:'file', data, mediaType}",
+        ));
+    }
+    Ok(())
+}
+
+/// The latest version's string with the patch number increased (`1.0.0` when there is none).
+fn next_patch(versions: &[JobVersion]) -> String {
+    let latest = versions
+        .iter()
+        .filter_map(|version| parse_semver(&version.version, "version").ok())
+        .max();
+    match latest {
+        Some((major, minor, patch)) => format!("{major}.{minor}.{}", patch + 1),
+        None => "1.0.0".into(),
+    }
+}

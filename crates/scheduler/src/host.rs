@@ -1,0 +1,182 @@
+//! Answers the host calls of one running execution (`job.user()`, `user.send`, `Jobs.create` …).
+//!
+//! Authority comes from the execution itself — its agent and the user of its job — never from fields of the objects
+//! the job code passed: a `jobId` argument is looked up within the execution's agent, a `userId` within its agent.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde_json::{json, Map, Value};
+use sundial_core::wire::execution_view;
+use sundial_store::JobFilter;
+
+use crate::engine::{Caller, Engine, EngineError, NewJob};
+
+/// Messages one execution may send.
+pub const MAX_MESSAGES_PER_EXECUTION: u32 = 100;
+/// Jobs one execution may create.
+pub const MAX_JOBS_CREATED_PER_EXECUTION: u32 = 10;
+
+/// The host side of one execution.
+pub struct ExecutionHost {
+    engine: Engine,
+    /// The agent, and the user of the running job (inherited by jobs it creates).
+    caller: Caller,
+    job_name: String,
+    execution_id: String,
+    occurrence_id: String,
+    sent: AtomicU32,
+    created: AtomicU32,
+}
+
+impl ExecutionHost {
+    /// The host for an execution of `job`.
+    pub fn new(engine: Engine, job: &sundial_core::Job, execution: &sundial_core::Execution) -> ExecutionHost {
+        ExecutionHost {
+            engine,
+            caller: Caller { agent_id: job.agent_id.clone(), user_id: job.user_id.clone() },
+            job_name: job.name.clone(),
+            execution_id: execution.id.clone(),
+            occurrence_id: execution.occurrence_id.clone(),
+            sent: AtomicU32::new(0),
+            created: AtomicU32::new(0),
+        }
+    }
+
+    /// The caller that acts for the agent as a whole (job lookups are agent-wide).
+    fn agent(&self) -> Caller {
+        Caller { agent_id: self.caller.agent_id.clone(), user_id: None }
+    }
+
+    async fn answer(self: Arc<Self>, method: String, args: Value) -> Result<Value, String> {
+        let text = |key: &str| args.get(key).and_then(Value::as_str).map(str::to_owned);
+        let job_id = || text("jobId").ok_or_else(|| format!("{method}: jobId must be a string"));
+        let engine = &self.engine;
+        match method.as_str() {
+            "job.user" => {
+                let job = engine.job(&self.agent(), &job_id()?).await.map_err(message)?;
+                let Some(user_id) = job.user_id else {
+                    return Err(format!("job {} has no user context; use User.get(userId)", job.name));
+                };
+                self.user_view(&user_id).await
+            }
+            "User.get" => {
+                let user_id = text("userId").ok_or("User.get: userId must be a string")?;
+                self.user_view(&user_id).await
+            }
+            "user.send" => {
+                let user_id = text("userId").ok_or("user.send: userId must be a string")?;
+                let Some(messages) = args.get("messages").and_then(Value::as_array) else {
+                    return Err("user.send: messages must be an array".into());
+                };
+                let count = messages.len() as u32;
+                let before = self.sent.fetch_add(count, Ordering::SeqCst);
+                if before + count > MAX_MESSAGES_PER_EXECUTION {
+                    self.sent.fetch_sub(count, Ordering::SeqCst);
+                    return Err(format!(
+                        "user.send: an execution may send at most {MAX_MESSAGES_PER_EXECUTION} messages"
+                    ));
+                }
+                // The n-th message of an occurrence lands once, however often the occurrence is retried.
+                let keys = (before..before + count).map(|n| format!("{}:{n}", self.occurrence_id)).collect();
+                engine
+                    .send_messages(&self.caller.agent_id, &user_id, messages, Some(&self.execution_id), Some(keys))
+                    .await
+                    .map_err(message)?;
+                Ok(Value::Bool(true))
+            }
+            "user.update" => {
+                let user_id = text("userId").ok_or("user.update: userId must be a string")?;
+                let Some(Value::Object(data)) = args.get("data") else {
+                    return Err("user.update: data must be an object".into());
+                };
+                let mut data = data.clone();
+                data.remove("userId");
+                engine
+                    .store()
+                    .user_put(&self.caller.agent_id, &user_id, &data, engine.now())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                self.user_view(&user_id).await
+            }
+            "job.updateMetadata" => {
+                let patch = args.get("patch").cloned().unwrap_or(Value::Null);
+                let metadata =
+                    engine.update_metadata(&self.agent(), &job_id()?, &patch, false).await.map_err(message)?;
+                Ok(json!({ "metadata": metadata }))
+            }
+            "job.trigger" => {
+                let version_id = text("versionId");
+                let execution =
+                    engine.trigger(&self.agent(), &job_id()?, version_id.as_deref()).await.map_err(message)?;
+                Ok(execution_view(&execution, false))
+            }
+            "job.delete" => {
+                let job_id = job_id()?;
+                let deletion = engine.delete(&self.agent(), &job_id).await.map_err(message)?;
+                Ok(deletion.view(&job_id))
+            }
+            "job.activate" => Ok(engine.activate(&self.agent(), &job_id()?).await.map_err(message)?.view()),
+            "job.deactivate" => Ok(engine.deactivate(&self.agent(), &job_id()?).await.map_err(message)?.view()),
+            "Jobs.create" => {
+                if self.created.fetch_add(1, Ordering::SeqCst) >= MAX_JOBS_CREATED_PER_EXECUTION {
+                    return Err(format!(
+                        "Jobs.create: an execution may create at most {MAX_JOBS_CREATED_PER_EXECUTION} jobs"
+                    ));
+                }
+                let mut body = match args.get("config") {
+                    Some(Value::Object(config)) => config.clone(),
+                    _ => return Err("Jobs.create: config must be an object".into()),
+                };
+                body.insert("code".into(), args.get("code").cloned().unwrap_or(Value::Null));
+                let new = NewJob::parse(&Value::Object(body), engine.config())
+                    .map_err(|error| format!("Jobs.create: {error}"))?;
+                // A job created from a job inherits its user.
+                let created = engine.create_job(&self.caller, new).await.map_err(message)?;
+                Ok(created.view())
+            }
+            "Jobs.getJob" => Ok(engine.job_detail(&self.agent(), &job_id()?).await.map_err(message)?.view()),
+            "Jobs.getAll" => {
+                let include_dynamic = args.get("includeDynamic").and_then(Value::as_bool).unwrap_or(false);
+                let filter = JobFilter { include_dynamic, limit: 1000, ..JobFilter::default() };
+                let jobs = engine.list_jobs(&self.agent(), &filter).await.map_err(message)?;
+                Ok(Value::Array(jobs.iter().map(|job| job.view()).collect()))
+            }
+            other => {
+                let family = other.split('.').next().unwrap_or(other);
+                Err(format!("{family} is not available to jobs on this server (job {})", self.job_name))
+            }
+        }
+    }
+
+    /// `{userId, ...data}` of a user of the execution's agent (a user without a record has no fields).
+    async fn user_view(&self, user_id: &str) -> Result<Value, String> {
+        let record =
+            self.engine.store().user_get(&self.caller.agent_id, user_id).await.map_err(|error| error.to_string())?;
+        let mut object = Map::new();
+        object.insert("userId".into(), json!(user_id));
+        if let Some(record) = record {
+            for (key, value) in record.data {
+                if key != "userId" {
+                    object.insert(key, value);
+                }
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+fn message(error: EngineError) -> String {
+    error.to_string()
+}
+
+/// Adapts an `Arc<ExecutionHost>` to the sandbox's [`sundial_sandbox::Host`].
+pub struct HostAdapter(pub Arc<ExecutionHost>);
+
+impl sundial_sandbox::Host for HostAdapter {
+    fn call(&self, method: String, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+        let host = self.0.clone();
+        Box::pin(host.answer(method, args))
+    }
+}

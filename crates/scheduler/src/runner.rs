@@ -1,0 +1,491 @@
+//! The scheduler's run loop.
+//!
+//! One loop per node, in four steps, repeated:
+//!
+//! 1. **Record** — active jobs whose next slot falls within `now + lookahead` get their slots recorded as occurrences
+//!    with a pending execution each, and their `next_run_at` advanced, in one transaction per batch (the store's
+//!    compare-and-set makes a slot recorded exactly once). Slots long past (downtime) go through the misfire policy.
+//! 2. **Claim** — pending executions due within the lookahead (slots, retries, manual triggers) are claimed under a
+//!    lease and put on an in-memory timer heap.
+//! 3. **Fire** — every heap entry whose instant has come is dispatched: the store moves it to `running` (or
+//!    `skipped` by the overlap policy), the sandbox pool runs it, and its outcome, retry and effect on the job are
+//!    written in one transaction.
+//! 4. **Sleep** — until the earliest heap entry, the poll interval, or a wake-up from a change (a new job, a trigger,
+//!    a retry).
+//!
+//! Beside it run a heartbeat that extends this node's leases and an upkeep task that prunes old executions.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+use sundial_core::policy::{Misfire, MAX_CATCH_UP_RUNS};
+use sundial_core::{
+    after_outcome, Execution, ExecutionStatus, Job, JobVersion, LogLine, Trigger,
+};
+use sundial_sandbox::{OutcomeStatus, RunRequest};
+use sundial_store::{new_id, DueJob, ExecutionFinish, OccurrenceRecord, StartOutcome};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::engine::Engine;
+use crate::host::{ExecutionHost, HostAdapter};
+
+/// Slots older than this when recorded count as missed (downtime), not merely late.
+const MISFIRE_THRESHOLD_SECONDS: i64 = 5;
+/// At most this many slots of one job are recorded per pass (a 1-second interval with a long lookahead).
+const MAX_SLOTS_PER_PASS: usize = 1000;
+/// Batch sizes of the record and claim steps.
+const RECORD_BATCH: usize = 500;
+const CLAIM_BATCH: usize = 2000;
+
+/// The running scheduler: stop it with [`SchedulerHandle::shutdown`].
+pub struct SchedulerHandle {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl SchedulerHandle {
+    /// Stops the loop, the heartbeat and upkeep. Running executions finish on their own tasks.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Engine {
+    /// Recovers from an earlier run (claims released, orphaned runs abandoned and retried), then starts the loop,
+    /// the heartbeat and upkeep.
+    pub async fn start(&self) -> Result<SchedulerHandle, sundial_store::StoreError> {
+        self.recover().await?;
+        let (stop, stopped) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(run_loop(self.clone(), stopped.clone())),
+            tokio::spawn(heartbeat(self.clone(), stopped.clone())),
+            tokio::spawn(upkeep(self.clone(), stopped)),
+        ];
+        Ok(SchedulerHandle { stop, tasks })
+    }
+
+    /// Releases claims of earlier processes and finishes their running executions as `abandoned` (with retries
+    /// per policy).
+    async fn recover(&self) -> Result<(), sundial_store::StoreError> {
+        let store = self.store();
+        let node = &self.config().node_id;
+        store.executions_release_claims(node).await?;
+        let orphans = store.executions_orphaned(self.now(), Some(node)).await?;
+        for orphan in orphans {
+            self.abandon(orphan).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks a running execution whose node is gone as `abandoned`, retrying it per its job's policy.
+    pub async fn abandon(&self, execution: Execution) -> Result<(), sundial_store::StoreError> {
+        let store = self.store();
+        let job = store.job_get(&execution.agent_id, &execution.job_id).await?;
+        let version = store.version_get(&execution.job_id, &execution.version_id).await?;
+        let (Some(job), Some(version)) = (job, version) else {
+            let finish = plain_finish(&execution, ExecutionStatus::Abandoned, self.now());
+            store.execution_finish(&finish).await?;
+            return Ok(());
+        };
+        let outcome = RunOutcome {
+            status: ExecutionStatus::Abandoned,
+            result: None,
+            error: Some("the node running this execution stopped before it finished".into()),
+            logs: Vec::new(),
+            duration_ms: None,
+        };
+        self.finish(&execution, &job, &version, outcome, None).await;
+        Ok(())
+    }
+
+    /// Plans the slots of one due job: which to record and run, which are missed, and the next slot.
+    fn plan(&self, due: &DueJob, now: DateTime<Utc>, horizon: DateTime<Utc>) -> Option<OccurrenceRecord> {
+        let job = &due.job;
+        let expected = job.next_run_at?;
+        let compiled = match due.version.schedule.compile() {
+            Ok(compiled) => compiled,
+            Err(error) => {
+                tracing::error!(job = %job.id, %error, "stored schedule no longer compiles; deactivating");
+                return Some(OccurrenceRecord {
+                    job_id: job.id.clone(),
+                    expected_next_run_at: expected,
+                    next_run_at: None,
+                    missed: 0,
+                    slots: Vec::new(),
+                });
+            }
+        };
+        if !due.version.schedule.is_recurring() {
+            // A once job has one slot; a past-due once job always runs.
+            return Some(OccurrenceRecord {
+                job_id: job.id.clone(),
+                expected_next_run_at: expected,
+                next_run_at: None,
+                missed: 0,
+                slots: vec![self.slot_execution(job, &due.version, expected, now)],
+            });
+        }
+        let misfire_before = now - Duration::seconds(MISFIRE_THRESHOLD_SECONDS);
+        let mut slots = Vec::new();
+        let mut missed_slots = Vec::new();
+        let mut missed_count = 0u64;
+        let mut slot = Some(expected);
+        while let Some(at) = slot {
+            if at > horizon || slots.len() >= MAX_SLOTS_PER_PASS {
+                break;
+            }
+            if at < misfire_before {
+                missed_count += 1;
+                if missed_slots.len() as u64 >= MAX_CATCH_UP_RUNS {
+                    missed_slots.remove(0);
+                }
+                missed_slots.push(at);
+                // Far behind: jump over the gap instead of walking it slot by slot.
+                if missed_count > 10_000 {
+                    let skipped = compiled.count_slots(at, misfire_before, job.anchor_at, u64::MAX / 2);
+                    missed_count += skipped;
+                    slot = compiled.next_after(misfire_before, job.anchor_at);
+                    continue;
+                }
+            } else {
+                slots.push(at);
+            }
+            slot = compiled.next_after(at, job.anchor_at);
+        }
+        let caught_up: Vec<DateTime<Utc>> = match job.policy.misfire {
+            Misfire::Skip => Vec::new(),
+            Misfire::RunAll => missed_slots,
+            Misfire::RunOnce => {
+                let grace = Duration::seconds(job.policy.misfire_grace_seconds.min(i64::MAX as u64 / 1000) as i64);
+                missed_slots.last().filter(|newest| now - **newest <= grace).map(|newest| vec![*newest]).unwrap_or_default()
+            }
+        };
+        let missed = missed_count - caught_up.len() as u64;
+        if missed > 0 {
+            self.shared.metrics.missed(missed);
+            tracing::info!(job = %job.id, missed, "slots missed while no scheduler ran");
+        }
+        let executions = caught_up
+            .into_iter()
+            .chain(slots)
+            .map(|at| self.slot_execution(job, &due.version, at, now))
+            .collect();
+        Some(OccurrenceRecord {
+            job_id: job.id.clone(),
+            expected_next_run_at: expected,
+            next_run_at: slot,
+            missed,
+            slots: executions,
+        })
+    }
+
+    fn slot_execution(&self, job: &Job, version: &JobVersion, at: DateTime<Utc>, now: DateTime<Utc>) -> Execution {
+        Execution {
+            id: new_id("exe"),
+            agent_id: job.agent_id.clone(),
+            job_id: job.id.clone(),
+            version_id: version.id.clone(),
+            occurrence_id: new_id("occ"),
+            status: ExecutionStatus::Pending,
+            trigger: Trigger::Schedule,
+            scheduled_for: Some(at),
+            due_at: at,
+            started_at: None,
+            completed_at: None,
+            duration_ms: None,
+            result: None,
+            error: None,
+            retry_count: 0,
+            logs: Vec::new(),
+            created_at: now,
+        }
+    }
+
+    /// Records due slots, then claims due executions. Returns what was claimed.
+    async fn record_and_claim(&self) -> Result<Vec<Execution>, sundial_store::StoreError> {
+        let store = self.store();
+        let now = self.now();
+        let horizon = now + self.config().lookahead;
+        loop {
+            let due = store.jobs_due(horizon, RECORD_BATCH).await?;
+            let records: Vec<OccurrenceRecord> = due.iter().filter_map(|due| self.plan(due, now, horizon)).collect();
+            let applied = if records.is_empty() { 0 } else { store.occurrences_record(&records, now).await? };
+            if due.len() < RECORD_BATCH || applied == 0 {
+                break;
+            }
+        }
+        let lease_until = now + self.config().lease;
+        let mut claimed = Vec::new();
+        loop {
+            let batch =
+                store.executions_claim(horizon, &self.config().node_id, lease_until, now, CLAIM_BATCH).await?;
+            let full = batch.len() == CLAIM_BATCH;
+            claimed.extend(batch);
+            if !full {
+                break;
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Starts and runs one claimed execution.
+    async fn dispatch(self, execution_id: String) {
+        let store = self.store().clone();
+        loop {
+            let now = self.now();
+            let lease_until = now + self.config().lease;
+            match store.execution_start(&execution_id, &self.config().node_id, lease_until, now).await {
+                Ok(StartOutcome::Started(started)) => {
+                    let started = *started;
+                    self.run(started.execution, started.job, started.version).await;
+                    return;
+                }
+                Ok(StartOutcome::NotRun(status)) => {
+                    self.shared.metrics.finished(status);
+                    return;
+                }
+                Ok(StartOutcome::Busy) => {
+                    self.shared.clock.sleep_until(now + Duration::milliseconds(200)).await;
+                }
+                Ok(StartOutcome::Gone) => return,
+                Err(error) => {
+                    // The claim's lease runs out and the execution is claimed again later.
+                    tracing::error!(execution = %execution_id, %error, "cannot start execution");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run(&self, execution: Execution, job: Job, version: JobVersion) {
+        let started = execution.started_at.unwrap_or_else(|| self.now());
+        if execution.trigger == Trigger::Schedule {
+            let lateness = (started - execution.due_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            self.shared.metrics.fired(lateness);
+        }
+        let store = self.store();
+        let env = match store.agent_get(&job.agent_id).await {
+            Ok(Some(agent)) => agent
+                .env
+                .into_iter()
+                .filter_map(|(key, value)| value.as_str().map(|text| (key, text.to_owned())))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        let versions = store.version_list(&job.id).await.unwrap_or_else(|_| vec![version.clone()]);
+        let request = RunRequest {
+            code: version.code.clone(),
+            job: sandbox_job(&job, &version, &versions, &execution),
+            env,
+            timeout: StdDuration::from_secs(u64::from(version.timeout_seconds)),
+        };
+        let host = Arc::new(HostAdapter(Arc::new(ExecutionHost::new(self.clone(), &job, &execution))));
+        let outcome = self.shared.pool.run(request, host).await;
+        let status = match outcome.status {
+            OutcomeStatus::Completed => ExecutionStatus::Completed,
+            OutcomeStatus::Failed => ExecutionStatus::Failed,
+            OutcomeStatus::Timeout => ExecutionStatus::Timeout,
+            OutcomeStatus::Killed => ExecutionStatus::Killed,
+        };
+        let outcome = RunOutcome {
+            status,
+            result: outcome.result,
+            error: outcome.error,
+            logs: outcome
+                .logs
+                .into_iter()
+                .map(|line| LogLine { level: line.level, message: line.message, at: line.at })
+                .collect(),
+            duration_ms: Some(outcome.duration.as_millis() as i64),
+        };
+        let owner = Some(self.config().node_id.clone());
+        self.finish(&execution, &job, &version, outcome, owner).await;
+    }
+
+    /// Records a final outcome with its retry and job effect (the one decision of `after_outcome`).
+    async fn finish(
+        &self,
+        execution: &Execution,
+        job: &Job,
+        version: &JobVersion,
+        outcome: RunOutcome,
+        lease_owner: Option<String>,
+    ) {
+        let now = self.now();
+        let jitter = jitter_of(&execution.id);
+        let after = after_outcome(
+            outcome.status,
+            execution,
+            version.retry.as_ref(),
+            !version.schedule.is_recurring(),
+            &job.policy,
+            job.consecutive_failures,
+            now,
+            jitter,
+        );
+        let retry = after.retry_at.map(|due_at| Execution {
+            id: new_id("exe"),
+            status: ExecutionStatus::Pending,
+            trigger: if execution.trigger == Trigger::Manual { Trigger::Manual } else { Trigger::Retry },
+            due_at,
+            started_at: None,
+            completed_at: None,
+            duration_ms: None,
+            result: None,
+            error: None,
+            retry_count: execution.retry_count + 1,
+            logs: Vec::new(),
+            created_at: now,
+            ..execution.clone()
+        });
+        let has_retry = retry.is_some();
+        let finish = ExecutionFinish {
+            id: execution.id.clone(),
+            status: outcome.status,
+            result: outcome.result,
+            error: outcome.error,
+            logs: outcome.logs,
+            completed_at: now,
+            duration_ms: outcome.duration_ms,
+            retry,
+            job_effect: after.job,
+            lease_owner,
+        };
+        match self.store().execution_finish(&finish).await {
+            Ok(true) => self.shared.metrics.finished(outcome.status),
+            Ok(false) => {
+                tracing::warn!(execution = %execution.id, "late result refused: the execution is no longer ours")
+            }
+            Err(error) => tracing::error!(execution = %execution.id, %error, "cannot record execution outcome"),
+        }
+        if has_retry {
+            self.wake();
+        }
+    }
+}
+
+/// What a run produced, before it is recorded.
+struct RunOutcome {
+    status: ExecutionStatus,
+    result: Option<Value>,
+    error: Option<String>,
+    logs: Vec<LogLine>,
+    duration_ms: Option<i64>,
+}
+
+fn plain_finish(execution: &Execution, status: ExecutionStatus, now: DateTime<Utc>) -> ExecutionFinish {
+    ExecutionFinish {
+        id: execution.id.clone(),
+        status,
+        result: None,
+        error: None,
+        logs: Vec::new(),
+        completed_at: now,
+        duration_ms: None,
+        retry: None,
+        job_effect: sundial_core::JobEffect::None,
+        lease_owner: None,
+    }
+}
+
+/// A number in `[0, 1)` derived from an id, so backoff jitter needs no random source and is reproducible.
+fn jitter_of(id: &str) -> f64 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3));
+    (hash >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The `job` object job code receives (SPEC §5).
+fn sandbox_job(job: &Job, version: &JobVersion, versions: &[JobVersion], execution: &Execution) -> Value {
+    let data = sundial_core::wire::job_view(job, versions, None);
+    json!({
+        "id": job.id,
+        "name": job.name,
+        "metadata": job.metadata,
+        "activeVersion": sundial_core::wire::version_view(version, job.active_version_id.as_deref()),
+        "data": data,
+        "userId": job.user_id,
+        "execution": {
+            "id": execution.id,
+            "occurrenceId": execution.occurrence_id,
+            "scheduledFor": execution.scheduled_for.map(sundial_core::wire::instant),
+            "retryCount": execution.retry_count,
+            "trigger": execution.trigger.as_str(),
+        },
+    })
+}
+
+async fn run_loop(engine: Engine, mut stopped: watch::Receiver<bool>) {
+    let mut heap: BinaryHeap<Reverse<(DateTime<Utc>, String)>> = BinaryHeap::new();
+    let mut queued: HashSet<String> = HashSet::new();
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        match engine.record_and_claim().await {
+            Ok(claimed) => {
+                for execution in claimed {
+                    if queued.insert(execution.id.clone()) {
+                        heap.push(Reverse((execution.due_at, execution.id)));
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "scheduler pass failed; retrying"),
+        }
+        let now = engine.now();
+        while let Some(Reverse((due_at, _))) = heap.peek() {
+            if *due_at > now {
+                break;
+            }
+            let Some(Reverse((_, id))) = heap.pop() else { break };
+            queued.remove(&id);
+            tokio::spawn(engine.clone().dispatch(id));
+        }
+        let mut wake_at = now + engine.config().poll_interval;
+        if let Some(Reverse((due_at, _))) = heap.peek() {
+            wake_at = wake_at.min(*due_at);
+        }
+        let sleep = engine.shared.clock.sleep_until(wake_at);
+        tokio::select! {
+            _ = sleep => {}
+            _ = engine.shared.wake.notified() => {}
+            _ = stopped.changed() => {}
+        }
+    }
+}
+
+async fn heartbeat(engine: Engine, mut stopped: watch::Receiver<bool>) {
+    let every = (engine.config().lease / 3).to_std().unwrap_or(StdDuration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped.changed() => return,
+        }
+        let lease_until = engine.now() + engine.config().lease;
+        if let Err(error) = engine.store().executions_heartbeat(&engine.config().node_id, lease_until).await {
+            tracing::error!(%error, "lease heartbeat failed");
+        }
+    }
+}
+
+async fn upkeep(engine: Engine, mut stopped: watch::Receiver<bool>) {
+    loop {
+        let before = engine.now() - engine.config().retention;
+        match engine.store().executions_prune(before, engine.config().keep_per_job).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned old executions"),
+            Err(error) => tracing::error!(%error, "pruning executions failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(StdDuration::from_secs(3600)) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
