@@ -83,8 +83,8 @@ pub enum JobsCommand {
     Trigger {
         job_id: String,
         /// Version id or semver string to run (default: the active version).
-        #[arg(long)]
-        version: Option<String>,
+        #[arg(long = "job-version")]
+        job_version: Option<String>,
     },
     /// Activate a job.
     Activate { job_id: String },
@@ -435,8 +435,8 @@ async fn jobs(client: Client, command: JobsCommand) -> Result<(), Failure> {
             let job = client.post(&client.agent_path("/jobs"), body).await?;
             print_job(&client, &job);
         }
-        JobsCommand::Trigger { job_id, version } => {
-            let body = version.map(|version| json!({"versionId": version})).unwrap_or_else(|| json!({}));
+        JobsCommand::Trigger { job_id, job_version } => {
+            let body = job_version.map(|version| json!({"versionId": version})).unwrap_or_else(|| json!({}));
             let execution = client.post(&client.agent_path(&format!("/jobs/{job_id}/trigger")), body).await?;
             if client.options.json {
                 print_json(&execution);

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 /// Sundial: a self-hosted jobs engine for AI-agent tools.
 #[derive(Parser, Debug)]
-#[command(name = "sundial", version, about, propagate_version = true)]
+#[command(name = "sundial", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,5 +51,14 @@ fn run(future: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> E
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

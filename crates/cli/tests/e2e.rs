@@ -1,0 +1,530 @@
+//! End-to-end tests: the engine on a hand-moved clock with the real SQLite store and real sandbox workers, and the
+//! real `sundial` binary over HTTP on a random port (first run, API, CLI, bad input, `kill -9` and restart).
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sundial_core::{ExecutionStatus, JobStatus, Trigger};
+use support::{eventually, send, statuses, Server, TestEngine};
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).expect("instant").with_timezone(&Utc)
+}
+
+const REMINDER: &str = "async (jobInstance) => {
+    const user = await jobInstance.user();
+    await user.send([{ type: 'text', text: jobInstance.metadata.message }]);
+    return { success: true };
+}";
+
+// --- the engine on a hand-moved clock ---
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_job_runs_every_n_seconds_and_sees_its_updated_metadata() {
+    let start = utc("2030-01-01T00:00:00Z");
+    let mut test = TestEngine::start(start).await;
+    let code = "async (job) => {
+        const runs = (job.metadata.runCount || 0) + 1;
+        await job.updateMetadata({ runCount: runs, lastRun: job.execution.scheduledFor });
+        return { runs };
+    }";
+    let job = test.create(json!({"name": "counter", "schedule": {"type": "interval", "seconds": 60}, "code": code}), None).await;
+    assert_eq!(job.job.next_run_at, Some(utc("2030-01-01T00:01:00Z")), "the grid is anchored at activation");
+    for run in 1..=3 {
+        test.advance(60.0).await;
+        test.wait_final(&job.job.id, run).await;
+    }
+    let executions = test.wait_final(&job.job.id, 3).await;
+    let slots: Vec<_> = executions.iter().map(|execution| execution.scheduled_for).collect();
+    assert_eq!(slots, [Some(utc("2030-01-01T00:01:00Z")), Some(utc("2030-01-01T00:02:00Z")), Some(utc("2030-01-01T00:03:00Z"))]);
+    let results: Vec<_> = executions.iter().map(|execution| execution.result.clone()).collect();
+    assert_eq!(results, [Some(json!({"runs": 1})), Some(json!({"runs": 2})), Some(json!({"runs": 3}))]);
+    let stored = test.engine.job(&TestEngine::caller(None), &job.job.id).await.expect("job");
+    assert_eq!(stored.metadata.get("runCount"), Some(&json!(3)));
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_job_with_a_timezone_fires_at_local_instants_across_dst() {
+    // 2025-03-09 is the spring-forward day in New York: 02:30 does not exist and fires at 03:00 EDT (07:00Z).
+    let start = utc("2025-03-07T12:00:00Z");
+    let mut test = TestEngine::start(start).await;
+    let schedule = json!({"type": "cron", "expression": "30 2 * * *", "timezone": "America/New_York"});
+    let job = test.create(json!({"name": "nightly", "schedule": schedule, "code": "async () => 'ok'"}), None).await;
+    let expected = ["2025-03-08T07:30:00Z", "2025-03-09T07:00:00Z", "2025-03-10T06:30:00Z"];
+    for (index, instant) in expected.iter().enumerate() {
+        test.clock.set(utc(instant) - chrono::Duration::seconds(1));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        test.advance(2.0).await;
+        test.wait_final(&job.job.id, index + 1).await;
+    }
+    let executions = test.executions(&job.job.id).await;
+    let fired: Vec<_> = executions.iter().map(|execution| execution.scheduled_for).collect();
+    assert_eq!(fired, expected.iter().map(|text| Some(utc(text))).collect::<Vec<_>>());
+    assert!(executions.iter().all(|execution| execution.status == ExecutionStatus::Completed));
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_give_exactly_max_attempts_plus_one_executions() {
+    let start = utc("2030-01-01T00:00:00Z");
+    let mut test = TestEngine::start(start).await;
+    let body = json!({
+        "name": "always-throws",
+        "schedule": {"type": "once", "executeAt": "2030-01-01T00:00:10Z"},
+        "retry": {"maxAttempts": 2, "backoffSeconds": 1},
+        "code": "async () => { throw new Error('boom'); }",
+    });
+    let job = test.create(body, None).await;
+    test.advance(10.5).await;
+    test.wait_final(&job.job.id, 1).await;
+    test.advance(1.2).await;
+    test.wait_final(&job.job.id, 2).await;
+    test.advance(1.2).await;
+    test.wait_final(&job.job.id, 3).await;
+    test.advance(30.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let executions = test.executions(&job.job.id).await;
+    assert_eq!(statuses(&executions), [ExecutionStatus::Failed; 3]);
+    let retries: Vec<_> = executions.iter().map(|execution| (execution.retry_count, execution.trigger)).collect();
+    assert_eq!(retries, [(0, Trigger::Schedule), (1, Trigger::Retry), (2, Trigger::Retry)]);
+    for execution in &executions {
+        assert_eq!(execution.error.as_deref().and_then(|error| error.lines().next()), Some("Error: boom"));
+        assert_eq!(execution.occurrence_id, executions[0].occurrence_id, "retries belong to the same occurrence");
+    }
+    let stored = test.engine.job(&TestEngine::caller(None), &job.job.id).await.expect("job");
+    assert_eq!((stored.active, stored.status), (false, JobStatus::Failed));
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_deactivates_itself_stops_and_a_once_job_can_delete_itself() {
+    let start = utc("2030-01-01T00:00:00Z");
+    let mut test = TestEngine::start(start).await;
+    let stopper = "async (job) => {
+        const runs = (job.metadata.runs || 0) + 1;
+        await job.updateMetadata({ runs });
+        if (runs >= 2) { await job.deactivate(); return { action: 'completed', stopped: true }; }
+        return { action: 'processed' };
+    }";
+    let recurring = test.create(json!({"name": "stopper", "schedule": {"type": "interval", "seconds": 5}, "code": stopper}), None).await;
+    let deleter = "async (job) => { await job.delete(); return 'done'; }";
+    let once = test
+        .create(json!({"name": "self-deleting", "schedule": {"type": "once", "executeAt": "2030-01-01T00:00:03Z"}, "code": deleter}), Some("u1"))
+        .await;
+    test.advance(5.5).await;
+    test.wait_final(&recurring.job.id, 1).await;
+    test.advance(5.0).await;
+    test.wait_final(&recurring.job.id, 2).await;
+    test.advance(20.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let executions = test.executions(&recurring.job.id).await;
+    assert_eq!(executions.len(), 2, "the job ran after it deactivated itself: {:?}", statuses(&executions));
+    assert_eq!(executions[1].result, Some(json!({"action": "completed", "stopped": true})));
+    let stored = test.engine.job(&TestEngine::caller(None), &recurring.job.id).await.expect("job");
+    assert_eq!((stored.active, stored.status), (false, JobStatus::Inactive));
+
+    let gone = test.engine.job(&TestEngine::caller(None), &once.job.id).await;
+    assert!(matches!(gone, Err(sundial_scheduler::EngineError::NotFound("job"))), "job.delete() did not delete: {gone:?}");
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_end_runs_as_timeout_or_killed_and_the_next_job_runs_normally() {
+    let start = utc("2030-01-01T00:00:00Z");
+    let mut test = TestEngine::start(start).await;
+    let cases = [
+        ("spin", "async () => { while (true) {} }", ExecutionStatus::Timeout),
+        ("native-join", "async () => { const a = []; a.length = 2**32 - 1; return a.join(','); }", ExecutionStatus::Timeout),
+        ("never-settles", "async () => { await new Promise(() => {}); }", ExecutionStatus::Timeout),
+        ("allocation-bomb", "async () => { const chunks = []; while (true) chunks.push('x'.repeat(1 << 20) + chunks.length); }", ExecutionStatus::Killed),
+        (
+            "caught-allocation-bomb",
+            "async () => { try { const chunks = []; while (true) chunks.push(new Array(1 << 20).fill(1)); } catch (e) { return 'survived'; } }",
+            ExecutionStatus::Killed,
+        ),
+        ("free-variable", "async (job) => { await user.send(userMessage); }", ExecutionStatus::Failed),
+        ("fine", "async (job) => ({ ok: true, name: job.name })", ExecutionStatus::Completed),
+    ];
+    for (name, code, expected) in cases {
+        let body = json!({"name": name, "schedule": {"type": "interval", "seconds": 3600}, "timeout": 1, "code": code, "activate": false});
+        let job = test.create(body, None).await;
+        test.engine.trigger(&TestEngine::caller(None), &job.job.id, None).await.expect("trigger");
+        let executions = test.wait_final(&job.job.id, 1).await;
+        let execution = &executions[0];
+        assert_eq!(execution.status, expected, "{name}: {:?}", execution.error);
+        assert_eq!(execution.trigger, Trigger::Manual);
+        if expected == ExecutionStatus::Timeout {
+            assert!(execution.duration_ms.is_some_and(|ms| ms >= 1000), "{name} stopped before its timeout");
+        }
+        if name == "free-variable" {
+            let first_line = execution.error.as_deref().and_then(|error| error.lines().next());
+            assert_eq!(first_line, Some("ReferenceError: user is not defined"));
+        }
+        if name == "fine" {
+            assert_eq!(execution.result, Some(json!({"ok": true, "name": "fine"})));
+        }
+    }
+    assert!(test.engine.pool().stats().restarts >= 3, "workers that hit a limit are replaced");
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_due_while_the_previous_run_runs_is_recorded_as_skipped() {
+    let start = utc("2030-01-01T00:00:00Z");
+    let mut test = TestEngine::start(start).await;
+    let code = "async () => { await new Promise((resolve) => setTimeout(resolve, 1500)); return 'slow'; }";
+    let job = test.create(json!({"name": "slow", "schedule": {"type": "interval", "seconds": 1}, "code": code}), None).await;
+    test.advance(1.05).await;
+    eventually(10, "the first run to start", || async {
+        let executions = test.executions(&job.job.id).await;
+        executions.iter().any(|execution| execution.status == ExecutionStatus::Running).then_some(())
+    })
+    .await;
+    test.advance(1.0).await;
+    let executions = test.wait_final(&job.job.id, 2).await;
+    assert!(statuses(&executions).contains(&ExecutionStatus::Skipped), "{:?}", statuses(&executions));
+    let completed = test.wait_final(&job.job.id, 2).await;
+    assert!(statuses(&completed).contains(&ExecutionStatus::Completed) || statuses(&completed).contains(&ExecutionStatus::Skipped));
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_slots_after_downtime_run_once_and_are_counted() {
+    let start = utc("2030-01-01T00:00:00Z");
+    let mut test = TestEngine::start(start).await;
+    let job = test.create(json!({"name": "minutely", "schedule": {"type": "interval", "seconds": 60}, "code": "async () => 1"}), None).await;
+    // Ten and a half minutes pass at once, as if no scheduler had run: slots 00:01 … 00:10 are all missed.
+    test.clock.advance(chrono::Duration::seconds(630));
+    test.engine.wake();
+    let executions = test.wait_final(&job.job.id, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(executions.len(), 1, "run_once makes one catch-up run");
+    assert_eq!(executions[0].scheduled_for, Some(utc("2030-01-01T00:10:00Z")), "the newest missed slot runs");
+    let stored = test.engine.job(&TestEngine::caller(None), &job.job.id).await.expect("job");
+    assert_eq!(stored.missed_slots, 9);
+    assert_eq!(stored.next_run_at, Some(utc("2030-01-01T00:11:00Z")));
+    test.stop().await;
+}
+
+// --- the real binary over HTTP ---
+
+fn reminder_body(execute_at: DateTime<Utc>, message: &str) -> Value {
+    json!({
+        "name": "user-reminder",
+        "metadata": {"message": message},
+        "schedule": {"type": "once", "executeAt": sundial_core::wire::instant(execute_at)},
+        "code": REMINDER,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_reminder_fires_on_time_and_reaches_the_users_conversation() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(directory.path(), "sk_test_reminder");
+    let (status, _) = send(server.request(reqwest::Method::PUT, "/v1/agents/default/users/u1").json(&json!({"name": "Ada"}))).await;
+    assert_eq!(status, 200);
+    let due = Utc::now() + chrono::Duration::seconds(2);
+    let request = server
+        .request(reqwest::Method::POST, "/v1/agents/default/jobs")
+        .header("X-User-Id", "u1")
+        .json(&reminder_body(due, "Team meeting in 10 minutes"));
+    let (status, job) = send(request).await;
+    assert_eq!(status, 201, "{job}");
+    assert_eq!((job["dynamic"].clone(), job["userId"].clone()), (json!(true), json!("u1")));
+    let job_id = job["id"].as_str().expect("id").to_owned();
+
+    let messages = eventually(15, "the reminder message", || async {
+        let (_, answer) = server.get("/v1/agents/default/users/u1/messages").await;
+        let messages = answer["messages"].as_array().cloned().unwrap_or_default();
+        (!messages.is_empty()).then_some(messages)
+    })
+    .await;
+    assert_eq!(messages[0]["content"], json!({"type": "text", "text": "Team meeting in 10 minutes"}));
+
+    let job = eventually(10, "the job to complete", || async {
+        let (_, job) = server.get(&format!("/v1/agents/default/jobs/{job_id}")).await;
+        (job["status"] == "completed").then_some(job)
+    })
+    .await;
+    assert_eq!(job["active"], json!(false));
+    let execution = &job["lastExecution"];
+    assert_eq!(execution["status"], "completed");
+    assert_eq!(execution["result"], json!({"success": true}));
+    let started = utc(execution["startedAt"].as_str().expect("startedAt"));
+    assert!(started >= due, "fired early: {started} < {due}");
+
+    let (status, history) = server.get(&format!("/v1/agents/default/jobs/{job_id}/executions")).await;
+    assert_eq!((status, history["total"].clone()), (200, json!(1)));
+    let execution_id = history["executions"][0]["executionId"].as_str().expect("executionId");
+    let (status, one) = server.get(&format!("/v1/agents/default/executions/{execution_id}")).await;
+    assert_eq!((status, one["logs"].is_array()), (200, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_tokens_and_tenancy() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(directory.path(), "sk_test_tenancy");
+    let (status, created) = server.post("/v1/agents", json!({"agentId": "other"})).await;
+    assert_eq!(status, 201, "{created}");
+    let other_key = created["key"]["key"].as_str().expect("key").to_owned();
+    let (status, _) = server.post("/v1/agents", json!({"agentId": "other"})).await;
+    assert_eq!(status, 409);
+
+    // A user token creates dynamic jobs of its user, and sees only its own user.
+    let (status, token) = server.post("/v1/agents/default/users/u7/tokens", json!({})).await;
+    assert_eq!(status, 201, "{token}");
+    let token = token["token"].as_str().expect("token").to_owned();
+    let as_user = |method, path: &str| reqwest::Client::new().request(method, format!("{}{}", server.url, path)).bearer_auth(&token);
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let (status, job) = send(as_user(reqwest::Method::POST, "/v1/agents/default/jobs").json(&reminder_body(later, "hi"))).await;
+    assert_eq!(status, 201, "{job}");
+    assert_eq!((job["dynamic"].clone(), job["userId"].clone()), (json!(true), json!("u7")));
+    let job_id = job["id"].as_str().expect("id").to_owned();
+    let (status, _) = send(as_user(reqwest::Method::GET, "/v1/agents/default/users/u8")).await;
+    assert_eq!(status, 404, "a user token read another user");
+    let (status, _) = send(as_user(reqwest::Method::POST, "/v1/agents/default/users/u8/tokens")).await;
+    assert_eq!(status, 403, "a user token minted a token");
+
+    // Another agent's key sees nothing of agent default: 404, as if it did not exist.
+    let other = |method, path: &str| reqwest::Client::new().request(method, format!("{}{}", server.url, path)).bearer_auth(&other_key);
+    let (status, body) = send(other(reqwest::Method::GET, &format!("/v1/agents/default/jobs/{job_id}"))).await;
+    assert_eq!((status, body["code"].clone()), (404, json!("agent_not_found")));
+    let (status, body) = send(other(reqwest::Method::GET, &format!("/v1/agents/other/jobs/{job_id}"))).await;
+    assert_eq!((status, body["code"].clone()), (404, json!("job_not_found")));
+    let (status, body) = send(other(reqwest::Method::GET, "/v1/agents")).await;
+    assert_eq!((status, body["code"].clone()), (403, json!("forbidden")));
+
+    // Revoked keys stop working.
+    let (status, key) = server.post("/v1/agents/other/keys", json!({})).await;
+    assert_eq!(status, 201);
+    let key_id = key["id"].as_str().expect("id");
+    let (status, _) = send(server.request(reqwest::Method::DELETE, &format!("/v1/agents/other/keys/{key_id}"))).await;
+    assert_eq!(status, 200);
+    let revoked = reqwest::Client::new().get(format!("{}/v1/agents/other/jobs", server.url)).bearer_auth(key["key"].as_str().unwrap_or_default());
+    let (status, body) = send(revoked).await;
+    assert_eq!((status, body["code"].clone()), (401, json!("unauthorized")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_4xx_with_a_stable_code() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(directory.path(), "sk_test_bad_input");
+    let good = json!({"name": "ok", "schedule": {"type": "interval", "seconds": 60}, "code": "async () => 1"});
+    let with = |key: &str, value: Value| {
+        let mut body = good.clone();
+        body[key] = value;
+        body
+    };
+    let cases: Vec<(&str, Value, u16, &str, &str)> = vec![
+        ("wrong name type", with("name", json!(5)), 400, "invalid_request", "name: must be a string, got number"),
+        ("missing schedule", json!({"name": "x", "code": "async () => 1"}), 400, "invalid_schedule", "schedule: is required"),
+        ("bad cron", with("schedule", json!({"type": "cron", "expression": "* * * *"})), 400, "invalid_schedule", "schedule.expression: expected 5 or 6 fields, got 4"),
+        ("unknown zone", with("schedule", json!({"type": "cron", "expression": "0 9 * * *", "timezone": "Mars/Base"})), 400, "invalid_schedule", "schedule.timezone: unknown IANA zone \"Mars/Base\""),
+        ("executeAt not a date", with("schedule", json!({"type": "once", "executeAt": "tomorrow"})), 400, "invalid_schedule", "schedule.executeAt"),
+        ("interval 0", with("schedule", json!({"type": "interval", "seconds": 0})), 400, "invalid_schedule", "schedule.seconds: must be at least 1"),
+        ("unknown type", with("schedule", json!({"type": "weekly"})), 400, "invalid_schedule", "schedule.type"),
+        ("timeout 0", with("timeout", json!(0)), 400, "invalid_request", "timeout: must be a whole number of seconds between 1 and 600"),
+        ("timeout 10000", with("timeout", json!(10000)), 400, "invalid_request", "timeout: must be a whole number of seconds between 1 and 600"),
+        ("retry as a string", with("retry", json!("3")), 400, "invalid_request", "retry: must be an object"),
+        ("metadata as an array", with("metadata", json!([1])), 400, "invalid_request", "metadata: must be an object, got array"),
+        ("code not a function", with("code", json!("console.log(1)")), 400, "invalid_request", "code: must be the source of a JavaScript function"),
+        ("body not an object", json!([1, 2]), 400, "invalid_request", "body: must be a JSON object, got array"),
+    ];
+    for (name, body, status, code, message) in cases {
+        let (got, answer) = server.post("/v1/agents/default/jobs", body).await;
+        assert_eq!(got, status, "{name}: {answer}");
+        assert_eq!(answer["code"], code, "{name}: {answer}");
+        let text = answer["message"].as_str().unwrap_or_default();
+        assert!(text.starts_with(message), "{name}: message {text:?} does not start with {message:?}");
+    }
+
+    let malformed = server.request(reqwest::Method::POST, "/v1/agents/default/jobs").body("{\"name\": ");
+    let (status, answer) = send(malformed).await;
+    assert_eq!((status, answer["code"].clone()), (400, json!("invalid_json")), "{answer}");
+
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(10 * 1024 * 1024));
+    let (status, answer) = send(server.request(reqwest::Method::POST, "/v1/agents/default/jobs").body(huge)).await;
+    assert_eq!((status, answer["code"].clone()), (413, json!("payload_too_large")), "{answer}");
+
+    let (status, answer) = server.get("/v1/agents/default/jobs/job_doesnotexist").await;
+    assert_eq!((status, answer["code"].clone()), (404, json!("job_not_found")));
+    let (status, answer) = server.get("/v1/agents/default/executions/exe_nope").await;
+    assert_eq!((status, answer["code"].clone()), (404, json!("execution_not_found")));
+    let (status, answer) = server.get("/v1/agents/default/jobs?limit=many").await;
+    assert_eq!((status, answer["code"].clone()), (400, json!("invalid_request")));
+    let (status, answer) = send(reqwest::Client::new().get(format!("{}/v1/agents/default/jobs", server.url))).await;
+    assert_eq!((status, answer["code"].clone()), (401, json!("unauthorized")));
+    let (status, answer) = server.get("/v1/nothing-here").await;
+    assert_eq!((status, answer["code"].clone()), (404, json!("route_not_found")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_endpoints_and_the_openapi_document() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(directory.path(), "sk_test_ops");
+    let (status, _) = send(reqwest::Client::new().get(format!("{}/healthz", server.url))).await;
+    assert_eq!(status, 200);
+    let (status, _) = send(reqwest::Client::new().get(format!("{}/readyz", server.url))).await;
+    assert_eq!(status, 200);
+    let (status, document) = send(reqwest::Client::new().get(format!("{}/v1/openapi.json", server.url))).await;
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
+    for path in ["/v1/agents/{agentId}/jobs", "/v1/agents/{agentId}/jobs/{jobId}/trigger", "/v1/agents/{agentId}/executions/{executionId}"] {
+        assert!(document["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    }
+    let job = json!({"name": "now", "schedule": {"type": "interval", "seconds": 3600}, "code": "async () => 1"});
+    let (_, job) = server.post("/v1/agents/default/jobs", job).await;
+    let job_id = job["id"].as_str().expect("id");
+    let (status, execution) = server.post(&format!("/v1/agents/default/jobs/{job_id}/trigger"), json!({})).await;
+    assert_eq!(status, 202);
+    assert!(matches!(execution["status"].as_str(), Some("pending" | "running")), "{execution}");
+    eventually(10, "the triggered run", || async {
+        let (_, history) = server.get(&format!("/v1/agents/default/jobs/{job_id}/executions?status=completed")).await;
+        (history["total"] == 1).then_some(())
+    })
+    .await;
+    let (status, preview) = server.get(&format!("/v1/agents/default/jobs/{job_id}/preview?n=3")).await;
+    assert_eq!((status, preview["fires"].as_array().map(Vec::len)), (200, Some(3)));
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.expect("metrics").text().await.expect("text");
+    for name in ["sundial_fires_total", "sundial_fire_lateness_seconds", "sundial_executions_total", "sundial_skipped_slots_total", "sundial_queue_depth"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+    }
+    assert!(metrics.contains("status=\"completed\""), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_jobs_are_due_then_restart_runs_every_occurrence_once() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let mut server = Server::start(directory.path(), "sk_test_kill");
+    let base = Utc::now() + chrono::Duration::milliseconds(1500);
+    let jobs: Vec<Value> = (0..60)
+        .map(|index| {
+            json!({
+                "name": format!("once-{index}"),
+                "metadata": {"i": index},
+                "schedule": {"type": "once", "executeAt": sundial_core::wire::instant(base + chrono::Duration::milliseconds(50 * index))},
+                "code": "async (job) => ({ i: job.metadata.i })",
+            })
+        })
+        .collect();
+    let (status, created) = server.post("/v1/agents/default/jobs/batch", json!({"jobs": jobs})).await;
+    assert_eq!(status, 201, "{created}");
+    let ids: Vec<String> = created["jobs"].as_array().expect("jobs").iter().map(|job| job["id"].as_str().unwrap_or_default().to_owned()).collect();
+    let interval = json!({"name": "every-second", "schedule": {"type": "interval", "seconds": 1}, "code": "async () => 1"});
+    let (_, interval) = server.post("/v1/agents/default/jobs", interval).await;
+    let interval_id = interval["id"].as_str().expect("id").to_owned();
+
+    // Kill in the middle of the due window (1.5 s .. 4.5 s from now), then restart on the same data.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let server = Server::start(directory.path(), "sk_test_kill");
+
+    for id in &ids {
+        let history = eventually(30, "every once job to finish", || async {
+            let (_, history) = server.get(&format!("/v1/agents/default/jobs/{id}/executions")).await;
+            let executions = history["executions"].as_array().cloned().unwrap_or_default();
+            let done = executions.iter().any(|execution| matches!(execution["status"].as_str(), Some("completed" | "abandoned")));
+            done.then_some(executions)
+        })
+        .await;
+        let scheduled: Vec<&Value> = history.iter().filter(|execution| execution["trigger"] == "schedule").collect();
+        assert_eq!(scheduled.len(), 1, "job {id} fired {} times: {history:?}", scheduled.len());
+        let completed = history.iter().filter(|execution| execution["status"] == "completed").count();
+        assert!(completed <= 1, "job {id} completed twice");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, history) = server.get(&format!("/v1/agents/default/jobs/{interval_id}/executions?limit=1000")).await;
+    let mut slots = HashSet::new();
+    for execution in history["executions"].as_array().expect("executions") {
+        if execution["trigger"] == "schedule" {
+            let slot = execution["scheduledFor"].as_str().unwrap_or_default().to_owned();
+            assert!(slots.insert(slot.clone()), "slot {slot} of the interval job fired twice");
+        }
+    }
+    assert!(slots.len() >= 3, "the interval job kept firing after the restart: {slots:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_stream_delivers_new_messages_as_server_sent_events() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(directory.path(), "sk_test_sse");
+    let mut response = server
+        .request(reqwest::Method::GET, "/v1/agents/default/users/u5/messages/stream")
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status(), 200);
+    let body = reminder_body(Utc::now(), "streamed hello");
+    let request = server.request(reqwest::Method::POST, "/v1/agents/default/jobs").header("X-User-Id", "u5").json(&body);
+    let (status, _) = send(request).await;
+    assert_eq!(status, 201);
+    let mut received = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            received.push_str(&String::from_utf8_lossy(&chunk));
+            if received.contains("streamed hello") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no message event arrived: {received:?}");
+    assert!(received.contains("event: message"), "{received}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_lists_triggers_and_reads_jobs() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(directory.path(), "sk_test_cli");
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(support::binary())
+            .args(args)
+            .env("SUNDIAL_SERVER", &server.url)
+            .env("SUNDIAL_API_KEY", &server.key)
+            .output()
+            .expect("run sundial");
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, out, err) = cli(&["jobs", "create", "--name", "cli-job", "--every", "3600", "--code", "async (job) => ({ hello: job.name })", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let job: Value = serde_json::from_str(&out).expect("json job");
+    let job_id = job["id"].as_str().expect("id").to_owned();
+    let (code, out, _) = cli(&["jobs", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("cli-job") && out.contains("every 3600s"), "{out}");
+    let (code, out, err) = cli(&["jobs", "trigger", &job_id]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("triggered job"), "{out}");
+    let history = eventually(10, "the run in history", || {
+        let (code, out, _) = cli(&["jobs", "history", &job_id, "--json"]);
+        async move {
+            let history: Value = serde_json::from_str(&out).ok()?;
+            (code == Some(0) && history["executions"][0]["status"] == "completed").then_some(history)
+        }
+    })
+    .await;
+    let execution_id = history["executions"][0]["id"].as_str().expect("id").to_owned();
+    let (code, out, _) = cli(&["jobs", "logs", &execution_id]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("completed") && out.contains("hello"), "{out}");
+    let (code, out, _) = cli(&["jobs", "preview", &job_id, "-n", "2"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("UTC"), "{out}");
+    let (code, _, err) = cli(&["jobs", "get", "job_missing"]);
+    assert_eq!(code, Some(3), "not found exits 3: {err}");
+    let (code, _, err) = cli(&["jobs", "create", "--name", "bad", "--cron", "* * *", "--code", "async () => 1"]);
+    assert_eq!(code, Some(2), "bad input exits 2");
+    assert!(err.contains("schedule.expression"), "{err}");
+    let (code, out, _) = cli(&["jobs", "deactivate", &job_id, "--json"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\"inactive\""), "{out}");
+    let (code, out, _) = cli(&["jobs", "delete", &job_id]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("deactivated") || out.contains("deleted"), "{out}");
+}
