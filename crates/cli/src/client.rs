@@ -229,17 +229,18 @@ impl Client {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.map_err(|error| Failure {
-            code: 1,
-            message: format!("cannot reach {}: {error}", self.options.server),
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|error| Failure { code: 1, message: format!("cannot reach {}: {error}", self.options.server) })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
             return Ok(body);
         }
-        let message = body.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| body.to_string());
+        let message =
+            body.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| body.to_string());
         let code = match status.as_u16() {
             404 => 3,
             401 | 403 => 4,
@@ -318,7 +319,10 @@ fn print_job(client: &Client, job: &Value) {
         rows.add_row(vec![key.to_owned(), text(job, key)]);
     }
     rows.add_row(vec!["schedule".to_owned(), job.get("schedule").map(schedule_text).unwrap_or_else(|| "-".into())]);
-    rows.add_row(vec!["version".to_owned(), job.pointer("/activeVersion/version").map(|v| text(&json!({"v": v}), "v")).unwrap_or_else(|| "-".into())]);
+    rows.add_row(vec![
+        "version".to_owned(),
+        job.pointer("/activeVersion/version").map(|v| text(&json!({"v": v}), "v")).unwrap_or_else(|| "-".into()),
+    ]);
     rows.add_row(vec!["metadata".to_owned(), text(job, "metadata")]);
     if let Some(last) = job.get("lastExecution") {
         rows.add_row(vec!["last execution".to_owned(), format!("{} {}", text(last, "status"), text(last, "id"))]);
@@ -331,7 +335,19 @@ fn print_execution(client: &Client, execution: &Value) {
         return print_json(execution);
     }
     let mut rows = table(&["field", "value"]);
-    for key in ["id", "jobId", "status", "trigger", "scheduledFor", "startedAt", "completedAt", "duration", "retryCount", "result", "error"] {
+    for key in [
+        "id",
+        "jobId",
+        "status",
+        "trigger",
+        "scheduledFor",
+        "startedAt",
+        "completedAt",
+        "duration",
+        "retryCount",
+        "result",
+        "error",
+    ] {
         rows.add_row(vec![key.to_owned(), text(execution, key)]);
     }
     println!("{rows}");
@@ -377,7 +393,9 @@ fn create_body(args: CreateArgs) -> anyhow::Result<Value> {
     };
     let code = match (&args.code, &args.code_file) {
         (Some(code), _) => code.clone(),
-        (None, Some(path)) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+        }
         (None, None) => bail!("one of --code or --code-file is required"),
     };
     let mut body = json!({"name": args.name, "schedule": schedule, "code": code, "activate": !args.inactive});
@@ -441,7 +459,11 @@ async fn jobs(client: Client, command: JobsCommand) -> Result<(), Failure> {
             if client.options.json {
                 print_json(&execution);
             } else {
-                println!("triggered job {job_id}: execution {} ({})", text(&execution, "id"), text(&execution, "status"));
+                println!(
+                    "triggered job {job_id}: execution {} ({})",
+                    text(&execution, "id"),
+                    text(&execution, "status")
+                );
             }
         }
         JobsCommand::Activate { job_id } => {
@@ -453,7 +475,8 @@ async fn jobs(client: Client, command: JobsCommand) -> Result<(), Failure> {
             print_job(&client, &job);
         }
         JobsCommand::Delete { job_id } => {
-            let answer = client.send(reqwest::Method::DELETE, &client.agent_path(&format!("/jobs/{job_id}")), None).await?;
+            let answer =
+                client.send(reqwest::Method::DELETE, &client.agent_path(&format!("/jobs/{job_id}")), None).await?;
             if client.options.json {
                 print_json(&answer);
             } else {
@@ -487,7 +510,11 @@ async fn jobs(client: Client, command: JobsCommand) -> Result<(), Failure> {
                 ]);
             }
             println!("{rows}");
-            println!("{} of {} executions", answer["executions"].as_array().map_or(0, Vec::len), text(&answer, "total"));
+            println!(
+                "{} of {} executions",
+                answer["executions"].as_array().map_or(0, Vec::len),
+                text(&answer, "total")
+            );
         }
         JobsCommand::Logs { execution_id } => {
             let execution = client.get(&client.agent_path(&format!("/executions/{execution_id}"))).await?;
@@ -525,7 +552,9 @@ async fn jobs(client: Client, command: JobsCommand) -> Result<(), Failure> {
             println!("{rows}");
         }
         JobsCommand::Publish { job_id, version } => {
-            let job = client.post(&client.agent_path(&format!("/jobs/{job_id}/versions/{version}/publish")), json!({})).await?;
+            let job = client
+                .post(&client.agent_path(&format!("/jobs/{job_id}/versions/{version}/publish")), json!({}))
+                .await?;
             print_job(&client, &job);
         }
     }
@@ -550,7 +579,8 @@ async fn messages(client: Client, command: MessagesCommand) -> Result<(), Failur
     let MessagesCommand::Tail { user_id, follow } = command;
     let mut after = 0i64;
     loop {
-        let answer = client.get(&client.agent_path(&format!("/users/{user_id}/messages?after={after}&limit=500"))).await?;
+        let answer =
+            client.get(&client.agent_path(&format!("/users/{user_id}/messages?after={after}&limit=500"))).await?;
         for message in answer.get("messages").and_then(Value::as_array).into_iter().flatten() {
             print_message(&client, message);
             after = message.get("seq").and_then(Value::as_i64).unwrap_or(after);
@@ -592,7 +622,8 @@ async fn users(client: Client, command: UsersCommand) -> Result<(), Failure> {
     let answer = match command {
         UsersCommand::Get { user_id } => client.get(&client.agent_path(&format!("/users/{user_id}"))).await?,
         UsersCommand::Set { user_id, data } => {
-            let data: Value = serde_json::from_str(&data).map_err(|error| usage(anyhow!("data: expected a JSON object: {error}")))?;
+            let data: Value =
+                serde_json::from_str(&data).map_err(|error| usage(anyhow!("data: expected a JSON object: {error}")))?;
             client.send(reqwest::Method::PUT, &client.agent_path(&format!("/users/{user_id}")), Some(data)).await?
         }
         UsersCommand::Token { user_id } => {

@@ -155,9 +155,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
     let database = settings.data_dir.join("sundial.db");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&database).with_context(|| format!("cannot open database {}", database.display()))?,
-    );
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&database).with_context(|| format!("cannot open database {}", database.display()))?);
     first_run(store.as_ref()).await?;
 
     let program = std::env::current_exe().context("cannot find the sundial executable for sandbox workers")?;

@@ -32,7 +32,9 @@ async fn interval_job_runs_every_n_seconds_and_sees_its_updated_metadata() {
         await job.updateMetadata({ runCount: runs, lastRun: job.execution.scheduledFor });
         return { runs };
     }";
-    let job = test.create(json!({"name": "counter", "schedule": {"type": "interval", "seconds": 60}, "code": code}), None).await;
+    let job = test
+        .create(json!({"name": "counter", "schedule": {"type": "interval", "seconds": 60}, "code": code}), None)
+        .await;
     assert_eq!(job.job.next_run_at, Some(utc("2030-01-01T00:01:00Z")), "the grid is anchored at activation");
     for run in 1..=3 {
         test.advance(60.0).await;
@@ -40,7 +42,10 @@ async fn interval_job_runs_every_n_seconds_and_sees_its_updated_metadata() {
     }
     let executions = test.wait_final(&job.job.id, 3).await;
     let slots: Vec<_> = executions.iter().map(|execution| execution.scheduled_for).collect();
-    assert_eq!(slots, [Some(utc("2030-01-01T00:01:00Z")), Some(utc("2030-01-01T00:02:00Z")), Some(utc("2030-01-01T00:03:00Z"))]);
+    assert_eq!(
+        slots,
+        [Some(utc("2030-01-01T00:01:00Z")), Some(utc("2030-01-01T00:02:00Z")), Some(utc("2030-01-01T00:03:00Z"))]
+    );
     let results: Vec<_> = executions.iter().map(|execution| execution.result.clone()).collect();
     assert_eq!(results, [Some(json!({"runs": 1})), Some(json!({"runs": 2})), Some(json!({"runs": 3}))]);
     let stored = test.engine.job(&TestEngine::caller(None), &job.job.id).await.expect("job");
@@ -111,7 +116,9 @@ async fn a_job_that_deactivates_itself_stops_and_a_once_job_can_delete_itself() 
         if (runs >= 2) { await job.deactivate(); return { action: 'completed', stopped: true }; }
         return { action: 'processed' };
     }";
-    let recurring = test.create(json!({"name": "stopper", "schedule": {"type": "interval", "seconds": 5}, "code": stopper}), None).await;
+    let recurring = test
+        .create(json!({"name": "stopper", "schedule": {"type": "interval", "seconds": 5}, "code": stopper}), None)
+        .await;
     let deleter = "async (job) => { await job.delete(); return 'done'; }";
     let once = test
         .create(json!({"name": "self-deleting", "schedule": {"type": "once", "executeAt": "2030-01-01T00:00:03Z"}, "code": deleter}), Some("u1"))
@@ -129,7 +136,10 @@ async fn a_job_that_deactivates_itself_stops_and_a_once_job_can_delete_itself() 
     assert_eq!((stored.active, stored.status), (false, JobStatus::Inactive));
 
     let gone = test.engine.job(&TestEngine::caller(None), &once.job.id).await;
-    assert!(matches!(gone, Err(sundial_scheduler::EngineError::NotFound("job"))), "job.delete() did not delete: {gone:?}");
+    assert!(
+        matches!(gone, Err(sundial_scheduler::EngineError::NotFound("job"))),
+        "job.delete() did not delete: {gone:?}"
+    );
     test.stop().await;
 }
 
@@ -178,7 +188,8 @@ async fn a_slot_due_while_the_previous_run_runs_is_recorded_as_skipped() {
     let start = utc("2030-01-01T00:00:00Z");
     let mut test = TestEngine::start(start).await;
     let code = "async () => { await new Promise((resolve) => setTimeout(resolve, 1500)); return 'slow'; }";
-    let job = test.create(json!({"name": "slow", "schedule": {"type": "interval", "seconds": 1}, "code": code}), None).await;
+    let job =
+        test.create(json!({"name": "slow", "schedule": {"type": "interval", "seconds": 1}, "code": code}), None).await;
     test.advance(1.05).await;
     eventually(10, "the first run to start", || async {
         let executions = test.executions(&job.job.id).await;
@@ -189,7 +200,10 @@ async fn a_slot_due_while_the_previous_run_runs_is_recorded_as_skipped() {
     let executions = test.wait_final(&job.job.id, 2).await;
     assert!(statuses(&executions).contains(&ExecutionStatus::Skipped), "{:?}", statuses(&executions));
     let completed = test.wait_final(&job.job.id, 2).await;
-    assert!(statuses(&completed).contains(&ExecutionStatus::Completed) || statuses(&completed).contains(&ExecutionStatus::Skipped));
+    assert!(
+        statuses(&completed).contains(&ExecutionStatus::Completed)
+            || statuses(&completed).contains(&ExecutionStatus::Skipped)
+    );
     test.stop().await;
 }
 
@@ -197,7 +211,12 @@ async fn a_slot_due_while_the_previous_run_runs_is_recorded_as_skipped() {
 async fn missed_slots_after_downtime_run_once_and_are_counted() {
     let start = utc("2030-01-01T00:00:00Z");
     let mut test = TestEngine::start(start).await;
-    let job = test.create(json!({"name": "minutely", "schedule": {"type": "interval", "seconds": 60}, "code": "async () => 1"}), None).await;
+    let job = test
+        .create(
+            json!({"name": "minutely", "schedule": {"type": "interval", "seconds": 60}, "code": "async () => 1"}),
+            None,
+        )
+        .await;
     // Ten and a half minutes pass at once, as if no scheduler had run: slots 00:01 … 00:10 are all missed.
     test.clock.advance(chrono::Duration::seconds(630));
     test.engine.wake();
@@ -226,7 +245,8 @@ fn reminder_body(execute_at: DateTime<Utc>, message: &str) -> Value {
 async fn the_seed_reminder_fires_on_time_and_reaches_the_users_conversation() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let server = Server::start(directory.path(), "sk_test_reminder");
-    let (status, _) = send(server.request(reqwest::Method::PUT, "/v1/agents/default/users/u1").json(&json!({"name": "Ada"}))).await;
+    let (status, _) =
+        send(server.request(reqwest::Method::PUT, "/v1/agents/default/users/u1").json(&json!({"name": "Ada"}))).await;
     assert_eq!(status, 200);
     let due = Utc::now() + chrono::Duration::seconds(2);
     let request = server
@@ -279,9 +299,12 @@ async fn keys_tokens_and_tenancy() {
     let (status, token) = server.post("/v1/agents/default/users/u7/tokens", json!({})).await;
     assert_eq!(status, 201, "{token}");
     let token = token["token"].as_str().expect("token").to_owned();
-    let as_user = |method, path: &str| reqwest::Client::new().request(method, format!("{}{}", server.url, path)).bearer_auth(&token);
+    let as_user = |method, path: &str| {
+        reqwest::Client::new().request(method, format!("{}{}", server.url, path)).bearer_auth(&token)
+    };
     let later = Utc::now() + chrono::Duration::hours(1);
-    let (status, job) = send(as_user(reqwest::Method::POST, "/v1/agents/default/jobs").json(&reminder_body(later, "hi"))).await;
+    let (status, job) =
+        send(as_user(reqwest::Method::POST, "/v1/agents/default/jobs").json(&reminder_body(later, "hi"))).await;
     assert_eq!(status, 201, "{job}");
     assert_eq!((job["dynamic"].clone(), job["userId"].clone()), (json!(true), json!("u7")));
     let job_id = job["id"].as_str().expect("id").to_owned();
@@ -291,7 +314,9 @@ async fn keys_tokens_and_tenancy() {
     assert_eq!(status, 403, "a user token minted a token");
 
     // Another agent's key sees nothing of agent default: 404, as if it did not exist.
-    let other = |method, path: &str| reqwest::Client::new().request(method, format!("{}{}", server.url, path)).bearer_auth(&other_key);
+    let other = |method, path: &str| {
+        reqwest::Client::new().request(method, format!("{}{}", server.url, path)).bearer_auth(&other_key)
+    };
     let (status, body) = send(other(reqwest::Method::GET, &format!("/v1/agents/default/jobs/{job_id}"))).await;
     assert_eq!((status, body["code"].clone()), (404, json!("agent_not_found")));
     let (status, body) = send(other(reqwest::Method::GET, &format!("/v1/agents/other/jobs/{job_id}"))).await;
@@ -305,7 +330,9 @@ async fn keys_tokens_and_tenancy() {
     let key_id = key["id"].as_str().expect("id");
     let (status, _) = send(server.request(reqwest::Method::DELETE, &format!("/v1/agents/other/keys/{key_id}"))).await;
     assert_eq!(status, 200);
-    let revoked = reqwest::Client::new().get(format!("{}/v1/agents/other/jobs", server.url)).bearer_auth(key["key"].as_str().unwrap_or_default());
+    let revoked = reqwest::Client::new()
+        .get(format!("{}/v1/agents/other/jobs", server.url))
+        .bearer_auth(key["key"].as_str().unwrap_or_default());
     let (status, body) = send(revoked).await;
     assert_eq!((status, body["code"].clone()), (401, json!("unauthorized")));
 }
@@ -322,17 +349,71 @@ async fn bad_input_gets_a_4xx_with_a_stable_code() {
     };
     let cases: Vec<(&str, Value, u16, &str, &str)> = vec![
         ("wrong name type", with("name", json!(5)), 400, "invalid_request", "name: must be a string, got number"),
-        ("missing schedule", json!({"name": "x", "code": "async () => 1"}), 400, "invalid_schedule", "schedule: is required"),
-        ("bad cron", with("schedule", json!({"type": "cron", "expression": "* * * *"})), 400, "invalid_schedule", "schedule.expression: expected 5 or 6 fields, got 4"),
-        ("unknown zone", with("schedule", json!({"type": "cron", "expression": "0 9 * * *", "timezone": "Mars/Base"})), 400, "invalid_schedule", "schedule.timezone: unknown IANA zone \"Mars/Base\""),
-        ("executeAt not a date", with("schedule", json!({"type": "once", "executeAt": "tomorrow"})), 400, "invalid_schedule", "schedule.executeAt"),
-        ("interval 0", with("schedule", json!({"type": "interval", "seconds": 0})), 400, "invalid_schedule", "schedule.seconds: must be at least 1"),
+        (
+            "missing schedule",
+            json!({"name": "x", "code": "async () => 1"}),
+            400,
+            "invalid_schedule",
+            "schedule: is required",
+        ),
+        (
+            "bad cron",
+            with("schedule", json!({"type": "cron", "expression": "* * * *"})),
+            400,
+            "invalid_schedule",
+            "schedule.expression: expected 5 or 6 fields, got 4",
+        ),
+        (
+            "unknown zone",
+            with("schedule", json!({"type": "cron", "expression": "0 9 * * *", "timezone": "Mars/Base"})),
+            400,
+            "invalid_schedule",
+            "schedule.timezone: unknown IANA zone \"Mars/Base\"",
+        ),
+        (
+            "executeAt not a date",
+            with("schedule", json!({"type": "once", "executeAt": "tomorrow"})),
+            400,
+            "invalid_schedule",
+            "schedule.executeAt",
+        ),
+        (
+            "interval 0",
+            with("schedule", json!({"type": "interval", "seconds": 0})),
+            400,
+            "invalid_schedule",
+            "schedule.seconds: must be at least 1",
+        ),
         ("unknown type", with("schedule", json!({"type": "weekly"})), 400, "invalid_schedule", "schedule.type"),
-        ("timeout 0", with("timeout", json!(0)), 400, "invalid_request", "timeout: must be a whole number of seconds between 1 and 600"),
-        ("timeout 10000", with("timeout", json!(10000)), 400, "invalid_request", "timeout: must be a whole number of seconds between 1 and 600"),
+        (
+            "timeout 0",
+            with("timeout", json!(0)),
+            400,
+            "invalid_request",
+            "timeout: must be a whole number of seconds between 1 and 600",
+        ),
+        (
+            "timeout 10000",
+            with("timeout", json!(10000)),
+            400,
+            "invalid_request",
+            "timeout: must be a whole number of seconds between 1 and 600",
+        ),
         ("retry as a string", with("retry", json!("3")), 400, "invalid_request", "retry: must be an object"),
-        ("metadata as an array", with("metadata", json!([1])), 400, "invalid_request", "metadata: must be an object, got array"),
-        ("code not a function", with("code", json!("console.log(1)")), 400, "invalid_request", "code: must be the source of a JavaScript function"),
+        (
+            "metadata as an array",
+            with("metadata", json!([1])),
+            400,
+            "invalid_request",
+            "metadata: must be an object, got array",
+        ),
+        (
+            "code not a function",
+            with("code", json!("console.log(1)")),
+            400,
+            "invalid_request",
+            "code: must be the source of a JavaScript function",
+        ),
         ("body not an object", json!([1, 2]), 400, "invalid_request", "body: must be a JSON object, got array"),
     ];
     for (name, body, status, code, message) in cases {
@@ -374,7 +455,11 @@ async fn operations_endpoints_and_the_openapi_document() {
     let (status, document) = send(reqwest::Client::new().get(format!("{}/v1/openapi.json", server.url))).await;
     assert_eq!(status, 200);
     assert_eq!(document["openapi"], "3.1.0");
-    for path in ["/v1/agents/{agentId}/jobs", "/v1/agents/{agentId}/jobs/{jobId}/trigger", "/v1/agents/{agentId}/executions/{executionId}"] {
+    for path in [
+        "/v1/agents/{agentId}/jobs",
+        "/v1/agents/{agentId}/jobs/{jobId}/trigger",
+        "/v1/agents/{agentId}/executions/{executionId}",
+    ] {
         assert!(document["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }
     let job = json!({"name": "now", "schedule": {"type": "interval", "seconds": 3600}, "code": "async () => 1"});
@@ -391,7 +476,13 @@ async fn operations_endpoints_and_the_openapi_document() {
     let (status, preview) = server.get(&format!("/v1/agents/default/jobs/{job_id}/preview?n=3")).await;
     assert_eq!((status, preview["fires"].as_array().map(Vec::len)), (200, Some(3)));
     let metrics = reqwest::get(format!("{}/metrics", server.url)).await.expect("metrics").text().await.expect("text");
-    for name in ["sundial_fires_total", "sundial_fire_lateness_seconds", "sundial_executions_total", "sundial_skipped_slots_total", "sundial_queue_depth"] {
+    for name in [
+        "sundial_fires_total",
+        "sundial_fire_lateness_seconds",
+        "sundial_executions_total",
+        "sundial_skipped_slots_total",
+        "sundial_queue_depth",
+    ] {
         assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
     }
     assert!(metrics.contains("status=\"completed\""), "{metrics}");
@@ -414,8 +505,14 @@ async fn kill_9_while_jobs_are_due_then_restart_runs_every_occurrence_once() {
         .collect();
     let (status, created) = server.post("/v1/agents/default/jobs/batch", json!({"jobs": jobs})).await;
     assert_eq!(status, 201, "{created}");
-    let ids: Vec<String> = created["jobs"].as_array().expect("jobs").iter().map(|job| job["id"].as_str().unwrap_or_default().to_owned()).collect();
-    let interval = json!({"name": "every-second", "schedule": {"type": "interval", "seconds": 1}, "code": "async () => 1"});
+    let ids: Vec<String> = created["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|job| job["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let interval =
+        json!({"name": "every-second", "schedule": {"type": "interval", "seconds": 1}, "code": "async () => 1"});
     let (_, interval) = server.post("/v1/agents/default/jobs", interval).await;
     let interval_id = interval["id"].as_str().expect("id").to_owned();
 
@@ -429,7 +526,9 @@ async fn kill_9_while_jobs_are_due_then_restart_runs_every_occurrence_once() {
         let history = eventually(30, "every once job to finish", || async {
             let (_, history) = server.get(&format!("/v1/agents/default/jobs/{id}/executions")).await;
             let executions = history["executions"].as_array().cloned().unwrap_or_default();
-            let done = executions.iter().any(|execution| matches!(execution["status"].as_str(), Some("completed" | "abandoned")));
+            let done = executions
+                .iter()
+                .any(|execution| matches!(execution["status"].as_str(), Some("completed" | "abandoned")));
             done.then_some(executions)
         })
         .await;
@@ -461,7 +560,8 @@ async fn message_stream_delivers_new_messages_as_server_sent_events() {
         .expect("stream");
     assert_eq!(response.status(), 200);
     let body = reminder_body(Utc::now(), "streamed hello");
-    let request = server.request(reqwest::Method::POST, "/v1/agents/default/jobs").header("X-User-Id", "u5").json(&body);
+    let request =
+        server.request(reqwest::Method::POST, "/v1/agents/default/jobs").header("X-User-Id", "u5").json(&body);
     let (status, _) = send(request).await;
     assert_eq!(status, 201);
     let mut received = String::new();
@@ -489,9 +589,23 @@ async fn the_cli_creates_lists_triggers_and_reads_jobs() {
             .env("SUNDIAL_API_KEY", &server.key)
             .output()
             .expect("run sundial");
-        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     };
-    let (code, out, err) = cli(&["jobs", "create", "--name", "cli-job", "--every", "3600", "--code", "async (job) => ({ hello: job.name })", "--json"]);
+    let (code, out, err) = cli(&[
+        "jobs",
+        "create",
+        "--name",
+        "cli-job",
+        "--every",
+        "3600",
+        "--code",
+        "async (job) => ({ hello: job.name })",
+        "--json",
+    ]);
     assert_eq!(code, Some(0), "{err}");
     let job: Value = serde_json::from_str(&out).expect("json job");
     let job_id = job["id"].as_str().expect("id").to_owned();
@@ -527,4 +641,84 @@ async fn the_cli_creates_lists_triggers_and_reads_jobs() {
     let (code, out, _) = cli(&["jobs", "delete", &job_id]);
     assert_eq!(code, Some(0));
     assert!(out.contains("deactivated") || out.contains("deleted"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_publish_patch_metadata_and_triggering_a_given_version() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(directory.path(), "sk_test_versions");
+    let body = json!({"name": "versioned", "schedule": {"type": "interval", "seconds": 3600}, "code": "async () => 'v1'", "metadata": {"a": 1}});
+    let (_, job) = server.post("/v1/agents/default/jobs", body).await;
+    let job_id = job["id"].as_str().expect("id").to_owned();
+    let first_version = job["activeVersion"]["id"].as_str().expect("version id").to_owned();
+    assert_eq!(job["activeVersion"]["version"], "1.0.0");
+
+    // A code change through PATCH makes version 1.0.1 and publishes it; the name changes in place.
+    let patch = server
+        .request(reqwest::Method::PATCH, &format!("/v1/agents/default/jobs/{job_id}"))
+        .json(&json!({"code": "async () => 'v2'", "name": "renamed"}));
+    let (status, job) = send(patch).await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!((job["name"].clone(), job["activeVersion"]["version"].clone()), (json!("renamed"), json!("1.0.1")));
+    let (status, added) = server
+        .post(
+            &format!("/v1/agents/default/jobs/{job_id}/versions"),
+            json!({"version": "2.0.0", "code": "async () => 'v3'"}),
+        )
+        .await;
+    assert_eq!((status, added["active"].clone()), (201, json!(false)), "{added}");
+    let (status, conflict) =
+        server.post(&format!("/v1/agents/default/jobs/{job_id}/versions"), json!({"version": "2.0.0"})).await;
+    assert_eq!((status, conflict["code"].clone()), (409, json!("conflict")));
+    let (status, versions) = server.get(&format!("/v1/agents/default/jobs/{job_id}/versions")).await;
+    let names: Vec<_> =
+        versions["versions"].as_array().expect("versions").iter().map(|version| version["version"].clone()).collect();
+    assert_eq!((status, names), (200, vec![json!("1.0.0"), json!("1.0.1"), json!("2.0.0")]));
+    let (status, code) = server.get(&format!("/v1/agents/default/jobs/{job_id}/versions/1.0.1/code")).await;
+    assert_eq!((status, code), (200, json!("async () => 'v2'")));
+
+    // Triggering the old version runs its code; publishing 2.0.0 makes it the default.
+    let (_, old) =
+        server.post(&format!("/v1/agents/default/jobs/{job_id}/trigger"), json!({"versionId": first_version})).await;
+    let (status, job) =
+        server.post(&format!("/v1/agents/default/jobs/{job_id}/versions/2.0.0/publish"), json!({})).await;
+    assert_eq!((status, job["activeVersion"]["version"].clone()), (200, json!("2.0.0")));
+    let (_, new) = server.post(&format!("/v1/agents/default/jobs/{job_id}/trigger"), json!({})).await;
+    for (execution, expected) in [(&old, "v1"), (&new, "v3")] {
+        let id = execution["id"].as_str().expect("id").to_owned();
+        let done = eventually(10, "the triggered run", || async {
+            let (_, one) = server.get(&format!("/v1/agents/default/executions/{id}")).await;
+            (one["status"] == "completed").then_some(one)
+        })
+        .await;
+        assert_eq!(done["result"], json!(expected));
+    }
+
+    // Metadata: PATCH merges, PUT replaces.
+    let merge = server
+        .request(reqwest::Method::PATCH, &format!("/v1/agents/default/jobs/{job_id}/metadata"))
+        .json(&json!({"b": 2}));
+    let (_, merged) = send(merge).await;
+    assert_eq!(merged["metadata"], json!({"a": 1, "b": 2}));
+    let replace = server
+        .request(reqwest::Method::PUT, &format!("/v1/agents/default/jobs/{job_id}/metadata"))
+        .json(&json!({"c": 3}));
+    let (_, replaced) = send(replace).await;
+    assert_eq!(replaced["metadata"], json!({"c": 3}));
+
+    // A pre-defined job with versions is deactivated, not deleted; a dynamic one is deleted.
+    let (_, deletion) =
+        send(server.request(reqwest::Method::DELETE, &format!("/v1/agents/default/jobs/{job_id}"))).await;
+    assert_eq!((deletion["deleted"].clone(), deletion["deactivated"].clone()), (json!(false), json!(true)));
+    let dynamic = server
+        .request(reqwest::Method::POST, "/v1/agents/default/jobs")
+        .header("X-User-Id", "u1")
+        .json(&reminder_body(Utc::now() + chrono::Duration::hours(1), "x"));
+    let (_, dynamic) = send(dynamic).await;
+    let dynamic_id = dynamic["id"].as_str().expect("id");
+    let (_, deletion) =
+        send(server.request(reqwest::Method::DELETE, &format!("/v1/agents/default/jobs/{dynamic_id}"))).await;
+    assert_eq!(deletion["deleted"], json!(true));
+    let (status, _) = server.get(&format!("/v1/agents/default/jobs/{dynamic_id}")).await;
+    assert_eq!(status, 404);
 }

@@ -80,7 +80,11 @@ impl TestEngine {
                 executions.reverse();
                 return executions;
             }
-            assert!(Instant::now() < deadline, "job {job_id} reached {} final executions, not {count}", executions.len());
+            assert!(
+                Instant::now() < deadline,
+                "job {job_id} reached {} final executions, not {count}",
+                executions.len()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
