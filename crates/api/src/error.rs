@@ -74,7 +74,9 @@ impl From<FieldError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists")),
+            StoreError::Conflict(what) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists"))
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", other.to_string())

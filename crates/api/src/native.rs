@@ -39,12 +39,16 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/agents/{agent_id}/jobs/{job_id}/activate", post(activate_job))
         .route("/v1/agents/{agent_id}/jobs/{job_id}/deactivate", post(deactivate_job))
         .route("/v1/agents/{agent_id}/jobs/{job_id}/trigger", post(trigger_job))
-        .route("/v1/agents/{agent_id}/jobs/{job_id}/metadata", axum::routing::put(replace_metadata).patch(merge_metadata))
+        .route(
+            "/v1/agents/{agent_id}/jobs/{job_id}/metadata",
+            axum::routing::put(replace_metadata).patch(merge_metadata),
+        )
         .route("/v1/agents/{agent_id}/jobs/{job_id}/versions", get(list_versions).post(add_version))
         .route("/v1/agents/{agent_id}/jobs/{job_id}/versions/{version}/publish", post(publish_version))
         .route("/v1/agents/{agent_id}/jobs/{job_id}/versions/{version}/code", get(version_code))
         .route("/v1/agents/{agent_id}/jobs/{job_id}/executions", get(list_executions))
         .route("/v1/agents/{agent_id}/jobs/{job_id}/preview", get(preview))
+        .route("/v1/agents/{agent_id}/executions", get(list_agent_executions))
         .route("/v1/agents/{agent_id}/executions/{execution_id}", get(get_execution))
 }
 
@@ -78,7 +82,11 @@ fn validate_agent_id(agent_id: &str) -> ApiResult<()> {
 
 // --- agents and keys ---
 
-async fn create_agent(State(state): State<AppState>, principal: Principal, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn create_agent(
+    State(state): State<AppState>,
+    principal: Principal,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
     principal.require_admin()?;
     let agent_id = body
         .get("agentId")
@@ -224,7 +232,10 @@ async fn stream_messages(
                 Ok(messages) => {
                     for message in &messages {
                         cursor = message.seq;
-                        let event = Event::default().id(message.seq.to_string()).event("message").data(message_view(message).to_string());
+                        let event = Event::default()
+                            .id(message.seq.to_string())
+                            .event("message")
+                            .data(message_view(message).to_string());
                         if sender.send(event).await.is_err() {
                             return;
                         }
@@ -297,9 +308,8 @@ async fn create_jobs(
     }
     let mut batch = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        let new = NewJob::parse(item, state.engine.config()).map_err(|error| {
-            FieldError::new(format!("jobs[{index}].{}", error.field), error.reason)
-        })?;
+        let new = NewJob::parse(item, state.engine.config())
+            .map_err(|error| FieldError::new(format!("jobs[{index}].{}", error.field), error.reason))?;
         batch.push(new);
     }
     let created = state.engine.create_jobs(&caller, batch).await?;
@@ -314,12 +324,13 @@ async fn list_jobs(
     Query(params): Params,
 ) -> ApiResult<Json<Value>> {
     let caller = principal.caller_for(&state, &agent_id).await?;
-    let status = match params.get("status") {
-        None => None,
-        Some(text) => Some(JobStatus::parse(text).ok_or_else(|| {
-            FieldError::new("status", "must be one of active, paused, failed, inactive, completed")
-        })?),
-    };
+    let status =
+        match params.get("status") {
+            None => None,
+            Some(text) => Some(JobStatus::parse(text).ok_or_else(|| {
+                FieldError::new("status", "must be one of active, paused, failed, inactive, completed")
+            })?),
+        };
     let limit = parse_number(&params, "limit", 100, 1000)?;
     let filter = JobFilter {
         include_dynamic: parse_flag(&params, "includeDynamic")?,
@@ -515,6 +526,21 @@ async fn list_executions(
     Ok(Json(json!({"executions": views, "total": total, "limit": limit, "offset": offset})))
 }
 
+async fn list_agent_executions(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(agent_id): Path<String>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    principal.require_agent_key()?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
+    let limit = parse_number(&params, "limit", 1000, 10_000)?.max(1);
+    let executions = state.engine.agent_executions(&caller, params.get("cursor").map(String::as_str), limit).await?;
+    let next_cursor = (executions.len() == limit).then(|| executions.last().map(|execution| execution.id.clone())).flatten();
+    let views: Vec<Value> = executions.iter().map(|execution| execution_view(execution, false)).collect();
+    Ok(Json(json!({"executions": views, "nextCursor": next_cursor})))
+}
+
 async fn get_execution(
     State(state): State<AppState>,
     principal: Principal,
@@ -523,7 +549,9 @@ async fn get_execution(
     let caller = principal.caller_for(&state, &agent_id).await?;
     let execution = state.engine.execution(&caller, &execution_id).await?;
     if caller.user_id.is_some() {
-        job_caller(&state, &principal, &agent_id, &execution.job_id).await.map_err(|_| ApiError::not_found("execution"))?;
+        job_caller(&state, &principal, &agent_id, &execution.job_id)
+            .await
+            .map_err(|_| ApiError::not_found("execution"))?;
     }
     Ok(Json(execution_view(&execution, true)))
 }
@@ -538,9 +566,7 @@ async fn preview(
     let n = parse_number(&params, "n", 10, 1000)?;
     let (job, schedule, instants) = state.engine.preview(&caller, &job_id, n).await?;
     let zone = schedule.compile().map(|compiled| compiled.timezone()).map_err(FieldError::from)?;
-    let fires: Vec<Value> = instants
-        .iter()
-        .map(|at| json!({"utc": instant(*at), "local": at.with_timezone(&zone).to_rfc3339()}))
-        .collect();
+    let fires: Vec<Value> =
+        instants.iter().map(|at| json!({"utc": instant(*at), "local": at.with_timezone(&zone).to_rfc3339()})).collect();
     Ok(Json(json!({"jobId": job.id, "schedule": schedule, "timezone": schedule.timezone_name(), "fires": fires})))
 }

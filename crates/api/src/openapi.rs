@@ -32,39 +32,157 @@ fn object() -> Value {
 /// Every route of the native API: (path, method, operation).
 fn operations() -> Vec<(&'static str, &'static str, Value)> {
     vec![
-        ("/v1/agents", "post", operation("Create an agent and return its first key (admin key)", Some(json!({"type": "object", "required": ["agentId"], "properties": {"agentId": {"type": "string"}}})), ("201", object()))),
+        (
+            "/v1/agents",
+            "post",
+            operation(
+                "Create an agent and return its first key (admin key)",
+                Some(json!({"type": "object", "required": ["agentId"], "properties": {"agentId": {"type": "string"}}})),
+                ("201", object()),
+            ),
+        ),
         ("/v1/agents", "get", operation("List agents (admin key)", None, ("200", object()))),
         ("/v1/agents/{agentId}/keys", "post", operation("Add an agent key", None, ("201", object()))),
         ("/v1/agents/{agentId}/keys/{keyId}", "delete", operation("Revoke an agent key", None, ("200", object()))),
         ("/v1/agents/{agentId}/users/{userId}", "get", operation("A user's data", None, ("200", object()))),
-        ("/v1/agents/{agentId}/users/{userId}", "put", operation("Replace a user's data", Some(object()), ("200", object()))),
-        ("/v1/agents/{agentId}/users/{userId}/tokens", "post", operation("Mint a user token (agent key)", None, ("201", object()))),
-        ("/v1/agents/{agentId}/users/{userId}/messages", "get", operation("A user's conversation after a sequence number", None, ("200", object()))),
-        ("/v1/agents/{agentId}/users/{userId}/messages/stream", "get", operation("A user's conversation as Server-Sent Events", None, ("200", json!({"type": "string"})))),
-        ("/v1/agents/{agentId}/jobs", "post", operation("Create a job", Some(schema("CreateJob")), ("201", schema("Job")))),
-        ("/v1/agents/{agentId}/jobs", "get", operation("List jobs (includeDynamic, status, limit, cursor)", None, ("200", json!({"type": "object", "properties": {"jobs": {"type": "array", "items": schema("Job")}, "nextCursor": {"type": ["string", "null"]}}})))),
-        ("/v1/agents/{agentId}/jobs/batch", "post", operation("Create many jobs in one transaction", Some(json!({"type": "object", "properties": {"jobs": {"type": "array", "items": schema("CreateJob")}}})), ("201", object()))),
+        (
+            "/v1/agents/{agentId}/users/{userId}",
+            "put",
+            operation("Replace a user's data", Some(object()), ("200", object())),
+        ),
+        (
+            "/v1/agents/{agentId}/users/{userId}/tokens",
+            "post",
+            operation("Mint a user token (agent key)", None, ("201", object())),
+        ),
+        (
+            "/v1/agents/{agentId}/users/{userId}/messages",
+            "get",
+            operation("A user's conversation after a sequence number", None, ("200", object())),
+        ),
+        (
+            "/v1/agents/{agentId}/users/{userId}/messages/stream",
+            "get",
+            operation("A user's conversation as Server-Sent Events", None, ("200", json!({"type": "string"}))),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs",
+            "post",
+            operation("Create a job", Some(schema("CreateJob")), ("201", schema("Job"))),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs",
+            "get",
+            operation(
+                "List jobs (includeDynamic, status, limit, cursor)",
+                None,
+                (
+                    "200",
+                    json!({"type": "object", "properties": {"jobs": {"type": "array", "items": schema("Job")}, "nextCursor": {"type": ["string", "null"]}}}),
+                ),
+            ),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs/batch",
+            "post",
+            operation(
+                "Create many jobs in one transaction",
+                Some(
+                    json!({"type": "object", "properties": {"jobs": {"type": "array", "items": schema("CreateJob")}}}),
+                ),
+                ("201", object()),
+            ),
+        ),
         ("/v1/agents/{agentId}/jobs/{jobId}", "get", operation("Read a job", None, ("200", schema("Job")))),
-        ("/v1/agents/{agentId}/jobs/{jobId}", "patch", operation("Update a job; code or option changes make a new version", Some(object()), ("200", schema("Job")))),
-        ("/v1/agents/{agentId}/jobs/{jobId}", "delete", operation("Delete a job (pre-defined jobs with versions are deactivated)", None, ("200", json!({"type": "object", "properties": {"deleted": {"type": "boolean"}, "deactivated": {"type": "boolean"}, "message": {"type": "string"}}})))),
-        ("/v1/agents/{agentId}/jobs/{jobId}/activate", "post", operation("Activate a job", None, ("200", schema("Job")))),
-        ("/v1/agents/{agentId}/jobs/{jobId}/deactivate", "post", operation("Deactivate a job", None, ("200", schema("Job")))),
-        ("/v1/agents/{agentId}/jobs/{jobId}/trigger", "post", operation("Run a job now ({versionId?})", Some(object()), ("202", schema("JobExecution")))),
-        ("/v1/agents/{agentId}/jobs/{jobId}/metadata", "put", operation("Replace a job's metadata", Some(object()), ("200", object()))),
-        ("/v1/agents/{agentId}/jobs/{jobId}/metadata", "patch", operation("Merge into a job's metadata", Some(object()), ("200", object()))),
+        (
+            "/v1/agents/{agentId}/jobs/{jobId}",
+            "patch",
+            operation(
+                "Update a job; code or option changes make a new version",
+                Some(object()),
+                ("200", schema("Job")),
+            ),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs/{jobId}",
+            "delete",
+            operation(
+                "Delete a job (pre-defined jobs with versions are deactivated)",
+                None,
+                (
+                    "200",
+                    json!({"type": "object", "properties": {"deleted": {"type": "boolean"}, "deactivated": {"type": "boolean"}, "message": {"type": "string"}}}),
+                ),
+            ),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs/{jobId}/activate",
+            "post",
+            operation("Activate a job", None, ("200", schema("Job"))),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs/{jobId}/deactivate",
+            "post",
+            operation("Deactivate a job", None, ("200", schema("Job"))),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs/{jobId}/trigger",
+            "post",
+            operation("Run a job now ({versionId?})", Some(object()), ("202", schema("JobExecution"))),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs/{jobId}/metadata",
+            "put",
+            operation("Replace a job's metadata", Some(object()), ("200", object())),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs/{jobId}/metadata",
+            "patch",
+            operation("Merge into a job's metadata", Some(object()), ("200", object())),
+        ),
         ("/v1/agents/{agentId}/jobs/{jobId}/versions", "get", operation("A job's versions", None, ("200", object()))),
-        ("/v1/agents/{agentId}/jobs/{jobId}/versions", "post", operation("Add a version ({version?, code?, schedule?, timeout?, retry?, publish?})", Some(object()), ("201", schema("JobVersion")))),
-        ("/v1/agents/{agentId}/jobs/{jobId}/versions/{version}/publish", "post", operation("Make a version active", None, ("200", schema("Job")))),
-        ("/v1/agents/{agentId}/jobs/{jobId}/versions/{version}/code", "get", operation("A version's code", None, ("200", json!({"type": "string"})))),
-        ("/v1/agents/{agentId}/jobs/{jobId}/executions", "get", operation("A job's executions, newest first (limit, offset, status, logs)", None, ("200", json!({"type": "object", "properties": {"executions": {"type": "array", "items": schema("JobExecution")}, "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"}}})))),
-        ("/v1/agents/{agentId}/jobs/{jobId}/preview", "get", operation("The next fire instants, UTC and local (n)", None, ("200", object()))),
-        ("/v1/agents/{agentId}/executions/{executionId}", "get", operation("One execution with its logs", None, ("200", schema("JobExecution")))),
+        (
+            "/v1/agents/{agentId}/jobs/{jobId}/versions",
+            "post",
+            operation(
+                "Add a version ({version?, code?, schedule?, timeout?, retry?, publish?})",
+                Some(object()),
+                ("201", schema("JobVersion")),
+            ),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs/{jobId}/versions/{version}/publish",
+            "post",
+            operation("Make a version active", None, ("200", schema("Job"))),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs/{jobId}/versions/{version}/code",
+            "get",
+            operation("A version's code", None, ("200", json!({"type": "string"}))),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs/{jobId}/executions",
+            "get",
+            operation(
+                "A job's executions, newest first (limit, offset, status, logs)",
+                None,
+                (
+                    "200",
+                    json!({"type": "object", "properties": {"executions": {"type": "array", "items": schema("JobExecution")}, "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"}}}),
+                ),
+            ),
+        ),
+        (
+            "/v1/agents/{agentId}/jobs/{jobId}/preview",
+            "get",
+            operation("The next fire instants, UTC and local (n)", None, ("200", object())),
+        ),
+        (
+            "/v1/agents/{agentId}/executions/{executionId}",
+            "get",
+            operation("One execution with its logs", None, ("200", schema("JobExecution"))),
+        ),
     ]
-}
-
-/// The paths of every operation, for the router test.
-pub fn paths() -> Vec<(&'static str, &'static str)> {
-    operations().into_iter().map(|(path, method, _)| (path, method)).collect()
 }
 
 /// The whole document.

@@ -1,6 +1,7 @@
 //! The `sundial` binary: `sundial serve` runs the server; the other commands are clients of a server's HTTP API.
 //! `sundial worker` (hidden) is the sandbox worker process the server starts.
 
+mod bench;
 mod client;
 mod serve;
 
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the server (embedded SQLite by default).
     Serve(serve::ServeArgs),
+    /// Run the benchmark workloads (W1–W6) through the HTTP API.
+    Bench(bench::BenchArgs),
     /// Sandbox worker process (started by the server).
     #[command(hide = true)]
     Worker,
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Command::Worker => sundial_sandbox::worker_main(),
         Command::Serve(args) => run(serve::serve(args)),
         Command::Client(command) => run(client::run(command)),
+        Command::Bench(args) => run(bench::run(args)),
     }
 }
 

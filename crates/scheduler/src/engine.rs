@@ -649,8 +649,12 @@ impl Engine {
     pub async fn deactivate(&self, caller: &Caller, job_id: &str) -> EngineResult<JobDetail> {
         let job = self.job(caller, job_id).await?;
         let change = Activation { active: false, status: JobStatus::Inactive, anchor_at: None, next_run_at: None };
-        let job =
-            self.shared.store.job_set_activation(&job.id, &change, self.now()).await?.ok_or(EngineError::NotFound("job"))?;
+        let job = self
+            .shared
+            .store
+            .job_set_activation(&job.id, &change, self.now())
+            .await?
+            .ok_or(EngineError::NotFound("job"))?;
         self.detail(job).await
     }
 
@@ -779,10 +783,7 @@ impl Engine {
         version.schedule.compile()?;
         match self.shared.store.version_insert(&version).await {
             Err(StoreError::Conflict(_)) => {
-                return Err(EngineError::Conflict(format!(
-                    "job {} already has version {}",
-                    job.id, version.version
-                )));
+                return Err(EngineError::Conflict(format!("job {} already has version {}", job.id, version.version)));
             }
             other => other?,
         }
@@ -841,7 +842,12 @@ impl Engine {
     }
 
     /// The next `n` fire instants of the job's active version.
-    pub async fn preview(&self, caller: &Caller, job_id: &str, n: usize) -> EngineResult<(Job, Schedule, Vec<DateTime<Utc>>)> {
+    pub async fn preview(
+        &self,
+        caller: &Caller,
+        job_id: &str,
+        n: usize,
+    ) -> EngineResult<(Job, Schedule, Vec<DateTime<Utc>>)> {
         let job = self.job(caller, job_id).await?;
         let version = self.active_version(&job).await?;
         let compiled = version.schedule.compile()?;
@@ -872,13 +878,19 @@ impl Engine {
         Ok(self.shared.store.execution_list(&job.id, status, limit, offset).await?)
     }
 
+    /// A page of all executions of the agent, in creation order, after the execution id `after`.
+    pub async fn agent_executions(
+        &self,
+        caller: &Caller,
+        after: Option<&str>,
+        limit: usize,
+    ) -> EngineResult<Vec<Execution>> {
+        Ok(self.shared.store.execution_list_agent(&caller.agent_id, after, limit).await?)
+    }
+
     /// One execution of the agent.
     pub async fn execution(&self, caller: &Caller, execution_id: &str) -> EngineResult<Execution> {
-        self.shared
-            .store
-            .execution_get(&caller.agent_id, execution_id)
-            .await?
-            .ok_or(EngineError::NotFound("execution"))
+        self.shared.store.execution_get(&caller.agent_id, execution_id).await?.ok_or(EngineError::NotFound("execution"))
     }
 
     /// Appends messages to a user's conversation and announces them. `dedupe_prefix` makes a retried execution's
@@ -897,8 +909,7 @@ impl Engine {
         let now = self.now();
         for (index, message) in messages.iter().enumerate() {
             let key = dedupe_keys.as_ref().and_then(|keys| keys.get(index)).map(String::as_str);
-            let stored =
-                self.shared.store.message_insert(agent_id, user_id, message, execution_id, key, now).await?;
+            let stored = self.shared.store.message_insert(agent_id, user_id, message, execution_id, key, now).await?;
             let _ = self.shared.messages.send(MessageEvent {
                 agent_id: agent_id.to_owned(),
                 user_id: user_id.to_owned(),
@@ -935,10 +946,7 @@ pub fn validate_message(message: &Value, index: usize) -> Result<(), FieldError>
 
 /// The latest version's string with the patch number increased (`1.0.0` when there is none).
 fn next_patch(versions: &[JobVersion]) -> String {
-    let latest = versions
-        .iter()
-        .filter_map(|version| parse_semver(&version.version, "version").ok())
-        .max();
+    let latest = versions.iter().filter_map(|version| parse_semver(&version.version, "version").ok()).max();
     match latest {
         Some((major, minor, patch)) => format!("{major}.{minor}.{}", patch + 1),
         None => "1.0.0".into(),

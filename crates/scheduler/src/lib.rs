@@ -10,5 +10,7 @@ pub mod metrics;
 pub mod runner;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use engine::{Caller, Deletion, Engine, EngineConfig, EngineError, EngineResult, JobChange, JobDetail, NewJob, NewVersion};
+pub use engine::{
+    Caller, Deletion, Engine, EngineConfig, EngineError, EngineResult, JobChange, JobDetail, NewJob, NewVersion,
+};
 pub use runner::SchedulerHandle;

@@ -23,9 +23,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use sundial_core::policy::{Misfire, MAX_CATCH_UP_RUNS};
-use sundial_core::{
-    after_outcome, Execution, ExecutionStatus, Job, JobVersion, LogLine, Trigger,
-};
+use sundial_core::{after_outcome, Execution, ExecutionStatus, Job, JobVersion, LogLine, Trigger};
 use sundial_sandbox::{OutcomeStatus, RunRequest};
 use sundial_store::{new_id, DueJob, ExecutionFinish, OccurrenceRecord, StartOutcome};
 use tokio::sync::watch;
@@ -165,7 +163,11 @@ impl Engine {
             Misfire::RunAll => missed_slots,
             Misfire::RunOnce => {
                 let grace = Duration::seconds(job.policy.misfire_grace_seconds.min(i64::MAX as u64 / 1000) as i64);
-                missed_slots.last().filter(|newest| now - **newest <= grace).map(|newest| vec![*newest]).unwrap_or_default()
+                missed_slots
+                    .last()
+                    .filter(|newest| now - **newest <= grace)
+                    .map(|newest| vec![*newest])
+                    .unwrap_or_default()
             }
         };
         let missed = missed_count - caught_up.len() as u64;
@@ -173,11 +175,8 @@ impl Engine {
             self.shared.metrics.missed(missed);
             tracing::info!(job = %job.id, missed, "slots missed while no scheduler ran");
         }
-        let executions = caught_up
-            .into_iter()
-            .chain(slots)
-            .map(|at| self.slot_execution(job, &due.version, at, now))
-            .collect();
+        let executions =
+            caught_up.into_iter().chain(slots).map(|at| self.slot_execution(job, &due.version, at, now)).collect();
         Some(OccurrenceRecord {
             job_id: job.id.clone(),
             expected_next_run_at: expected,
@@ -225,8 +224,7 @@ impl Engine {
         let lease_until = now + self.config().lease;
         let mut claimed = Vec::new();
         loop {
-            let batch =
-                store.executions_claim(horizon, &self.config().node_id, lease_until, now, CLAIM_BATCH).await?;
+            let batch = store.executions_claim(horizon, &self.config().node_id, lease_until, now, CLAIM_BATCH).await?;
             let full = batch.len() == CLAIM_BATCH;
             claimed.extend(batch);
             if !full {
@@ -398,7 +396,8 @@ fn plain_finish(execution: &Execution, status: ExecutionStatus, now: DateTime<Ut
 
 /// A number in `[0, 1)` derived from an id, so backoff jitter needs no random source and is reproducible.
 fn jitter_of(id: &str) -> f64 {
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3));
+    let hash =
+        id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3));
     (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 

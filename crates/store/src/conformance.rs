@@ -300,6 +300,10 @@ async fn claim_start_finish(store: &dyn Store) {
         (ExecutionStatus::Completed, Some(json!({"ok": true})), Some(5))
     );
     assert!(store.execution_get("b", &slot.id).await.expect("get").is_none());
+    let listed = store.execution_list_agent("a", None, 10).await.expect("list agent");
+    assert_eq!(listed.iter().map(|execution| &execution.id).collect::<Vec<_>>(), [&slot.id]);
+    assert!(store.execution_list_agent("a", Some(&slot.id), 10).await.expect("list agent").is_empty());
+    assert!(store.execution_list_agent("b", None, 10).await.expect("list agent").is_empty());
     let job_now = store.job_get("a", &job.id).await.expect("get").expect("job");
     assert_eq!((job_now.active, job_now.status), (false, JobStatus::Completed));
     assert_eq!(store.execution_latest(&job.id).await.expect("latest").map(|execution| execution.id), Some(slot.id));

@@ -354,6 +354,8 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         offset: usize,
     ) -> Result<(Vec<Execution>, u64)>;
+    /// A page of all executions of an agent, by id (creation order), after the id `after`.
+    async fn execution_list_agent(&self, agent_id: &str, after: Option<&str>, limit: usize) -> Result<Vec<Execution>>;
     /// The newest execution of a job.
     async fn execution_latest(&self, job_id: &str) -> Result<Option<Execution>>;
     /// Deletes final executions created before `before`, keeping the newest `keep` per job. Answers the count.

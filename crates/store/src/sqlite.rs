@@ -129,6 +129,7 @@ CREATE TABLE executions (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX executions_by_job ON executions (job_id, created_at DESC, id DESC);
+CREATE INDEX executions_by_agent ON executions (agent_id, id);
 CREATE INDEX executions_pending ON executions (due_at) WHERE status = 'pending';
 CREATE INDEX executions_running ON executions (job_id) WHERE status = 'running';
 CREATE TABLE idempotency (
@@ -1265,6 +1266,22 @@ impl Store for SqliteStore {
                 .map_err(database)?;
             let executions = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)?;
             Ok((executions, total as u64))
+        })
+        .await
+    }
+
+    async fn execution_list_agent(&self, agent_id: &str, after: Option<&str>, limit: usize) -> Result<Vec<Execution>> {
+        let (agent_id, after) = (agent_id.to_owned(), after.map(str::to_owned));
+        self.write(move |transaction| {
+            let mut statement = transaction
+                .prepare_cached(&format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE agent_id = ?1 AND (?2 IS NULL OR id > ?2) \
+                     ORDER BY id LIMIT ?3"
+                ))
+                .map_err(database)?;
+            let rows =
+                statement.query_map(params![agent_id, after, limit as i64], execution_from_row).map_err(database)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)
         })
         .await
     }
