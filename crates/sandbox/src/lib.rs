@@ -1,0 +1,228 @@
+//! Runs a job's JavaScript with a timeout, a memory cap and host calls, inside sandboxed QuickJS worker processes.
+//!
+//! # Process model
+//!
+//! A [`Pool`] pre-starts `workers` sandbox worker processes (the `sundial` binary's hidden `worker` subcommand, or
+//! `sundial-sandbox-worker`; both call [`worker_main`]). Each worker runs one execution at a time, each in a fresh
+//! QuickJS runtime and context that are dropped afterwards. A worker is started with an empty environment, only its
+//! three standard descriptors (stdin and stdout are its channel to the server, stderr is a bounded diagnostic pipe),
+//! `RLIMIT_AS` (memory cap + 512 MiB), a small `RLIMIT_NOFILE`, no core dumps and a parent-death signal (SIGKILL,
+//! tied to the pool's own spawner thread, so dropping or shutting down the pool kills its workers). After start-up
+//! the worker installs a seccomp allow-list (see `worker/seccomp.rs`) and reports whether that worked in its hello.
+//!
+//! The server never trusts a worker to stop: a run that is still going at `timeout + kill_grace` gets its worker
+//! SIGKILLed and ends `timeout`. That covers native calls that never look at the deadline (`a.join(',')` on a huge
+//! sparse array) and engine crashes (`abort()`), which end `failed` with the signal named. A worker that hit a
+//! limit (timeout, memory) exits by itself; the pool replaces every worker that ended, counting it in
+//! [`PoolStats::restarts`]. The wait for a free worker does not count against a run's timeout.
+//!
+//! # Protocol
+//!
+//! Frames in both directions are a `u32` big-endian length followed by that many bytes of JSON (one message,
+//! internally tagged by `"type"`). JSON payloads that job code produces or receives (results, host-call
+//! arguments and answers, the job object) travel as JSON *text* inside the frame, parsed only where they are used.
+//!
+//! ```text
+//! worker → server  hello     {pid, seccomp, seccompError?}            once, after start-up
+//! server → worker  run       {code, job, env, timeoutMs, memoryLimitBytes, limits…}
+//! worker → server  log       {level, message, at}                      streamed as console.* is called
+//! worker → server  host_call {call, method, args}                      job code called a host API
+//! server → worker  host_reply{call, ok, payload}                       payload: answer JSON text, or error text
+//! worker → server  done      {status, result?, error?}                 the run ended
+//! worker → server  idle      {}                                        the run's runtime is gone; ready again
+//! server → worker  test      {action}                                  test hooks (abort, try to open a file)
+//! ```
+//!
+//! A host call's `args` are JSON text; its reply `payload` is the answer's JSON text when `ok`, else an error message.
+//! Frames are capped (results and host-call arguments well below the cap), so a misbehaving worker cannot make the
+//! pool buffer without bound. The `test` message is reachable only through the hidden
+//! [`Pool::run_test_action`], never from job code: tests use it to crash a worker and to probe the seccomp filter.
+//!
+//! The worker never decides authorization: a host call names a method and carries the job's arguments, and the
+//! server's [`Host`] answers it from the execution's own agent and user.
+//!
+//! Inside the worker, the memory cap is enforced by a counting allocator whose out-of-memory flag stays set even
+//! when job code catches the error; the interrupt handler (deadline or memory flag) stays armed while the result,
+//! the error text and log lines are serialized; a wall-clock timeout surrounds the event loop for promises that
+//! never settle; `performance.now()` is coarsened to whole milliseconds.
+
+mod pool;
+mod protocol;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use pool::{Pool, PoolStats};
+pub use protocol::TestAction;
+pub use worker::worker_main;
+
+/// Errors of the pool itself. A job's own failure is never one of these: it is an [`Outcome`].
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The configuration cannot work (for example zero workers).
+    #[error("invalid sandbox configuration: {0}")]
+    Config(String),
+    /// A worker process could not be started.
+    #[error("could not start sandbox worker {program}: {source}")]
+    Spawn {
+        /// The worker executable.
+        program: PathBuf,
+        /// Why the operating system refused.
+        source: std::io::Error,
+    },
+    /// A worker started but did not greet the pool as expected.
+    #[error("sandbox worker handshake failed: {0}")]
+    Handshake(String),
+    /// The pool was shut down.
+    #[error("sandbox pool is shut down")]
+    Shutdown,
+}
+
+/// The longest timeout a run gets; longer ones are cut to this (the server allows far less anyway).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A `Result` whose error is a [`SandboxError`].
+pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
+
+/// How a [`Pool`] starts and limits its workers.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// The worker executable.
+    pub program: PathBuf,
+    /// Arguments for it, e.g. `["worker"]` when the server binary re-executes itself.
+    pub args: Vec<OsString>,
+    /// How many worker processes run at once (default 4).
+    pub workers: usize,
+    /// The JS heap cap per execution (default 64 MiB); exceeding it ends the run `killed`.
+    pub memory_limit_bytes: usize,
+    /// How long past its timeout a run may go before the pool kills its worker (default 500 ms).
+    pub kill_grace: Duration,
+    /// Per-execution limits on logs, results and host calls.
+    pub limits: Limits,
+}
+
+impl PoolConfig {
+    /// A configuration with the defaults: 4 workers, 64 MiB heap, 500 ms kill grace, default [`Limits`].
+    pub fn new(program: PathBuf, args: Vec<OsString>) -> Self {
+        PoolConfig {
+            program,
+            args,
+            workers: 4,
+            memory_limit_bytes: 64 * 1024 * 1024,
+            kill_grace: Duration::from_millis(500),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Per-execution limits that the worker enforces (and the pool double-checks).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Console lines kept per execution (default 1,000); further lines are counted in one final line.
+    pub max_log_lines: usize,
+    /// Bytes kept of one console line (default 8 KiB); longer lines are cut and marked.
+    pub max_log_line_bytes: usize,
+    /// Bytes of the JSON result (default 1 MiB); a larger result fails the run.
+    pub max_result_bytes: usize,
+    /// Host calls outstanding at once per execution (default 64); one more rejects at once.
+    pub max_host_calls_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_log_lines: 1000,
+            max_log_line_bytes: 8 * 1024,
+            max_result_bytes: 1024 * 1024,
+            max_host_calls_in_flight: 64,
+        }
+    }
+}
+
+/// One execution to run.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    /// JS source of a function: an arrow function, a `function` expression, or method shorthand `execute(job) {…}`.
+    pub code: String,
+    /// The job object: `{id, name, metadata, activeVersion, data, userId?, execution: {…}}`.
+    pub job: serde_json::Value,
+    /// The agent's variables, readable with `env(key)`.
+    pub env: BTreeMap<String, String>,
+    /// How long the run may take (at most [`MAX_TIMEOUT`]).
+    pub timeout: Duration,
+}
+
+/// How an execution ended; the names match the execution statuses of the wire API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutcomeStatus {
+    /// The function returned (or its promise resolved).
+    Completed,
+    /// It threw, its promise rejected, its code was not a function, its result was too large, or the worker crashed.
+    Failed,
+    /// It ran past its timeout.
+    Timeout,
+    /// It exceeded the memory cap.
+    Killed,
+}
+
+/// The result of one execution. Every failure of a run is an outcome, never a Rust error.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// How it ended.
+    pub status: OutcomeStatus,
+    /// The awaited return value as JSON (`None` for `undefined` or when it did not complete).
+    pub result: Option<serde_json::Value>,
+    /// Error text: `"<name>: <message>"` on the first line for a thrown `Error`, optionally followed by its stack.
+    pub error: Option<String>,
+    /// Console lines captured, including those streamed before a timeout, kill or crash.
+    pub logs: Vec<LogLine>,
+    /// Wall time the run took, as the pool saw it.
+    pub duration: Duration,
+}
+
+/// One captured console line.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct LogLine {
+    /// `log`, `info`, `warn` or `error`.
+    pub level: String,
+    /// The formatted arguments.
+    pub message: String,
+    /// When it was written, in Unix milliseconds.
+    pub at: i64,
+}
+
+/// Answers host calls from job code. The server implements it, authorising from the execution's own agent/user.
+///
+/// The calls, with the `args` the sandbox sends and the answer it expects:
+///
+/// | method | args | answer |
+/// |---|---|---|
+/// | `job.user` | `{jobId}` | the user `{userId, …fields}` (an `Err` when the job has no user context) |
+/// | `user.send` | `{userId, messages}` | anything (the job sees `true`) |
+/// | `user.update` | `{userId, data}` | the updated user |
+/// | `User.get` | `{userId}` | the user, or `null` |
+/// | `job.updateMetadata` | `{jobId, patch}` | `{metadata}` (becomes `job.metadata`) |
+/// | `job.trigger` | `{jobId, versionId?}` | the JobExecution |
+/// | `job.delete` | `{jobId}` | e.g. `{deleted, deactivated, message}` |
+/// | `job.activate`, `job.deactivate` | `{jobId}` | the Job (becomes `job.data`) |
+/// | `Jobs.create` | `{config, code}`: the config without `execute`, and `execute.toString()` | the Job |
+/// | `Jobs.getJob` | `{jobId}` | the Job |
+/// | `Jobs.getAll` | `{includeDynamic}` | an array of Jobs (or `{jobs: [...]}`) |
+/// | `Data.<m>`, `Products.<m>`, `fetch` | `{args: [...]}`, the positional arguments | any JSON |
+///
+/// Arguments are the job's values as JSON (own enumerable properties, `Date`s as ISO strings); nothing in them is
+/// trusted. List answers of `Data.get`, `Data.search`, `Products.get` and `Products.search` (an array, or
+/// `{data: [...]}`) reach the job as an array that also answers `.data`. An `Err(message)` rejects the job's
+/// promise with `new Error(message)`.
+pub trait Host: Send + Sync + 'static {
+    /// Answers one call.
+    fn call(
+        &self,
+        method: String,
+        args: serde_json::Value,
+    ) -> futures_util::future::BoxFuture<'static, Result<serde_json::Value, String>>;
+}

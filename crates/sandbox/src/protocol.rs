@@ -1,0 +1,190 @@
+//! The messages between the pool and a worker process, and their length-prefixed JSON framing.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{LogLine, OutcomeStatus};
+
+/// The largest frame either side accepts. Results, log lines and host-call arguments are capped well below it.
+pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
+/// Host-call arguments larger than this are refused in the worker before they are sent.
+pub(crate) const MAX_HOST_ARGS_BYTES: usize = 8 * 1024 * 1024;
+
+/// Host answers larger than this are turned into an error before they are sent to the worker.
+pub(crate) const MAX_HOST_REPLY_BYTES: usize = 32 * 1024 * 1024;
+
+/// Error texts are cut to this many bytes.
+pub(crate) const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// A message from the pool to a worker.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ToWorker {
+    /// Run one execution.
+    Run(RunMessage),
+    /// The answer to a [`FromWorker::HostCall`].
+    HostReply {
+        /// The call's id.
+        call: u64,
+        /// Whether the host answered a value (`payload` is its JSON text) or an error (`payload` is the message).
+        ok: bool,
+        /// JSON text or error message.
+        payload: String,
+    },
+    /// A test hook; never reachable from job code.
+    Test {
+        /// What to do.
+        action: TestAction,
+    },
+}
+
+/// Test hooks, reachable only through [`crate::Pool::run_test_action`], never from job code.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TestAction {
+    /// The worker calls `std::process::abort()`, as an engine assertion would.
+    Abort,
+    /// The worker tries to open a file for reading and reports what happened (seccomp refuses it).
+    OpenFile {
+        /// The file to try.
+        path: String,
+    },
+}
+
+/// Everything a worker needs for one execution.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RunMessage {
+    pub code: String,
+    /// The job object as JSON text.
+    pub job: String,
+    pub env: BTreeMap<String, String>,
+    pub timeout_ms: u64,
+    pub memory_limit_bytes: usize,
+    pub max_log_lines: usize,
+    pub max_log_line_bytes: usize,
+    pub max_result_bytes: usize,
+    pub max_host_calls_in_flight: usize,
+}
+
+/// A message from a worker to the pool.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum FromWorker {
+    /// Sent once after start-up.
+    Hello {
+        pid: u32,
+        /// Whether the seccomp filter is installed.
+        seccomp: bool,
+        /// Why it is not, when it is not.
+        #[serde(rename = "seccompError")]
+        seccomp_error: Option<String>,
+    },
+    /// One console line, streamed as it is written.
+    Log(LogLine),
+    /// Job code called a host API.
+    HostCall {
+        call: u64,
+        method: String,
+        /// The arguments as JSON text.
+        args: String,
+    },
+    /// The run ended.
+    Done {
+        status: OutcomeStatus,
+        /// The result as JSON text (absent for `undefined`).
+        result: Option<String>,
+        error: Option<String>,
+    },
+    /// The run's runtime has been dropped; the worker waits for the next message.
+    Idle,
+}
+
+/// Encodes one frame: a `u32` big-endian length, then the JSON.
+pub(crate) fn encode<T: Serialize>(message: &T) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; 4];
+    serde_json::to_writer(&mut bytes, message).map_err(std::io::Error::other)?;
+    let len = u32::try_from(bytes.len() - 4)
+        .ok()
+        .filter(|len| (*len as usize) <= MAX_FRAME_BYTES)
+        .ok_or_else(|| std::io::Error::other("frame too large"))?;
+    bytes[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(bytes)
+}
+
+/// Writes one frame to a blocking writer (the worker's side).
+pub(crate) fn write_frame<T: Serialize>(out: &mut impl Write, message: &T) -> std::io::Result<()> {
+    let bytes = encode(message)?;
+    out.write_all(&bytes)?;
+    out.flush()
+}
+
+/// Reads one frame from a blocking reader (the worker's side). `Ok(None)` at a clean end of stream.
+pub(crate) fn read_frame<T: for<'de> Deserialize<'de>>(input: &mut impl Read) -> std::io::Result<Option<T>> {
+    let mut len = [0u8; 4];
+    match input.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(std::io::Error::other(format!("frame of {len} bytes is too large")));
+    }
+    let mut body = vec![0u8; len];
+    input.read_exact(&mut body)?;
+    serde_json::from_slice(&body).map(Some).map_err(std::io::Error::other)
+}
+
+/// Reads one frame of at most `max` bytes from an async reader (the pool's side). `Ok(None)` at a clean end of stream.
+pub(crate) async fn read_frame_async<T, R>(input: &mut R, max: usize) -> std::io::Result<Option<T>>
+where
+    T: for<'de> Deserialize<'de>,
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    match input.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(std::io::Error::other(format!("frame of {len} bytes is too large")));
+    }
+    let mut body = vec![0u8; len];
+    input.read_exact(&mut body).await?;
+    serde_json::from_slice(&body).map(Some).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let message = FromWorker::HostCall { call: 7, method: "job.user".into(), args: "{\"jobId\":\"j\"}".into() };
+        let bytes = encode(&message).unwrap();
+        assert_eq!(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize, bytes.len() - 4);
+        let back: FromWorker = read_frame(&mut bytes.as_slice()).unwrap().unwrap();
+        match back {
+            FromWorker::HostCall { call, method, args } => {
+                assert_eq!((call, method.as_str(), args.as_str()), (7, "job.user", "{\"jobId\":\"j\"}"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let empty: Option<FromWorker> = read_frame(&mut [].as_slice()).unwrap();
+        assert!(empty.is_none());
+    }
+
+    #[test]
+    fn oversized_frames_are_refused() {
+        let mut bytes = (u32::MAX).to_be_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        assert!(read_frame::<FromWorker>(&mut bytes.as_slice()).is_err());
+    }
+}

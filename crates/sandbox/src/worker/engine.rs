@@ -1,0 +1,414 @@
+//! One execution: a fresh QuickJS runtime and context, the prelude, the job's function, and the verdict.
+//!
+//! The deadline is enforced twice: QuickJS's interrupt handler stops running JS (and stays armed while the prelude
+//! serializes the result, the error text and log lines, since getters and `toJSON` run job code), and a wall-clock
+//! timeout around the event loop ends a job that waits on a promise that never settles. Elapsed time is checked
+//! once more after the run. A run that hit a limit is reported and the process exits without touching the runtime
+//! again; otherwise the runtime and context are dropped and the worker reports itself idle.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rquickjs::module::WriteOptions;
+use rquickjs::prelude::Opt;
+use rquickjs::{ArrayBuffer, AsyncContext, AsyncRuntime, CatchResultExt, Ctx, Function, Module, Object, Promise};
+use tokio::sync::oneshot;
+
+use super::alloc::CappedAllocator;
+use super::{exit_now, Channel, HostReply};
+use crate::protocol::{FromWorker, RunMessage, MAX_ERROR_BYTES, MAX_HOST_ARGS_BYTES};
+use crate::{LogLine, OutcomeStatus};
+
+/// The JavaScript that builds the job's world: globals, the job object, serialization. See the file itself.
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// The prelude's module name, which also names its frames in stack traces.
+const PRELUDE_NAME: &str = "sundial:prelude";
+
+/// Compiles the prelude to QuickJS bytecode once per worker: loading bytecode into each fresh context takes about a
+/// tenth of the time parsing the source would.
+pub(crate) fn compile_prelude() -> Result<Vec<u8>, String> {
+    let runtime = rquickjs::Runtime::new().map_err(|e| e.to_string())?;
+    let context = rquickjs::Context::full(&runtime).map_err(|e| e.to_string())?;
+    context.with(|ctx| {
+        let module = Module::declare(ctx.clone(), PRELUDE_NAME, PRELUDE)
+            .catch(&ctx)
+            .map_err(|e| format!("the prelude does not compile: {e}"))?;
+        module.write(WriteOptions::default()).map_err(|e| e.to_string())
+    })
+}
+
+/// The longest a timer may wait, as in browsers (2^31 - 1 ms).
+const MAX_TIMER_MS: f64 = 2_147_483_647.0;
+
+/// The most random bytes one `crypto.getRandomValues` call may ask for, as in browsers.
+const MAX_RANDOM_BYTES: usize = 65_536;
+
+/// How the job's function ended, as the prelude reported it.
+enum Settled {
+    /// It returned; the JSON text of its value, absent for `undefined`.
+    Returned(Option<String>),
+    /// It threw or rejected; the error text.
+    Threw(String),
+}
+
+/// What the worker reports for a run.
+enum Verdict {
+    Completed(Option<String>),
+    Failed(String),
+    Timeout,
+    Killed,
+}
+
+/// State shared by the native functions of one execution.
+struct RunState {
+    channel: Rc<Channel>,
+    started: Instant,
+    max_log_lines: usize,
+    max_log_line_bytes: usize,
+    max_host_calls_in_flight: usize,
+    lines: Cell<usize>,
+    dropped: Cell<usize>,
+    in_flight: Rc<Cell<usize>>,
+    settled: RefCell<Option<oneshot::Sender<Settled>>>,
+}
+
+/// Runs one execution and reports it; exits the process when the run hit a limit.
+pub(crate) async fn execute(channel: Rc<Channel>, prelude: &[u8], run: RunMessage) {
+    let started = Instant::now();
+    let timeout = Duration::from_millis(run.timeout_ms).min(crate::MAX_TIMEOUT);
+    let deadline = started + timeout;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let (settled_tx, settled_rx) = oneshot::channel();
+    let state = Rc::new(RunState {
+        channel: channel.clone(),
+        started,
+        max_log_lines: run.max_log_lines,
+        max_log_line_bytes: run.max_log_line_bytes,
+        max_host_calls_in_flight: run.max_host_calls_in_flight,
+        lines: Cell::new(0),
+        dropped: Cell::new(0),
+        in_flight: Rc::new(Cell::new(0)),
+        settled: RefCell::new(Some(settled_tx)),
+    });
+
+    let runtime = match AsyncRuntime::new_with_alloc(CappedAllocator::new(run.memory_limit_bytes, exceeded.clone())) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            report(&state, &run, Verdict::Failed(format!("cannot create a JS runtime: {e}")));
+            channel.send(&FromWorker::Idle);
+            return;
+        }
+    };
+    let flag = exceeded.clone();
+    runtime
+        .set_interrupt_handler(Some(Box::new(move || flag.load(Ordering::Relaxed) || Instant::now() >= deadline)))
+        .await;
+    let context = match AsyncContext::full(&runtime).await {
+        Ok(context) => context,
+        Err(e) => {
+            if exceeded.load(Ordering::SeqCst) {
+                report(&state, &run, Verdict::Killed);
+                exit_now(0);
+            }
+            report(&state, &run, Verdict::Failed(format!("cannot create a JS context: {e}")));
+            drop(runtime);
+            channel.send(&FromWorker::Idle);
+            return;
+        }
+    };
+
+    let env_json = serde_json::to_string(&run.env).unwrap_or_else(|_| "{}".to_owned());
+    let run_state = state.clone();
+    let code = run.code.clone();
+    let job_json = run.job.clone();
+    let max_result_bytes = run.max_result_bytes;
+    let waited = tokio::time::timeout_at(
+        deadline.into(),
+        context.async_with(async move |ctx| {
+            start(&ctx, prelude, &run_state, code, job_json, env_json, max_result_bytes)
+                .catch(&ctx)
+                .map_err(|e| format!("the sandbox could not start the job: {e}"))?;
+            settled_rx.await.map_err(|_| "the job's promise was abandoned".to_owned())
+        }),
+    )
+    .await;
+
+    let elapsed = started.elapsed();
+    let verdict = if exceeded.load(Ordering::SeqCst) {
+        Verdict::Killed
+    } else if waited.is_err() || elapsed >= timeout {
+        Verdict::Timeout
+    } else {
+        match waited {
+            Ok(Ok(Settled::Returned(Some(text)))) if text.len() > run.max_result_bytes => {
+                Verdict::Failed(result_too_large(run.max_result_bytes))
+            }
+            Ok(Ok(Settled::Returned(text))) => Verdict::Completed(text),
+            Ok(Ok(Settled::Threw(error))) | Ok(Err(error)) => Verdict::Failed(truncate(error, MAX_ERROR_BYTES)),
+            Err(_) => Verdict::Timeout,
+        }
+    };
+    let hit_limit = matches!(verdict, Verdict::Timeout | Verdict::Killed);
+    report(&state, &run, verdict);
+    if hit_limit {
+        // The runtime may be mid-way through anything; never touch it again.
+        exit_now(0);
+    }
+    drop(context);
+    drop(runtime);
+    channel.send(&FromWorker::Idle);
+}
+
+/// The error text of a result over the cap.
+pub(crate) fn result_too_large(max: usize) -> String {
+    format!("result exceeds {max} bytes")
+}
+
+/// Sends the dropped-lines note (if any) and the `done` message.
+fn report(state: &RunState, run: &RunMessage, verdict: Verdict) {
+    let dropped = state.dropped.get();
+    if dropped > 0 {
+        state.channel.send(&FromWorker::Log(LogLine {
+            level: "warn".into(),
+            message: format!("… {dropped} more log lines dropped (limit {} lines)", state.max_log_lines),
+            at: unix_ms(),
+        }));
+    }
+    let (status, result, error) = match verdict {
+        Verdict::Completed(result) => (OutcomeStatus::Completed, result, None),
+        Verdict::Failed(error) => (OutcomeStatus::Failed, None, Some(error)),
+        Verdict::Timeout => {
+            (OutcomeStatus::Timeout, None, Some(timed_out_message(Duration::from_millis(run.timeout_ms))))
+        }
+        Verdict::Killed => (OutcomeStatus::Killed, None, Some(memory_message(run.memory_limit_bytes))),
+    };
+    state.channel.send(&FromWorker::Done { status, result, error });
+}
+
+/// `execution timed out after 1s` (or `after 1500ms`).
+pub(crate) fn timed_out_message(timeout: Duration) -> String {
+    let ms = timeout.as_millis();
+    if ms % 1000 == 0 {
+        format!("execution timed out after {}s", ms / 1000)
+    } else {
+        format!("execution timed out after {ms}ms")
+    }
+}
+
+/// `memory limit of 64 MiB exceeded`.
+pub(crate) fn memory_message(limit: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if limit % MIB == 0 {
+        format!("memory limit of {} MiB exceeded", limit / MIB)
+    } else {
+        format!("memory limit of {limit} bytes exceeded")
+    }
+}
+
+/// Evaluates the prelude and hands it the natives, the code and the job; the prelude starts the job.
+fn start<'js>(
+    ctx: &Ctx<'js>,
+    prelude: &[u8],
+    state: &Rc<RunState>,
+    code: String,
+    job_json: String,
+    env_json: String,
+    max_result_bytes: usize,
+) -> rquickjs::Result<()> {
+    // SAFETY: the bytecode was written by `compile_prelude` in this very process, from our own source.
+    let module = unsafe { Module::load(ctx.clone(), prelude) }?;
+    let (module, _evaluated) = module.eval()?;
+    let prelude: Function = module.get("default")?;
+    let natives = natives(ctx, state)?;
+    let limits = Object::new(ctx.clone())?;
+    limits.set("maxResultBytes", max_result_bytes as f64)?;
+    limits.set("maxLogLineBytes", state.max_log_line_bytes as f64)?;
+    limits.set("maxErrorBytes", MAX_ERROR_BYTES as f64)?;
+    prelude.call::<_, ()>((natives, code, job_json, env_json, limits))
+}
+
+/// The native functions the prelude builds on. They are passed to the prelude, never put on the global object.
+fn natives<'js>(ctx: &Ctx<'js>, state: &Rc<RunState>) -> rquickjs::Result<Object<'js>> {
+    let natives = Object::new(ctx.clone())?;
+
+    let log_state = state.clone();
+    natives
+        .set("log", Function::new(ctx.clone(), move |level: String, message: String| log_state.log(level, message))?)?;
+
+    let host_state = state.clone();
+    natives.set(
+        "host",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, method: String, args: String| {
+            host_state.host_call(&ctx, method, args)
+        })?,
+    )?;
+
+    natives.set(
+        "sleep",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, ms: f64| {
+            let ms = if ms.is_finite() { ms.clamp(0.0, MAX_TIMER_MS) } else { 0.0 };
+            Promise::wrap_future(&ctx, async move {
+                tokio::time::sleep(Duration::from_millis(ms as u64)).await;
+            })
+        })?,
+    )?;
+
+    let started = state.started;
+    natives.set(
+        "now",
+        // Whole milliseconds only: a coarse clock blunts timing attacks.
+        Function::new(ctx.clone(), move || started.elapsed().as_millis() as f64)?,
+    )?;
+
+    natives.set(
+        "random",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, count: f64| {
+            let count = if count.is_finite() { count.clamp(0.0, MAX_RANDOM_BYTES as f64) as usize } else { 0 };
+            let mut bytes = vec![0u8; count];
+            fill_random(&mut bytes);
+            ArrayBuffer::new(ctx, bytes)
+        })?,
+    )?;
+
+    let settle_state = state.clone();
+    natives.set(
+        "settle",
+        Function::new(ctx.clone(), move |ok: bool, text: Opt<String>| settle_state.settle(ok, text.0))?,
+    )?;
+
+    Ok(natives)
+}
+
+impl RunState {
+    fn log(&self, level: String, message: String) {
+        let written = self.lines.get();
+        if written >= self.max_log_lines {
+            self.dropped.set(self.dropped.get() + 1);
+            return;
+        }
+        self.lines.set(written + 1);
+        let level = match level.as_str() {
+            "info" | "warn" | "error" => level,
+            _ => "log".to_owned(),
+        };
+        self.channel.send(&FromWorker::Log(LogLine {
+            level,
+            message: truncate(message, self.max_log_line_bytes),
+            at: unix_ms(),
+        }));
+    }
+
+    /// Sends a host call and returns a promise of its reply: `"o<json>"` for a value, `"e<message>"` for an error.
+    fn host_call<'js>(&self, ctx: &Ctx<'js>, method: String, args: String) -> rquickjs::Result<Promise<'js>> {
+        if self.in_flight.get() >= self.max_host_calls_in_flight {
+            let message = format!(
+                "e{method}: too many host calls in flight (limit {}); await some before making more",
+                self.max_host_calls_in_flight
+            );
+            return Promise::wrap_future(ctx, async move { message });
+        }
+        if args.len() > MAX_HOST_ARGS_BYTES {
+            let message = format!("e{method}: arguments exceed {MAX_HOST_ARGS_BYTES} bytes");
+            return Promise::wrap_future(ctx, async move { message });
+        }
+        let (reply_tx, reply_rx) = oneshot::channel::<HostReply>();
+        let call = self.channel.register(reply_tx);
+        let guard = CallGuard::new(self.channel.clone(), call, self.in_flight.clone());
+        self.channel.send(&FromWorker::HostCall { call, method, args });
+        Promise::wrap_future(ctx, async move {
+            let _guard = guard;
+            match reply_rx.await {
+                Ok(HostReply { ok: true, payload }) => format!("o{payload}"),
+                Ok(HostReply { ok: false, payload }) => format!("e{payload}"),
+                Err(_) => "ethe host call was cancelled".to_owned(),
+            }
+        })
+    }
+
+    fn settle(&self, ok: bool, text: Option<String>) {
+        let sender = self.settled.borrow_mut().take();
+        if let Some(sender) = sender {
+            let settled = if ok { Settled::Returned(text) } else { Settled::Threw(text.unwrap_or_default()) };
+            let _ = sender.send(settled);
+        }
+    }
+}
+
+/// Counts a host call as in flight until its promise settles or is dropped.
+struct CallGuard {
+    channel: Rc<Channel>,
+    call: u64,
+    in_flight: Rc<Cell<usize>>,
+}
+
+impl CallGuard {
+    fn new(channel: Rc<Channel>, call: u64, in_flight: Rc<Cell<usize>>) -> Self {
+        in_flight.set(in_flight.get() + 1);
+        CallGuard { channel, call, in_flight }
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+        self.channel.unregister(self.call);
+    }
+}
+
+/// Cuts `message` to at most `max` bytes (on a character boundary) and says how much was cut.
+pub(crate) fn truncate(mut message: String, max: usize) -> String {
+    if message.len() <= max {
+        return message;
+    }
+    let mut cut = max;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let removed = message.len() - cut;
+    message.truncate(cut);
+    message.push_str(&format!("… [{removed} more bytes]"));
+    message
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Fills `bytes` from the kernel's random source (allowed by the seccomp filter).
+fn fill_random(bytes: &mut [u8]) {
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let rest = &mut bytes[filled..];
+        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // No kernel randomness: never hand out zeros silently, so stop the worker.
+            eprintln!("sundial sandbox worker: getrandom failed");
+            exit_now(3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("abc".into(), 8), "abc");
+        assert_eq!(truncate("ééé".into(), 3), "é… [4 more bytes]");
+    }
+
+    #[test]
+    fn messages_name_the_limits() {
+        assert_eq!(timed_out_message(Duration::from_secs(1)), "execution timed out after 1s");
+        assert_eq!(timed_out_message(Duration::from_millis(1500)), "execution timed out after 1500ms");
+        assert_eq!(memory_message(64 * 1024 * 1024), "memory limit of 64 MiB exceeded");
+    }
+}

@@ -1,0 +1,1438 @@
+// sundial:prelude — builds the job's world in a fresh context, then calls the job's function and reports how it ended.
+//
+// An ES module compiled to bytecode once per worker; its default export runs before any job code, so every intrinsic it relies on for serialization
+// is captured here and cannot be replaced by the job: host-call arguments are copied through own enumerable
+// properties into null-prototype objects and stringified with the captured JSON.stringify, so neither a replaced
+// JSON.stringify nor a polluted Object.prototype.toJSON changes what the host receives. The natives (log, host,
+// sleep, now, random, settle) live only in this closure; job code cannot reach them.
+//
+// Host calls resolve with the host's JSON answer; a host error rejects with `new Error(message)`. The methods and
+// their arguments (the `Host` trait's contract):
+//   job.user {jobId} · user.send {userId, messages} · user.update {userId, data} · User.get {userId}
+//   job.updateMetadata {jobId, patch} → {metadata} · job.trigger {jobId, versionId?} · job.delete {jobId}
+//   job.activate / job.deactivate {jobId} → Job · Jobs.create {config, code} → Job · Jobs.getJob {jobId} → Job
+//   Jobs.getAll {includeDynamic} → [Job] · Data.<method> / Products.<method> / fetch {args: [...]}
+// Job code can reach this module with `import('sundial:prelude')`; only the sandbox's own first call may run it.
+let started = false;
+
+export default function prelude(natives, code, jobJson, envJson, limits) {
+  if (started) throw new TypeError('the sandbox prelude has already run');
+  started = true;
+
+  // ---- Intrinsics, captured before job code exists ----
+  const globalObject = globalThis;
+  const ReflectApply = Reflect.apply;
+  const uncurry = (fn) => (self, ...args) => ReflectApply(fn, self, args);
+  const ObjectKeys = Object.keys;
+  const ObjectCreate = Object.create;
+  const ObjectDefineProperty = Object.defineProperty;
+  const ObjectSetPrototypeOf = Object.setPrototypeOf;
+  const ObjectFreeze = Object.freeze;
+  const ObjectHasOwn = Object.hasOwn;
+  const ArrayIsArray = Array.isArray;
+  const JSONStringify = JSON.stringify;
+  const JSONParse = JSON.parse;
+  const NumberIsFinite = Number.isFinite;
+  const NumberCtor = Number;
+  const StringCtor = String;
+  const MathFloor = Math.floor;
+  const MathMin = Math.min;
+  const ErrorCtor = Error;
+  const TypeErrorCtor = TypeError;
+  const RangeErrorCtor = RangeError;
+  const SyntaxErrorCtor = SyntaxError;
+  const ErrorIsError = typeof Error.isError === 'function' ? Error.isError : null;
+  const PromiseCtor = Promise;
+  const PromiseThen = uncurry(Promise.prototype.then);
+  const promiseResolve = Promise.resolve;
+  const promiseReject = Promise.reject;
+  const PromiseResolve = (value) => ReflectApply(promiseResolve, PromiseCtor, [value]);
+  const PromiseReject = (reason) => ReflectApply(promiseReject, PromiseCtor, [reason]);
+  const StringSlice = uncurry(String.prototype.slice);
+  const StringCharCodeAt = uncurry(String.prototype.charCodeAt);
+  const StringIndexOf = uncurry(String.prototype.indexOf);
+  const StringToWellFormed = typeof String.prototype.toWellFormed === 'function'
+    ? uncurry(String.prototype.toWellFormed) : null;
+  const StringFromCharCode = String.fromCharCode;
+  const FunctionToString = uncurry(Function.prototype.toString);
+  const DateGetTime = uncurry(Date.prototype.getTime);
+  const DateToISOString = uncurry(Date.prototype.toISOString);
+  const DateNow = Date.now;
+  const NumberValueOf = uncurry(Number.prototype.valueOf);
+  const StringValueOf = uncurry(String.prototype.valueOf);
+  const BooleanValueOf = uncurry(Boolean.prototype.valueOf);
+  const SymbolToString = uncurry(Symbol.prototype.toString);
+  const mapSizeGetter = Object.getOwnPropertyDescriptor(Map.prototype, 'size').get;
+  const setSizeGetter = Object.getOwnPropertyDescriptor(Set.prototype, 'size').get;
+  const MapEntries = uncurry(Map.prototype.entries);
+  const SetValues = uncurry(Set.prototype.values);
+  const Uint8ArrayCtor = Uint8Array;
+  const ArrayBufferCtor = ArrayBuffer;
+  const ArrayBufferIsView = ArrayBuffer.isView;
+  const indirectEval = eval;
+
+  const nLog = natives.log;
+  const nHost = natives.host;
+  const nSleep = natives.sleep;
+  const nNow = natives.now;
+  const nRandom = natives.random;
+  const nSettle = natives.settle;
+  const maxResultBytes = limits.maxResultBytes;
+  const maxLogLineBytes = limits.maxLogLineBytes;
+  const MAX_ERROR_CHARS = limits.maxErrorBytes;
+
+  const newList = () => ObjectSetPrototypeOf([], null);
+  const wellFormed = (text) => {
+    text = StringCtor(text);
+    return StringToWellFormed !== null ? StringToWellFormed(text) : text;
+  };
+
+  // ---- Values: brand checks ----
+  function dateTime(value) {
+    try {
+      return DateGetTime(value);
+    } catch {
+      return undefined;
+    }
+  }
+  const NOT_BOXED = {};
+  function unbox(value) {
+    try { return NumberValueOf(value); } catch { /* not a Number object */ }
+    try { return StringValueOf(value); } catch { /* not a String object */ }
+    try { return BooleanValueOf(value); } catch { /* not a Boolean object */ }
+    return NOT_BOXED;
+  }
+  function mapSize(value) {
+    try { return ReflectApply(mapSizeGetter, value, []); } catch { return -1; }
+  }
+  function setSize(value) {
+    try { return ReflectApply(setSizeGetter, value, []); } catch { return -1; }
+  }
+  function isError(value) {
+    if (value === null || typeof value !== 'object') return false;
+    if (ErrorIsError !== null) return ErrorIsError(value);
+    return value instanceof ErrorCtor;
+  }
+
+  // ---- Host-call serialization: own enumerable properties, captured JSON ----
+  function plain(value, stack) {
+    if (value === null) return null;
+    switch (typeof value) {
+      case 'string':
+      case 'boolean':
+        return value;
+      case 'number':
+        return NumberIsFinite(value) ? value : null;
+      case 'bigint':
+        throw new TypeErrorCtor('a BigInt cannot be sent to the host');
+      case 'undefined':
+      case 'function':
+      case 'symbol':
+        return undefined;
+    }
+    const time = dateTime(value);
+    if (time !== undefined) return NumberIsFinite(time) ? DateToISOString(value) : null;
+    if (value instanceof URLImpl) return value.href;
+    const boxed = unbox(value);
+    if (boxed !== NOT_BOXED) return plain(boxed, stack);
+    for (let i = 0; i < stack.length; i++) {
+      if (stack[i] === value) throw new TypeErrorCtor('a cyclic value cannot be sent to the host');
+    }
+    stack[stack.length] = value;
+    let out;
+    if (ArrayIsArray(value)) {
+      out = newList();
+      const length = value.length;
+      for (let i = 0; i < length; i++) {
+        const item = plain(value[i], stack);
+        out[i] = item === undefined ? null : item;
+      }
+    } else {
+      out = ObjectCreate(null);
+      const keys = ObjectKeys(value);
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i];
+        const item = plain(value[key], stack);
+        if (item !== undefined) out[key] = item;
+      }
+    }
+    stack.length = stack.length - 1;
+    return out;
+  }
+
+  function hostCall(method, args) {
+    let text;
+    try {
+      text = wellFormedJSON(JSONStringify(plain(args, newList())));
+    } catch (error) {
+      return PromiseReject(error);
+    }
+    return PromiseThen(nHost(method, wellFormed(text)), (reply) => {
+      if (StringCharCodeAt(reply, 0) === 111 /* o */) return JSONParse(StringSlice(reply, 1));
+      throw new ErrorCtor(StringSlice(reply, 1));
+    });
+  }
+
+  // ---- Error text and console formatting ----
+  function describeError(error) {
+    try {
+      if (isError(error)) {
+        let name = error.name;
+        const message = error.message;
+        const stack = error.stack;
+        name = name === undefined ? 'Error' : StringCtor(name);
+        let text = message === undefined || message === '' ? name : name + ': ' + StringCtor(message);
+        if (typeof stack === 'string' && stack !== '') {
+          let frames = stack;
+          // Some engines start the stack with the error's own first line; do not repeat it.
+          if (StringSlice(frames, 0, text.length) === text) frames = StringSlice(frames, text.length);
+          while (frames !== '' && (StringCharCodeAt(frames, 0) === 10 || StringCharCodeAt(frames, 0) === 13)) {
+            frames = StringSlice(frames, 1);
+          }
+          while (frames !== '' && StringCharCodeAt(frames, frames.length - 1) === 10) {
+            frames = StringSlice(frames, 0, frames.length - 1);
+          }
+          frames = withoutPreludeFrames(frames);
+          if (frames !== '') text += '\n' + frames;
+        }
+        return text;
+      }
+      if (typeof error === 'string') return error;
+      const json = JSONStringify(error);
+      return json === undefined ? StringCtor(error) : json;
+    } catch {
+      try {
+        return StringCtor(error);
+      } catch {
+        return 'an exception that cannot be described';
+      }
+    }
+  }
+  // Stack lines of this prelude say nothing about the job.
+  function withoutPreludeFrames(frames) {
+    let out = '';
+    let start = 0;
+    for (let i = 0; i <= frames.length; i++) {
+      if (i === frames.length || StringCharCodeAt(frames, i) === 10) {
+        const line = StringSlice(frames, start, i);
+        if (StringIndexOf(line, '(sundial:prelude') < 0) out += (out === '' ? '' : '\n') + line;
+        start = i + 1;
+      }
+    }
+    return out;
+  }
+  // JSON.stringify writes a lone surrogate as a `\udXXX` escape, which strict JSON parsers refuse: make it U+FFFD.
+  const LONE_SURROGATE_ESCAPE = /\\(u[dD][89a-fA-F][0-9a-fA-F]{2}|[^])/g;
+  const RegExpReplace = uncurry(RegExp.prototype[Symbol.replace]);
+  function wellFormedJSON(text) {
+    if (typeof text !== 'string' || (StringIndexOf(text, '\\ud') < 0 && StringIndexOf(text, '\\uD') < 0)) return text;
+    return RegExpReplace(LONE_SURROGATE_ESCAPE, text, (escape, body) => (body.length === 5 ? '\\ufffd' : escape));
+  }
+  function firstLine(text) {
+    for (let i = 0; i < text.length; i++) {
+      if (StringCharCodeAt(text, i) === 10) return StringSlice(text, 0, i);
+    }
+    return text;
+  }
+
+  const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+  const IdentifierTest = uncurry(RegExp.prototype.test);
+  function quote(text) {
+    let out = "'";
+    for (let i = 0; i < text.length; i++) {
+      const c = StringCharCodeAt(text, i);
+      if (c === 39) out += "\\'";
+      else if (c === 92) out += '\\\\';
+      else if (c === 10) out += '\\n';
+      else if (c < 32) out += '\\x' + (c < 16 ? '0' : '') + c.toString(16);
+      else out += text[i];
+      if (out.length > maxLogLineBytes) break;
+    }
+    return out + "'";
+  }
+  function key(name) {
+    return typeof name === 'string' && IdentifierTest(IDENTIFIER, name) ? name : quote(StringCtor(name));
+  }
+  function constructorName(value) {
+    try {
+      let proto = Object.getPrototypeOf(value);
+      if (proto === null) return '[Object: null prototype] ';
+      const ctor = proto.constructor;
+      const name = typeof ctor === 'function' ? ctor.name : '';
+      return name === 'Object' || name === '' ? '' : name + ' ';
+    } catch {
+      return '';
+    }
+  }
+  function inspect(value, depth, seen) {
+    switch (typeof value) {
+      case 'string':
+        return depth === 0 ? value : quote(value);
+      case 'number':
+        return value === 0 && 1 / value < 0 ? '-0' : StringCtor(value);
+      case 'bigint':
+        return StringCtor(value) + 'n';
+      case 'undefined':
+        return 'undefined';
+      case 'boolean':
+        return value ? 'true' : 'false';
+      case 'symbol':
+        return SymbolToString(value);
+      case 'function': {
+        let name = '';
+        try { name = value.name; } catch { /* a throwing getter */ }
+        return name ? '[Function: ' + name + ']' : '[Function (anonymous)]';
+      }
+    }
+    if (value === null) return 'null';
+    if (isError(value)) return describeError(value);
+    const time = dateTime(value);
+    if (time !== undefined) return NumberIsFinite(time) ? DateToISOString(value) : 'Invalid Date';
+    const boxed = unbox(value);
+    if (boxed !== NOT_BOXED) return '[' + typeof boxed + ': ' + inspect(boxed, depth + 1, seen) + ']';
+    if (value instanceof URLImpl) return "URL '" + value.href + "'";
+    for (let i = 0; i < seen.length; i++) if (seen[i] === value) return '[Circular]';
+    const isArray = ArrayIsArray(value);
+    if (depth > 2) return isArray ? '[Array]' : '[Object]';
+    seen[seen.length] = value;
+    let out;
+    const budget = maxLogLineBytes;
+    const mSize = mapSize(value);
+    const sSize = mSize < 0 ? setSize(value) : -1;
+    if (mSize >= 0 || sSize >= 0) {
+      const iterator = mSize >= 0 ? MapEntries(value) : SetValues(value);
+      out = (mSize >= 0 ? 'Map(' + mSize + ') {' : 'Set(' + sSize + ') {');
+      let count = 0;
+      for (let step = iterator.next(); !step.done; step = iterator.next()) {
+        out += (count === 0 ? ' ' : ', ') + (mSize >= 0
+          ? inspect(step.value[0], depth + 1, seen) + ' => ' + inspect(step.value[1], depth + 1, seen)
+          : inspect(step.value, depth + 1, seen));
+        count++;
+        if (out.length > budget) break;
+      }
+      out += count === 0 ? '}' : ' }';
+    } else if (isArray) {
+      const length = value.length;
+      const shown = MathMin(length, 100);
+      out = '[';
+      for (let i = 0; i < shown; i++) {
+        out += (i === 0 ? ' ' : ', ') + inspect(value[i], depth + 1, seen);
+        if (out.length > budget) break;
+      }
+      if (length > shown) out += ', ... ' + (length - shown) + ' more items';
+      out += length === 0 ? ']' : ' ]';
+    } else {
+      const keys = ObjectKeys(value);
+      const shown = MathMin(keys.length, 100);
+      out = constructorName(value) + '{';
+      for (let i = 0; i < shown; i++) {
+        out += (i === 0 ? ' ' : ', ') + key(keys[i]) + ': ' + inspect(value[keys[i]], depth + 1, seen);
+        if (out.length > budget) break;
+      }
+      if (keys.length > shown) out += ', ... ' + (keys.length - shown) + ' more keys';
+      out += keys.length === 0 ? '}' : ' }';
+    }
+    seen.length = seen.length - 1;
+    return out;
+  }
+  function formatArgs(args) {
+    let out = '';
+    let first = 0;
+    if (typeof args[0] === 'string' && args.length > 1) {
+      const format = args[0];
+      let next = 1;
+      out = '';
+      for (let i = 0; i < format.length; i++) {
+        const c = format[i];
+        if (c !== '%' || i + 1 === format.length) {
+          out += c;
+          continue;
+        }
+        const spec = format[i + 1];
+        if (spec === '%') {
+          out += '%';
+          i++;
+          continue;
+        }
+        if (next >= args.length || 'sdifjoOc'.indexOf(spec) < 0) {
+          out += c;
+          continue;
+        }
+        const arg = args[next++];
+        i++;
+        if (spec === 's') out += typeof arg === 'string' ? arg : inspect(arg, 1, newList());
+        else if (spec === 'd' || spec === 'i') {
+          const n = typeof arg === 'bigint' ? arg : NumberCtor(arg);
+          out += spec === 'i' && typeof n === 'number' ? StringCtor(MathFloor(n)) : StringCtor(n);
+        } else if (spec === 'f') out += StringCtor(NumberCtor(arg));
+        else if (spec === 'j') {
+          try { out += JSONStringify(arg); } catch { out += '[Circular]'; }
+        } else if (spec === 'o' || spec === 'O') out += inspect(arg, 1, newList());
+        // %c (CSS) consumes its argument and prints nothing.
+        if (out.length > maxLogLineBytes) break;
+      }
+      first = next;
+      for (let i = first; i < args.length; i++) {
+        out += ' ' + inspect(args[i], 0, newList());
+        if (out.length > maxLogLineBytes) break;
+      }
+      return out;
+    }
+    for (let i = first; i < args.length; i++) {
+      out += (i === first ? '' : ' ') + inspect(args[i], 0, newList());
+      if (out.length > maxLogLineBytes) break;
+    }
+    return out;
+  }
+  function emit(level, args) {
+    let message = formatArgs(args);
+    if (message.length > maxLogLineBytes + 64) message = StringSlice(message, 0, maxLogLineBytes + 64);
+    nLog(level, wellFormed(message));
+  }
+  function reportUncaught(error) {
+    nLog('error', wellFormed('Uncaught ' + describeError(error)));
+  }
+  function runCallback(callback, args) {
+    try {
+      ReflectApply(callback, undefined, args);
+    } catch (error) {
+      reportUncaught(error);
+    }
+  }
+
+  const consoleObject = {
+    log: (...args) => emit('log', args),
+    info: (...args) => emit('info', args),
+    warn: (...args) => emit('warn', args),
+    error: (...args) => emit('error', args),
+    debug: (...args) => emit('log', args),
+    trace: (...args) => emit('log', args),
+    dir: (value) => emit('log', [value]),
+    table: (value) => emit('log', [value]),
+    assert: (condition, ...args) => {
+      if (!condition) emit('error', args.length === 0 ? ['Assertion failed'] : ['Assertion failed:', ...args]);
+    },
+  };
+
+  // ---- Timers (real timers in the worker's event loop) ----
+  let nextTimerId = 1;
+  const activeTimers = ObjectCreate(null);
+  function delayOf(delay) {
+    const ms = NumberCtor(delay);
+    if (!(ms > 0)) return 0;
+    if (ms > 2147483647) return 1;
+    return MathFloor(ms);
+  }
+  function requireCallback(name, callback) {
+    if (typeof callback !== 'function') throw new TypeErrorCtor(name + ': the callback must be a function');
+  }
+  function setTimeout(callback, delay, ...args) {
+    requireCallback('setTimeout', callback);
+    const id = nextTimerId++;
+    activeTimers[id] = true;
+    PromiseThen(nSleep(delayOf(delay)), () => {
+      if (activeTimers[id] !== true) return;
+      delete activeTimers[id];
+      runCallback(callback, args);
+    });
+    return id;
+  }
+  function setInterval(callback, delay, ...args) {
+    requireCallback('setInterval', callback);
+    const id = nextTimerId++;
+    const ms = delayOf(delay) || 1;
+    activeTimers[id] = true;
+    const tick = () => {
+      if (activeTimers[id] !== true) return;
+      runCallback(callback, args);
+      if (activeTimers[id] === true) PromiseThen(nSleep(ms), tick);
+    };
+    PromiseThen(nSleep(ms), tick);
+    return id;
+  }
+  function clearTimer(id) {
+    if (typeof id === 'number') delete activeTimers[id];
+  }
+  function queueMicrotask(callback) {
+    requireCallback('queueMicrotask', callback);
+    PromiseThen(PromiseResolve(undefined), () => runCallback(callback, []));
+  }
+
+  // ---- DOMException, crypto, base64, UTF-8 ----
+  class DOMException extends ErrorCtor {
+    constructor(message = '', name = 'Error') {
+      super(message);
+      ObjectDefineProperty(this, 'name', { value: StringCtor(name), writable: true, configurable: true });
+    }
+  }
+
+  const HEX = '0123456789abcdef';
+  function randomBytes(count) {
+    return new Uint8ArrayCtor(nRandom(count));
+  }
+  const cryptoObject = {
+    randomUUID() {
+      const b = randomBytes(16);
+      b[6] = (b[6] & 0x0f) | 0x40;
+      b[8] = (b[8] & 0x3f) | 0x80;
+      let out = '';
+      for (let i = 0; i < 16; i++) {
+        if (i === 4 || i === 6 || i === 8 || i === 10) out += '-';
+        out += HEX[b[i] >> 4] + HEX[b[i] & 15];
+      }
+      return out;
+    },
+    getRandomValues(array) {
+      if (!ArrayBufferIsView(array) || array instanceof Float32Array || array instanceof Float64Array ||
+          array instanceof DataView) {
+        throw new TypeErrorCtor('crypto.getRandomValues: expected an integer typed array');
+      }
+      if (array.byteLength > 65536) {
+        throw new DOMException('crypto.getRandomValues: at most 65536 bytes at once', 'QuotaExceededError');
+      }
+      new Uint8ArrayCtor(array.buffer, array.byteOffset, array.byteLength).set(randomBytes(array.byteLength));
+      return array;
+    },
+  };
+
+  const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  function btoa(input) {
+    if (arguments.length === 0) throw new TypeErrorCtor('btoa: 1 argument required');
+    const text = StringCtor(input);
+    let out = '';
+    for (let i = 0; i < text.length; i += 3) {
+      const a = StringCharCodeAt(text, i);
+      const b = i + 1 < text.length ? StringCharCodeAt(text, i + 1) : 0;
+      const c = i + 2 < text.length ? StringCharCodeAt(text, i + 2) : 0;
+      if (a > 255 || b > 255 || c > 255) {
+        throw new DOMException('btoa: the string contains characters outside of the Latin1 range', 'InvalidCharacterError');
+      }
+      const n = (a << 16) | (b << 8) | c;
+      out += BASE64[(n >> 18) & 63] + BASE64[(n >> 12) & 63];
+      out += i + 1 < text.length ? BASE64[(n >> 6) & 63] : '=';
+      out += i + 2 < text.length ? BASE64[n & 63] : '=';
+    }
+    return out;
+  }
+  function atob(input) {
+    if (arguments.length === 0) throw new TypeErrorCtor('atob: 1 argument required');
+    let text = '';
+    const raw = StringCtor(input);
+    for (let i = 0; i < raw.length; i++) {
+      const c = StringCharCodeAt(raw, i);
+      if (c !== 9 && c !== 10 && c !== 12 && c !== 13 && c !== 32) text += raw[i];
+    }
+    if (text.length % 4 === 0 && text.endsWith('==')) text = StringSlice(text, 0, -2);
+    else if (text.length % 4 === 0 && text.endsWith('=')) text = StringSlice(text, 0, -1);
+    const invalid = () => new DOMException('atob: the string is not correctly encoded', 'InvalidCharacterError');
+    if (text.length % 4 === 1) throw invalid();
+    let out = '';
+    let buffer = 0;
+    let bits = 0;
+    for (let i = 0; i < text.length; i++) {
+      const v = BASE64.indexOf(text[i]);
+      if (v < 0) throw invalid();
+      buffer = (buffer << 6) | v;
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        out += StringFromCharCode((buffer >> bits) & 255);
+      }
+    }
+    return out;
+  }
+
+  function utf8Encode(input) {
+    const text = StringCtor(input);
+    const out = new Uint8ArrayCtor(text.length * 3);
+    let p = 0;
+    for (let i = 0; i < text.length; i++) {
+      let c = StringCharCodeAt(text, i);
+      if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+        const d = StringCharCodeAt(text, i + 1);
+        if (d >= 0xdc00 && d <= 0xdfff) {
+          c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+          i++;
+        } else {
+          c = 0xfffd;
+        }
+      } else if (c >= 0xd800 && c <= 0xdfff) {
+        c = 0xfffd;
+      }
+      if (c < 0x80) {
+        out[p++] = c;
+      } else if (c < 0x800) {
+        out[p++] = 0xc0 | (c >> 6);
+        out[p++] = 0x80 | (c & 63);
+      } else if (c < 0x10000) {
+        out[p++] = 0xe0 | (c >> 12);
+        out[p++] = 0x80 | ((c >> 6) & 63);
+        out[p++] = 0x80 | (c & 63);
+      } else {
+        out[p++] = 0xf0 | (c >> 18);
+        out[p++] = 0x80 | ((c >> 12) & 63);
+        out[p++] = 0x80 | ((c >> 6) & 63);
+        out[p++] = 0x80 | (c & 63);
+      }
+    }
+    return out.slice(0, p);
+  }
+  function bytesOf(input) {
+    if (input === undefined) return new Uint8ArrayCtor(0);
+    if (input instanceof ArrayBufferCtor) return new Uint8ArrayCtor(input);
+    if (ArrayBufferIsView(input)) return new Uint8ArrayCtor(input.buffer, input.byteOffset, input.byteLength);
+    throw new TypeErrorCtor('expected an ArrayBuffer or an ArrayBuffer view');
+  }
+  function utf8Decode(bytes, fatal, ignoreBOM) {
+    let out = '';
+    let chunk = [];
+    const push = (unit) => {
+      chunk[chunk.length] = unit;
+      if (chunk.length >= 4096) {
+        out += ReflectApply(StringFromCharCode, null, chunk);
+        chunk = [];
+      }
+    };
+    const bad = () => {
+      if (fatal) throw new TypeErrorCtor('The encoded data was not valid utf-8');
+      push(0xfffd);
+    };
+    const n = bytes.length;
+    let i = 0;
+    if (!ignoreBOM && n >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) i = 3;
+    while (i < n) {
+      const b = bytes[i];
+      if (b < 0x80) {
+        push(b);
+        i++;
+        continue;
+      }
+      let need;
+      let cp;
+      let lower = 0x80;
+      let upper = 0xbf;
+      if (b >= 0xc2 && b <= 0xdf) {
+        need = 1;
+        cp = b & 0x1f;
+      } else if (b >= 0xe0 && b <= 0xef) {
+        need = 2;
+        cp = b & 0xf;
+        if (b === 0xe0) lower = 0xa0;
+        if (b === 0xed) upper = 0x9f;
+      } else if (b >= 0xf0 && b <= 0xf4) {
+        need = 3;
+        cp = b & 7;
+        if (b === 0xf0) lower = 0x90;
+        if (b === 0xf4) upper = 0x8f;
+      } else {
+        bad();
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      let ok = true;
+      for (let k = 0; k < need; k++, j++) {
+        const c = j < n ? bytes[j] : -1;
+        if (c < lower || c > upper) {
+          ok = false;
+          break;
+        }
+        lower = 0x80;
+        upper = 0xbf;
+        cp = (cp << 6) | (c & 0x3f);
+      }
+      if (!ok) {
+        bad();
+        i = j;
+        continue;
+      }
+      if (cp >= 0x10000) {
+        cp -= 0x10000;
+        push(0xd800 + (cp >> 10));
+        push(0xdc00 + (cp & 0x3ff));
+      } else {
+        push(cp);
+      }
+      i = j;
+    }
+    if (chunk.length > 0) out += ReflectApply(StringFromCharCode, null, chunk);
+    return out;
+  }
+  function utf8Label(label) {
+    const name = StringCtor(label).trim().toLowerCase();
+    if (name !== 'utf-8' && name !== 'utf8' && name !== 'unicode-1-1-utf-8') {
+      throw new RangeErrorCtor('TextDecoder: only utf-8 is supported, not "' + label + '"');
+    }
+    return 'utf-8';
+  }
+  class TextEncoder {
+    get encoding() { return 'utf-8'; }
+    encode(input = '') { return utf8Encode(input); }
+    encodeInto(input, destination) {
+      const bytes = utf8Encode(input);
+      const written = MathMin(bytes.length, destination.length);
+      // Do not split a character across the end of the destination.
+      let end = written;
+      while (end > 0 && end < bytes.length && (bytes[end] & 0xc0) === 0x80) end--;
+      destination.set(bytes.subarray(0, end));
+      return { read: utf8Decode(bytes.subarray(0, end), false, true).length, written: end };
+    }
+  }
+  class TextDecoder {
+    #fatal;
+    #ignoreBOM;
+    constructor(label = 'utf-8', options = {}) {
+      utf8Label(label);
+      this.#fatal = !!(options && options.fatal);
+      this.#ignoreBOM = !!(options && options.ignoreBOM);
+    }
+    get encoding() { return 'utf-8'; }
+    get fatal() { return this.#fatal; }
+    get ignoreBOM() { return this.#ignoreBOM; }
+    decode(input) { return utf8Decode(bytesOf(input), this.#fatal, this.#ignoreBOM); }
+  }
+
+  // ---- URL and URLSearchParams (WHATWG-like; IDNA/punycode hosts are kept as given, lowercased) ----
+  const SPECIAL_PORTS = { 'ftp:': '21', 'file:': '', 'http:': '80', 'https:': '443', 'ws:': '80', 'wss:': '443' };
+  const isSpecial = (scheme) => ObjectHasOwn(SPECIAL_PORTS, scheme);
+  function percentEncode(text, shouldEncode) {
+    let out = '';
+    for (let i = 0; i < text.length; i++) {
+      const c = StringCharCodeAt(text, i);
+      if (c < 0x80 && !shouldEncode(c)) {
+        out += text[i];
+        continue;
+      }
+      let bytes;
+      if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+        bytes = utf8Encode(text[i] + text[i + 1]);
+        const d = StringCharCodeAt(text, i + 1);
+        if (d >= 0xdc00 && d <= 0xdfff) i++;
+        else bytes = utf8Encode(text[i]);
+      } else {
+        bytes = utf8Encode(text[i]);
+      }
+      for (let k = 0; k < bytes.length; k++) out += '%' + HEX[bytes[k] >> 4].toUpperCase() + HEX[bytes[k] & 15].toUpperCase();
+    }
+    return out;
+  }
+  const c0 = (c) => c < 0x20 || c === 0x7f;
+  const fragmentSet = (c) => c0(c) || c === 0x20 || c === 0x22 || c === 0x3c || c === 0x3e || c === 0x60;
+  const querySet = (c) => c0(c) || c === 0x20 || c === 0x22 || c === 0x23 || c === 0x3c || c === 0x3e;
+  const specialQuerySet = (c) => querySet(c) || c === 0x27;
+  const pathSet = (c) => querySet(c) || c === 0x3f || c === 0x60 || c === 0x7b || c === 0x7d;
+  const userinfoSet = (c) => pathSet(c) || c === 0x2f || c === 0x3a || c === 0x3b || c === 0x3d || c === 0x40 ||
+    (c >= 0x5b && c <= 0x5e) || c === 0x7c;
+  const formSet = (c) => !((c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) ||
+    c === 0x2a || c === 0x2d || c === 0x2e || c === 0x5f);
+  const hexValue = (b) => (b >= 0x30 && b <= 0x39 ? b - 0x30 : b >= 0x41 && b <= 0x46 ? b - 0x37
+    : b >= 0x61 && b <= 0x66 ? b - 0x57 : -1);
+  function percentDecode(text) {
+    const bytes = utf8Encode(text);
+    const out = new Uint8ArrayCtor(bytes.length);
+    let p = 0;
+    for (let i = 0; i < bytes.length; i++) {
+      const b = bytes[i];
+      if (b === 0x25 && i + 2 < bytes.length && hexValue(bytes[i + 1]) >= 0 && hexValue(bytes[i + 2]) >= 0) {
+        out[p++] = hexValue(bytes[i + 1]) * 16 + hexValue(bytes[i + 2]);
+        i += 2;
+      } else {
+        out[p++] = b;
+      }
+    }
+    return utf8Decode(out.subarray(0, p), false, true);
+  }
+  function invalidURL(input) {
+    return new TypeErrorCtor('Invalid URL: ' + StringCtor(input));
+  }
+  function parseHost(text, special, input) {
+    if (text === '') {
+      if (special) throw invalidURL(input);
+      return '';
+    }
+    if (text[0] === '[') {
+      if (text[text.length - 1] !== ']' || !/^\[[0-9A-Fa-f:.]+\]$/.test(text)) throw invalidURL(input);
+      return text.toLowerCase();
+    }
+    const host = special ? percentDecode(text).toLowerCase() : text;
+    if (/[\u0000-\u0020#%/:<>?@[\\\]^|]/.test(host) && special) throw invalidURL(input);
+    if (!special && /[\u0000-\u0020#/<>?@[\\\]^|]/.test(host)) throw invalidURL(input);
+    return special ? host : percentEncode(host, c0);
+  }
+  function normalizePath(segments, special) {
+    const out = [];
+    for (let i = 0; i < segments.length; i++) {
+      const segment = segments[i];
+      const lower = segment.toLowerCase();
+      const last = i === segments.length - 1;
+      if (lower === '..' || lower === '.%2e' || lower === '%2e.' || lower === '%2e%2e') {
+        if (out.length > 0) out.pop();
+        if (last) out.push('');
+      } else if (lower === '.' || lower === '%2e') {
+        if (last) out.push('');
+      } else {
+        out.push(percentEncode(segment, pathSet));
+      }
+    }
+    return '/' + out.join('/');
+  }
+  function splitPath(path, special) {
+    return (special ? path.replace(/\\/g, '/') : path).split('/');
+  }
+  // Splits `rest` (after the authority) into path, query and fragment.
+  function splitTail(rest) {
+    let fragment = null;
+    let query = null;
+    const hash = rest.indexOf('#');
+    if (hash >= 0) {
+      fragment = rest.slice(hash + 1);
+      rest = rest.slice(0, hash);
+    }
+    const question = rest.indexOf('?');
+    if (question >= 0) {
+      query = rest.slice(question + 1);
+      rest = rest.slice(0, question);
+    }
+    return { path: rest, query, fragment };
+  }
+  function parseURL(input, base) {
+    let text = StringCtor(input).replace(/^[\u0000-\u0020]+|[\u0000-\u0020]+$/g, '').replace(/[\t\n\r]/g, '');
+    const record = { scheme: '', username: '', password: '', host: null, port: '', path: '', opaque: false,
+      query: null, fragment: null };
+    const schemeMatch = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(text);
+    let rest;
+    let authority = false;
+    if (schemeMatch) {
+      record.scheme = schemeMatch[1].toLowerCase() + ':';
+      rest = text.slice(schemeMatch[0].length);
+      const special = isSpecial(record.scheme);
+      if (special && base && base.scheme === record.scheme && !/^[/\\]/.test(rest)) {
+        return resolveRelative(rest, base, input);
+      }
+      if (record.scheme === 'file:') {
+        // file:///path has an empty host; file://host/path names one.
+        if (/^[/\\]{2}/.test(rest)) {
+          rest = rest.slice(2);
+          authority = true;
+        } else {
+          record.host = '';
+        }
+      } else if (special) {
+        rest = rest.replace(/^[/\\]*/, '');
+        authority = true;
+      } else if (rest.startsWith('//')) {
+        rest = rest.slice(2);
+        authority = true;
+      } else if (rest.startsWith('/')) {
+        record.host = null;
+      } else {
+        const tail = splitTail(rest);
+        record.opaque = true;
+        record.path = percentEncode(tail.path, c0);
+        record.query = tail.query === null ? null : percentEncode(tail.query, querySet);
+        record.fragment = tail.fragment === null ? null : percentEncode(tail.fragment, fragmentSet);
+        return record;
+      }
+    } else {
+      if (!base) throw invalidURL(input);
+      return resolveRelative(text, base, input);
+    }
+    return finishParse(record, rest, authority, input);
+  }
+  function finishParse(record, rest, authority, input) {
+    const special = isSpecial(record.scheme);
+    if (authority) {
+      const end = rest.search(special ? /[/\\?#]/ : /[/?#]/);
+      const auth = end < 0 ? rest : rest.slice(0, end);
+      rest = end < 0 ? '' : rest.slice(end);
+      let hostPort = auth;
+      const at = auth.lastIndexOf('@');
+      if (at >= 0) {
+        const userinfo = auth.slice(0, at);
+        hostPort = auth.slice(at + 1);
+        const colon = userinfo.indexOf(':');
+        record.username = percentEncode(colon < 0 ? userinfo : userinfo.slice(0, colon), userinfoSet);
+        record.password = colon < 0 ? '' : percentEncode(userinfo.slice(colon + 1), userinfoSet);
+      }
+      const portMatch = /:(\d*)$/.exec(hostPort);
+      let hostText = hostPort;
+      if (portMatch && !(hostPort[0] === '[' && !hostPort.slice(0, portMatch.index).endsWith(']'))) {
+        hostText = hostPort.slice(0, portMatch.index);
+        if (portMatch[1] !== '') {
+          const port = NumberCtor(portMatch[1]);
+          if (port > 65535) throw invalidURL(input);
+          record.port = StringCtor(port) === SPECIAL_PORTS[record.scheme] ? '' : StringCtor(port);
+        }
+      }
+      if (record.scheme === 'file:') {
+        record.host = hostText === 'localhost' ? '' : parseHost(hostText, false, input);
+      } else {
+        record.host = parseHost(hostText, special, input);
+      }
+    }
+    const tail = splitTail(rest);
+    if (tail.path === '') {
+      record.path = special ? '/' : '';
+    } else {
+      const leadingSlash = tail.path[0] === '/' || (special && tail.path[0] === '\\');
+      record.path = normalizePath(splitPath(leadingSlash ? tail.path.slice(1) : tail.path, special), special);
+    }
+    record.query = tail.query === null ? null : percentEncode(tail.query, special ? specialQuerySet : querySet);
+    record.fragment = tail.fragment === null ? null : percentEncode(tail.fragment, fragmentSet);
+    return record;
+  }
+  function resolveRelative(text, base, input) {
+    const special = isSpecial(base.scheme);
+    const record = { scheme: base.scheme, username: base.username, password: base.password, host: base.host,
+      port: base.port, path: base.path, opaque: false, query: base.query, fragment: null };
+    if (base.opaque) {
+      if (text.startsWith('#')) {
+        record.opaque = true;
+        record.fragment = percentEncode(text.slice(1), fragmentSet);
+        return record;
+      }
+      throw invalidURL(input);
+    }
+    if (text.startsWith('//') || (special && /^[/\\]{2}/.test(text))) {
+      record.username = '';
+      record.password = '';
+      record.port = '';
+      return finishParse(record, text.slice(2), true, input);
+    }
+    if (text === '') return record;
+    if (text.startsWith('#')) {
+      record.fragment = percentEncode(text.slice(1), fragmentSet);
+      return record;
+    }
+    if (text.startsWith('?')) {
+      const tail = splitTail(text);
+      record.query = percentEncode(tail.query, special ? specialQuerySet : querySet);
+      record.fragment = tail.fragment === null ? null : percentEncode(tail.fragment, fragmentSet);
+      return record;
+    }
+    const tail = splitTail(text);
+    let segments;
+    if (tail.path.startsWith('/') || (special && tail.path.startsWith('\\'))) {
+      segments = splitPath(tail.path.slice(1), special);
+    } else {
+      const baseSegments = base.path.split('/').slice(1);
+      baseSegments.pop();
+      segments = baseSegments.concat(splitPath(tail.path, special));
+    }
+    record.path = normalizePath(segments, special);
+    record.query = tail.query === null ? null : percentEncode(tail.query, special ? specialQuerySet : querySet);
+    record.fragment = tail.fragment === null ? null : percentEncode(tail.fragment, fragmentSet);
+    return record;
+  }
+  function serializeURL(r, withFragment = true) {
+    let out = r.scheme;
+    if (r.host !== null) {
+      out += '//';
+      if (r.username !== '' || r.password !== '') {
+        out += r.username + (r.password !== '' ? ':' + r.password : '') + '@';
+      }
+      out += r.host + (r.port !== '' ? ':' + r.port : '');
+    }
+    out += r.path;
+    if (r.query !== null) out += '?' + r.query;
+    if (withFragment && r.fragment !== null) out += '#' + r.fragment;
+    return out;
+  }
+
+  function formEncode(text) {
+    return percentEncode(StringCtor(text), formSet).replace(/%20/g, '+');
+  }
+  function formDecode(text) {
+    return percentDecode(text.replace(/\+/g, ' '));
+  }
+  function parseForm(text) {
+    const list = [];
+    if (text.startsWith('?')) text = text.slice(1);
+    const parts = text.split('&');
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i];
+      if (part === '') continue;
+      const eq = part.indexOf('=');
+      list.push(eq < 0 ? [formDecode(part), ''] : [formDecode(part.slice(0, eq)), formDecode(part.slice(eq + 1))]);
+    }
+    return list;
+  }
+
+  const paramsList = Symbol('list');
+  const paramsOwner = Symbol('owner');
+  const paramsUpdate = Symbol('update');
+  class URLSearchParams {
+    constructor(init = '') {
+      ObjectDefineProperty(this, paramsList, { value: [], writable: true });
+      ObjectDefineProperty(this, paramsOwner, { value: null, writable: true });
+      if (init instanceof URLSearchParams) {
+        this[paramsList] = init[paramsList].map((pair) => [pair[0], pair[1]]);
+      } else if (init !== null && typeof init === 'object' && typeof init[Symbol.iterator] === 'function') {
+        for (const pair of init) {
+          const items = [...pair];
+          if (items.length !== 2) throw new TypeErrorCtor('URLSearchParams: each pair must have two items');
+          this[paramsList].push([StringCtor(items[0]), StringCtor(items[1])]);
+        }
+      } else if (init !== null && typeof init === 'object') {
+        const keys = ObjectKeys(init);
+        for (let i = 0; i < keys.length; i++) this[paramsList].push([keys[i], StringCtor(init[keys[i]])]);
+      } else {
+        this[paramsList] = parseForm(StringCtor(init));
+      }
+    }
+    [paramsUpdate]() {
+      const owner = this[paramsOwner];
+      if (owner !== null) {
+        const text = this.toString();
+        owner.query = text === '' ? null : text;
+      }
+    }
+    get size() { return this[paramsList].length; }
+    append(name, value) {
+      this[paramsList].push([StringCtor(name), StringCtor(value)]);
+      this[paramsUpdate]();
+    }
+    delete(name, value) {
+      name = StringCtor(name);
+      this[paramsList] = this[paramsList].filter((pair) => !(pair[0] === name &&
+        (value === undefined || pair[1] === StringCtor(value))));
+      this[paramsUpdate]();
+    }
+    get(name) {
+      name = StringCtor(name);
+      const pair = this[paramsList].find((p) => p[0] === name);
+      return pair === undefined ? null : pair[1];
+    }
+    getAll(name) {
+      name = StringCtor(name);
+      return this[paramsList].filter((p) => p[0] === name).map((p) => p[1]);
+    }
+    has(name, value) {
+      name = StringCtor(name);
+      return this[paramsList].some((p) => p[0] === name && (value === undefined || p[1] === StringCtor(value)));
+    }
+    set(name, value) {
+      name = StringCtor(name);
+      value = StringCtor(value);
+      const list = this[paramsList];
+      const index = list.findIndex((p) => p[0] === name);
+      if (index < 0) {
+        list.push([name, value]);
+      } else {
+        list[index][1] = value;
+        this[paramsList] = list.filter((p, i) => i <= index || p[0] !== name);
+      }
+      this[paramsUpdate]();
+    }
+    sort() {
+      const list = this[paramsList].map((pair, index) => [pair, index]);
+      list.sort((a, b) => (a[0][0] < b[0][0] ? -1 : a[0][0] > b[0][0] ? 1 : a[1] - b[1]));
+      this[paramsList] = list.map((entry) => entry[0]);
+      this[paramsUpdate]();
+    }
+    forEach(callback, thisArg) {
+      const list = this[paramsList];
+      for (let i = 0; i < list.length; i++) ReflectApply(callback, thisArg, [list[i][1], list[i][0], this]);
+    }
+    *keys() { for (const pair of this[paramsList]) yield pair[0]; }
+    *values() { for (const pair of this[paramsList]) yield pair[1]; }
+    *entries() { for (const pair of this[paramsList]) yield [pair[0], pair[1]]; }
+    [Symbol.iterator]() { return this.entries(); }
+    toString() {
+      return this[paramsList].map((pair) => formEncode(pair[0]) + '=' + formEncode(pair[1])).join('&');
+    }
+  }
+
+  const urlRecord = Symbol('record');
+  const urlParams = Symbol('params');
+  class URL {
+    constructor(url, base) {
+      let baseRecord = null;
+      if (base !== undefined) baseRecord = parseURL(base instanceof URL ? base.href : base, null);
+      const record = parseURL(url instanceof URL ? url.href : url, baseRecord);
+      ObjectDefineProperty(this, urlRecord, { value: record, writable: true });
+      const params = new URLSearchParams(record.query === null ? '' : record.query);
+      params[paramsOwner] = record;
+      ObjectDefineProperty(this, urlParams, { value: params, writable: true });
+    }
+    static canParse(url, base) {
+      try {
+        new URL(url, base);
+        return true;
+      } catch {
+        return false;
+      }
+    }
+    static parse(url, base) {
+      try {
+        return new URL(url, base);
+      } catch {
+        return null;
+      }
+    }
+    #reparse(href) {
+      const record = parseURL(href, null);
+      this[urlRecord] = record;
+      const params = this[urlParams];
+      params[paramsList] = parseForm(record.query === null ? '' : record.query);
+      params[paramsOwner] = record;
+    }
+    get href() { return serializeURL(this[urlRecord]); }
+    set href(value) { this.#reparse(StringCtor(value)); }
+    get origin() {
+      const r = this[urlRecord];
+      if (isSpecial(r.scheme) && r.scheme !== 'file:') return r.scheme + '//' + r.host + (r.port !== '' ? ':' + r.port : '');
+      return 'null';
+    }
+    get protocol() { return this[urlRecord].scheme; }
+    set protocol(value) {
+      const scheme = StringCtor(value).replace(/:.*$/, '').toLowerCase() + ':';
+      const r = this[urlRecord];
+      if (!/^[a-z][a-z0-9+.-]*:$/.test(scheme) || isSpecial(scheme) !== isSpecial(r.scheme)) return;
+      r.scheme = scheme;
+      if (r.port === SPECIAL_PORTS[scheme]) r.port = '';
+    }
+    get username() { return this[urlRecord].username; }
+    set username(value) {
+      if (this[urlRecord].host) this[urlRecord].username = percentEncode(StringCtor(value), userinfoSet);
+    }
+    get password() { return this[urlRecord].password; }
+    set password(value) {
+      if (this[urlRecord].host) this[urlRecord].password = percentEncode(StringCtor(value), userinfoSet);
+    }
+    get host() {
+      const r = this[urlRecord];
+      return r.host === null ? '' : r.host + (r.port !== '' ? ':' + r.port : '');
+    }
+    set host(value) {
+      const r = this[urlRecord];
+      if (r.opaque) return;
+      try {
+        const parsed = parseURL(r.scheme + '//' + StringCtor(value), null);
+        r.host = parsed.host;
+        r.port = parsed.port;
+      } catch { /* an invalid host leaves the URL as it was */ }
+    }
+    get hostname() { return this[urlRecord].host === null ? '' : this[urlRecord].host; }
+    set hostname(value) {
+      const r = this[urlRecord];
+      if (r.opaque) return;
+      try {
+        r.host = parseURL(r.scheme + '//' + StringCtor(value).replace(/:.*$/, ''), null).host;
+      } catch { /* unchanged */ }
+    }
+    get port() { return this[urlRecord].port; }
+    set port(value) {
+      const r = this[urlRecord];
+      const text = StringCtor(value);
+      if (text === '') {
+        r.port = '';
+        return;
+      }
+      const match = /^\d+/.exec(text);
+      if (!match || NumberCtor(match[0]) > 65535) return;
+      const port = StringCtor(NumberCtor(match[0]));
+      r.port = port === SPECIAL_PORTS[r.scheme] ? '' : port;
+    }
+    get pathname() { return this[urlRecord].path; }
+    set pathname(value) {
+      const r = this[urlRecord];
+      if (r.opaque) return;
+      const special = isSpecial(r.scheme);
+      const text = StringCtor(value);
+      r.path = normalizePath(splitPath(text.replace(special ? /^[/\\]/ : /^\//, ''), special), special);
+    }
+    get search() {
+      const q = this[urlRecord].query;
+      return q === null || q === '' ? '' : '?' + q;
+    }
+    set search(value) {
+      const r = this[urlRecord];
+      let text = StringCtor(value);
+      if (text.startsWith('?')) text = text.slice(1);
+      r.query = text === '' ? null : percentEncode(text, isSpecial(r.scheme) ? specialQuerySet : querySet);
+      this[urlParams][paramsList] = parseForm(text);
+    }
+    get searchParams() { return this[urlParams]; }
+    get hash() {
+      const f = this[urlRecord].fragment;
+      return f === null || f === '' ? '' : '#' + f;
+    }
+    set hash(value) {
+      let text = StringCtor(value);
+      if (text.startsWith('#')) text = text.slice(1);
+      this[urlRecord].fragment = text === '' ? null : percentEncode(text, fragmentSet);
+    }
+    toString() { return this.href; }
+    toJSON() { return this.href; }
+  }
+  const URLImpl = URL;
+
+  // ---- The job's API ----
+  function defineData(target, source) {
+    const keys = ObjectKeys(source);
+    for (let i = 0; i < keys.length; i++) {
+      ObjectDefineProperty(target, keys[i], {
+        value: source[keys[i]], writable: true, enumerable: true, configurable: true,
+      });
+    }
+    return target;
+  }
+
+  class UserInstance {
+    async send(messages) {
+      await hostCall('user.send', { userId: this.userId, messages });
+      return true;
+    }
+    async update(data) {
+      return makeUser(await hostCall('user.update', { userId: this.userId, data }));
+    }
+  }
+  function makeUser(json) {
+    if (json === null || json === undefined) return null;
+    if (typeof json !== 'object') return json;
+    return defineData(new UserInstance(), json);
+  }
+
+  class JobInstance {
+    constructor(id, name, metadata, activeVersion, data) {
+      this.id = id;
+      this.name = name;
+      this.metadata = metadata === undefined || metadata === null ? {} : metadata;
+      this.activeVersion = activeVersion === undefined ? null : activeVersion;
+      this.data = data === undefined ? null : data;
+    }
+    async user() {
+      const user = makeUser(await hostCall('job.user', { jobId: this.id }));
+      if (user === null) throw new ErrorCtor('job ' + this.name + ' has no user context; use User.get(userId)');
+      return user;
+    }
+    async updateMetadata(patch) {
+      const answer = await hostCall('job.updateMetadata', { jobId: this.id, patch });
+      this.metadata = answer !== null && typeof answer === 'object' && ObjectHasOwn(answer, 'metadata')
+        ? answer.metadata : answer;
+      return this.metadata;
+    }
+    async trigger(versionId) {
+      const args = { jobId: this.id };
+      if (versionId !== undefined && versionId !== null) args.versionId = versionId;
+      return hostCall('job.trigger', args);
+    }
+    async delete() {
+      return hostCall('job.delete', { jobId: this.id });
+    }
+    async activate() {
+      return this.#refresh(await hostCall('job.activate', { jobId: this.id }));
+    }
+    async deactivate() {
+      return this.#refresh(await hostCall('job.deactivate', { jobId: this.id }));
+    }
+    #refresh(data) {
+      if (data !== null && typeof data === 'object') {
+        this.data = data;
+        if (ObjectHasOwn(data, 'activeVersion')) this.activeVersion = data.activeVersion;
+      }
+      return this;
+    }
+  }
+  function jobFromData(data) {
+    if (data === null || typeof data !== 'object') return data;
+    return new JobInstance(data.id, data.name, data.metadata, data.activeVersion, data);
+  }
+
+  const User = {
+    async get(userId) {
+      return makeUser(await hostCall('User.get', { userId }));
+    },
+  };
+  const Jobs = {
+    async create(config) {
+      if (config === null || typeof config !== 'object') throw new TypeErrorCtor('Jobs.create: config must be an object');
+      const execute = config.execute;
+      if (typeof execute !== 'function') throw new TypeErrorCtor('Jobs.create: config.execute must be a function');
+      const rest = ObjectCreate(null);
+      const keys = ObjectKeys(config);
+      for (let i = 0; i < keys.length; i++) if (keys[i] !== 'execute') rest[keys[i]] = config[keys[i]];
+      return jobFromData(await hostCall('Jobs.create', { config: rest, code: FunctionToString(execute) }));
+    },
+    async getJob(jobId) {
+      return jobFromData(await hostCall('Jobs.getJob', { jobId }));
+    },
+    async getAll(options) {
+      const includeDynamic = !!(options !== null && typeof options === 'object' && options.includeDynamic);
+      const answer = await hostCall('Jobs.getAll', { includeDynamic });
+      const list = ArrayIsArray(answer) ? answer
+        : answer !== null && typeof answer === 'object' && ArrayIsArray(answer.jobs) ? answer.jobs : [];
+      const out = [];
+      for (let i = 0; i < list.length; i++) out[i] = jobFromData(list[i]);
+      return out;
+    },
+  };
+  // A list answer becomes an array that also answers `.data` (the same array), so both the seed's
+  // `tickets.data[0]` and lua-cli's `tickets[0]` work. `{data: [...], ...}` answers are unwrapped the same way, their
+  // other fields (pagination) kept as non-enumerable properties.
+  function listResult(answer) {
+    let list = answer;
+    if (!ArrayIsArray(list)) {
+      if (answer === null || typeof answer !== 'object' || !ArrayIsArray(answer.data)) return answer;
+      list = answer.data;
+      const keys = ObjectKeys(answer);
+      for (let i = 0; i < keys.length; i++) {
+        if (keys[i] !== 'data' && keys[i] !== 'length' && !ObjectHasOwn(list, keys[i])) {
+          ObjectDefineProperty(list, keys[i], { value: answer[keys[i]], writable: true, configurable: true });
+        }
+      }
+    }
+    ObjectDefineProperty(list, 'data', { value: list, writable: true, configurable: true });
+    return list;
+  }
+  const LIST_METHODS = ['Data.get', 'Data.search', 'Products.get', 'Products.search'];
+  function forwarder(prefix, names) {
+    const target = {};
+    for (let i = 0; i < names.length; i++) {
+      const method = prefix + '.' + names[i];
+      const shapesList = LIST_METHODS.indexOf(method) >= 0;
+      target[names[i]] = (...args) => {
+        while (args.length > 0 && args[args.length - 1] === undefined) args.length--;
+        const answer = hostCall(method, { args });
+        return shapesList ? PromiseThen(answer, listResult) : answer;
+      };
+    }
+    return target;
+  }
+  const Data = forwarder('Data', ['create', 'get', 'getEntry', 'update', 'search', 'delete']);
+  const Products = forwarder('Products', ['get', 'getById', 'create', 'update', 'delete', 'search']);
+  const fetch = (...args) => {
+    while (args.length > 0 && args[args.length - 1] === undefined) args.length--;
+    return hostCall('fetch', { args });
+  };
+
+  const envValues = JSONParse(envJson);
+  function env(name) {
+    const key = StringCtor(name);
+    return ObjectHasOwn(envValues, key) ? envValues[key] : undefined;
+  }
+
+  const timeOrigin = DateNow();
+  const performanceObject = {
+    now: () => nNow(),
+    get timeOrigin() { return timeOrigin; },
+    toJSON() { return { timeOrigin }; },
+  };
+  function structuredClone(value) {
+    if (value === undefined) return undefined;
+    const text = JSONStringify(value);
+    return text === undefined ? undefined : JSONParse(text);
+  }
+
+  const globals = {
+    console: consoleObject,
+    env,
+    setTimeout,
+    clearTimeout: clearTimer,
+    setInterval,
+    clearInterval: clearTimer,
+    queueMicrotask,
+    crypto: cryptoObject,
+    URL,
+    URLSearchParams,
+    TextEncoder,
+    TextDecoder,
+    DOMException,
+    atob,
+    btoa,
+    structuredClone,
+    performance: performanceObject,
+    User,
+    Jobs,
+    Data,
+    Products,
+    fetch,
+  };
+  const globalNames = ObjectKeys(globals);
+  for (let i = 0; i < globalNames.length; i++) {
+    ObjectDefineProperty(globalObject, globalNames[i], {
+      value: globals[globalNames[i]], writable: true, configurable: true, enumerable: false,
+    });
+  }
+
+  // ---- Compile and run the job's function ----
+  function compile(source) {
+    let text = StringCtor(source).trim();
+    while (text.endsWith(';')) text = text.slice(0, -1).trimEnd();
+    let fn;
+    let firstError;
+    try {
+      fn = indirectEval('(' + text + '\n)');
+    } catch (error) {
+      firstError = error;
+    }
+    if (firstError !== undefined && firstError instanceof SyntaxErrorCtor) {
+      // Method shorthand, `execute(job) {…}` or `async execute(job) {…}`, is not an expression on its own.
+      try {
+        const holder = indirectEval('({' + text + '\n})');
+        const names = ObjectKeys(holder);
+        if (names.length === 1 && typeof holder[names[0]] === 'function') {
+          fn = holder[names[0]];
+          firstError = undefined;
+        }
+      } catch { /* report the first error */ }
+    }
+    if (firstError !== undefined) {
+      if (!(firstError instanceof SyntaxErrorCtor)) throw firstError;
+      return { error: 'code must be a JavaScript function: ' + firstLine(describeError(firstError)) };
+    }
+    if (typeof fn !== 'function') {
+      const what = fn === null ? 'null' : typeof fn;
+      return { error: 'code must be a JavaScript function: it evaluates to ' + what + ', not a function' };
+    }
+    return { fn };
+  }
+
+  function settleReturned(value) {
+    let text;
+    try {
+      text = JSONStringify(value);
+    } catch (error) {
+      nSettle(false, wellFormed('result is not serializable: ' + firstLine(describeError(error))));
+      return;
+    }
+    if (text === undefined) {
+      nSettle(true);
+    } else if (text.length > maxResultBytes) {
+      nSettle(false, 'result exceeds ' + maxResultBytes + ' bytes');
+    } else {
+      nSettle(true, wellFormedJSON(text));
+    }
+  }
+  function settleThrown(error) {
+    let text = describeError(error);
+    if (text.length > MAX_ERROR_CHARS) text = StringSlice(text, 0, MAX_ERROR_CHARS);
+    nSettle(false, wellFormed(text));
+  }
+
+  let compiled;
+  try {
+    compiled = compile(code);
+  } catch (error) {
+    settleThrown(error);
+    return;
+  }
+  if (compiled.error !== undefined) {
+    nSettle(false, wellFormed(compiled.error));
+    return;
+  }
+  const raw = JSONParse(jobJson);
+  const job = raw !== null && typeof raw === 'object'
+    ? new JobInstance(raw.id, raw.name, raw.metadata, raw.activeVersion, raw.data)
+    : raw;
+  if (raw !== null && typeof raw === 'object' && ObjectHasOwn(raw, 'execution')) job.execution = raw.execution;
+  let returned;
+  try {
+    returned = compiled.fn(job);
+  } catch (error) {
+    settleThrown(error);
+    return;
+  }
+  PromiseThen(PromiseResolve(returned), settleReturned, settleThrown);
+}

@@ -1,0 +1,676 @@
+//! End-to-end tests of the sandbox: real worker processes started by a real pool, with a fake host that records calls.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use serde_json::{json, Value};
+use sundial_sandbox::{Host, Outcome, OutcomeStatus, Pool, PoolConfig, RunRequest, SandboxError, TestAction};
+
+/// A stand-in for the server: answers host calls from a fixed script and records them in order.
+#[derive(Default)]
+struct FakeHost {
+    calls: Mutex<Vec<(String, Value)>>,
+}
+
+impl FakeHost {
+    fn calls(&self) -> Vec<(String, Value)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Host for FakeHost {
+    fn call(&self, method: String, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+        self.calls.lock().unwrap().push((method.clone(), args.clone()));
+        Box::pin(async move {
+            match method.as_str() {
+                "job.user" => Ok(json!({ "userId": "user_1", "name": "Ann" })),
+                "user.send" => Ok(json!(true)),
+                "user.update" => Ok(json!({ "userId": args["userId"], "plan": args["data"]["plan"] })),
+                "User.get" => Ok(json!({ "userId": args["userId"], "name": "Bob" })),
+                "job.updateMetadata" => {
+                    let mut metadata = json!({ "message": "Team meeting in 10 minutes" });
+                    if let (Some(target), Some(patch)) = (metadata.as_object_mut(), args["patch"].as_object()) {
+                        target.extend(patch.clone());
+                    }
+                    Ok(json!({ "metadata": metadata }))
+                }
+                "Jobs.create" => Ok(json!({
+                    "id": "job_2",
+                    "name": args["config"]["name"],
+                    "metadata": args["config"]["metadata"],
+                    "activeVersion": null,
+                    "active": true,
+                })),
+                "job.deactivate" => Ok(json!({ "id": args["jobId"], "name": "reminder", "active": false })),
+                "Data.search" => Ok(json!([{ "id": "t1", "data": { "status": "open" }, "score": 0.9 }])),
+                "Products.get" => Ok(json!({ "data": [{ "price": 2 }, { "price": 3.5 }], "total": 2 })),
+                "Data.get" => {
+                    if args["args"][0] == "boom" {
+                        return Err("collection boom is unavailable".to_owned());
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Value::Null)
+                }
+                _ => Ok(Value::Null),
+            }
+        })
+    }
+}
+
+fn config(workers: usize) -> PoolConfig {
+    let mut config = PoolConfig::new(env!("CARGO_BIN_EXE_sundial-sandbox-worker").into(), Vec::new());
+    config.workers = workers;
+    config
+}
+
+async fn pool(workers: usize) -> Pool {
+    Pool::start(config(workers)).await.expect("the pool starts")
+}
+
+/// The job object of the seed's reminder, as the scheduler would pass it.
+fn job() -> Value {
+    json!({
+        "id": "job_1",
+        "name": "reminder",
+        "metadata": { "message": "Team meeting in 10 minutes" },
+        "activeVersion": { "id": "ver_1", "version": "1.0.0", "schedule": { "type": "once" } },
+        "data": { "id": "job_1", "name": "reminder", "active": true },
+        "userId": "user_1",
+        "execution": {
+            "id": "exe_1",
+            "occurrenceId": "occ_1",
+            "scheduledFor": "2025-01-01T00:00:00Z",
+            "retryCount": 0,
+            "trigger": "schedule",
+        },
+    })
+}
+
+fn request(code: &str) -> RunRequest {
+    RunRequest {
+        code: code.to_owned(),
+        job: job(),
+        env: [("API_BASE".to_owned(), "https://example.test".to_owned())].into(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+async fn run(pool: &Pool, code: &str) -> Outcome {
+    pool.run(request(code), Arc::new(FakeHost::default())).await
+}
+
+async fn run_with(pool: &Pool, host: &Arc<FakeHost>, code: &str) -> Outcome {
+    pool.run(request(code), host.clone()).await
+}
+
+fn first_line(outcome: &Outcome) -> &str {
+    outcome.error.as_deref().unwrap_or("").lines().next().unwrap_or("")
+}
+
+#[track_caller]
+fn assert_completed(outcome: &Outcome, expected: Value) {
+    assert_eq!(outcome.status, OutcomeStatus::Completed, "error: {:?}", outcome.error);
+    assert_eq!(outcome.result, Some(expected));
+}
+
+#[tokio::test]
+async fn the_three_function_forms_run() {
+    let pool = pool(2).await;
+    let forms = [
+        "async (job) => job.id",
+        "async job=>(job.id)",
+        "(job) => { return job.id; }",
+        "async function (job) { return job.id; }",
+        "function execute(job) { return job.id }",
+        "execute(job) { return job.id; }",
+        "async execute(job) {\n  return job.id;\n}",
+        "  async (job) => job.id  // trailing comment\n",
+        "async (job) => job.id;",
+    ];
+    for code in forms {
+        let outcome = run(&pool, code).await;
+        assert_completed(&outcome, json!("job_1"));
+    }
+}
+
+#[tokio::test]
+async fn the_seed_reminder_sends_its_message_to_the_user() {
+    let pool = pool(1).await;
+    let host = Arc::new(FakeHost::default());
+    let code = "async (jobInstance) => { const user = await jobInstance.user(); \
+                await user.send([{type:'text', text: jobInstance.metadata.message}]); return {success:true}; }";
+    let outcome = run_with(&pool, &host, code).await;
+    assert_completed(&outcome, json!({ "success": true }));
+    assert_eq!(
+        host.calls(),
+        vec![
+            ("job.user".to_owned(), json!({ "jobId": "job_1" })),
+            (
+                "user.send".to_owned(),
+                json!({ "userId": "user_1", "messages": [{ "type": "text", "text": "Team meeting in 10 minutes" }] })
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_job_object_carries_its_fields() {
+    let pool = pool(1).await;
+    let outcome = run(
+        &pool,
+        "async (job) => ({ id: job.id, name: job.name, metadata: job.metadata, version: job.activeVersion.version, \
+         active: job.data.active, execution: job.execution })",
+    )
+    .await;
+    assert_completed(
+        &outcome,
+        json!({
+            "id": "job_1",
+            "name": "reminder",
+            "metadata": { "message": "Team meeting in 10 minutes" },
+            "version": "1.0.0",
+            "active": true,
+            "execution": job()["execution"],
+        }),
+    );
+}
+
+#[tokio::test]
+async fn a_free_variable_fails_with_the_seeds_reference_error() {
+    let pool = pool(1).await;
+    let outcome = run(&pool, "async (job) => { const user = await job.user(); await user.send(userMessage); }").await;
+    assert_eq!(outcome.status, OutcomeStatus::Failed);
+    assert_eq!(first_line(&outcome), "ReferenceError: userMessage is not defined");
+}
+
+#[tokio::test]
+async fn thrown_errors_and_rejections_fail_the_run() {
+    let pool = pool(1).await;
+    let cases = [
+        ("() => { throw new Error('boom') }", "Error: boom"),
+        ("async () => { throw new TypeError('bad input') }", "TypeError: bad input"),
+        ("() => Promise.reject(new RangeError('too far'))", "RangeError: too far"),
+        ("async () => { await null; throw 'plain string' }", "plain string"),
+        ("async () => { throw { code: 42 } }", "{\"code\":42}"),
+    ];
+    for (code, expected) in cases {
+        let outcome = run(&pool, code).await;
+        assert_eq!(outcome.status, OutcomeStatus::Failed, "{code}");
+        assert_eq!(first_line(&outcome), expected, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn code_that_is_not_a_function_fails_clearly() {
+    let pool = pool(1).await;
+    for code in ["42", "console.log(1)", "async (job => {", ""] {
+        let outcome = run(&pool, code).await;
+        assert_eq!(outcome.status, OutcomeStatus::Failed, "{code}");
+        let error = outcome.error.unwrap_or_default();
+        assert!(error.starts_with("code must be a JavaScript function: "), "{code}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn an_endless_loop_times_out_and_keeps_its_logs() {
+    let pool = pool(1).await;
+    let mut request = request("() => { console.log('about to spin'); while (true) {} }");
+    request.timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let outcome = pool.run(request, Arc::new(FakeHost::default())).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(outcome.status, OutcomeStatus::Timeout);
+    assert_eq!(outcome.error.as_deref(), Some("execution timed out after 1s"));
+    assert_eq!(outcome.logs.len(), 1);
+    assert_eq!(outcome.logs[0].message, "about to spin");
+    assert_completed(&run(&pool, "() => 'still here'").await, json!("still here"));
+}
+
+#[tokio::test]
+async fn a_native_call_that_ignores_the_deadline_is_killed_by_the_pool() {
+    let pool = pool(1).await;
+    let mut request =
+        request("() => { console.log('joining'); const a = []; a.length = 2**32 - 1; return a.join(','); }");
+    request.timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let outcome = pool.run(request, Arc::new(FakeHost::default())).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(outcome.status, OutcomeStatus::Timeout);
+    assert_eq!(outcome.error.as_deref(), Some("execution timed out after 1s"));
+    assert_eq!(outcome.logs.first().map(|line| line.message.as_str()), Some("joining"));
+
+    assert_completed(&run(&pool, "async () => 1 + 1").await, json!(2));
+    assert!(pool.stats().restarts >= 1);
+}
+
+#[tokio::test]
+async fn a_promise_that_never_settles_times_out() {
+    let pool = pool(1).await;
+    let mut request = request("async () => { await new Promise(() => {}); }");
+    request.timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let outcome = pool.run(request, Arc::new(FakeHost::default())).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(outcome.status, OutcomeStatus::Timeout);
+}
+
+#[tokio::test]
+async fn an_allocation_bomb_is_killed() {
+    let pool = pool(1).await;
+    let outcome = run(&pool, "() => { const a = []; while (true) a.push('x'.repeat(1024) + Math.random()); }").await;
+    assert_eq!(outcome.status, OutcomeStatus::Killed, "error: {:?}", outcome.error);
+    assert_eq!(outcome.error.as_deref(), Some("memory limit of 64 MiB exceeded"));
+    assert_completed(&run(&pool, "() => 'fresh worker'").await, json!("fresh worker"));
+}
+
+#[tokio::test]
+async fn an_allocation_bomb_that_catches_out_of_memory_is_still_killed() {
+    let pool = pool(1).await;
+    let code = "() => { let a = []; \
+                try { while (true) a.push('x'.repeat(1024) + Math.random()); } catch (e) { a = null; } \
+                return { survived: true }; }";
+    let outcome = run(&pool, code).await;
+    assert_eq!(outcome.status, OutcomeStatus::Killed, "result: {:?}", outcome.result);
+    assert_eq!(outcome.result, None);
+}
+
+#[tokio::test]
+async fn a_crashed_worker_fails_its_run_and_is_replaced() {
+    let pool = pool(2).await;
+    let before = pool.stats().restarts;
+    let outcome = pool.run_test_action(TestAction::Abort).await;
+    assert_eq!(outcome.status, OutcomeStatus::Failed);
+    assert_eq!(outcome.error.as_deref(), Some("sandbox worker crashed (signal 6)"));
+
+    for _ in 0..4 {
+        assert_completed(&run(&pool, "() => 'ok'").await, json!("ok"));
+    }
+    assert_eq!(pool.stats().restarts, before + 1);
+}
+
+#[tokio::test]
+async fn the_seccomp_filter_is_active_and_refuses_files() {
+    let pool = pool(1).await;
+    let kernel_has_seccomp = std::fs::read_to_string("/proc/self/status")
+        .map(|status| status.lines().any(|line| line.starts_with("Seccomp:")))
+        .unwrap_or(false);
+    if !kernel_has_seccomp {
+        assert!(!pool.stats().seccomp);
+        return;
+    }
+    assert!(pool.stats().seccomp, "the worker should run under its seccomp filter");
+    let outcome = pool.run_test_action(TestAction::OpenFile { path: "/proc/self/status".into() }).await;
+    assert_eq!(outcome.status, OutcomeStatus::Completed, "error: {:?}", outcome.error);
+    let result = outcome.result.unwrap_or_default();
+    assert_eq!(result["opened"], json!(false));
+    assert!(result["error"].as_str().unwrap_or("").contains("Operation not permitted"), "{result}");
+    // Jobs still run under the filter, timers and host calls included.
+    let host = Arc::new(FakeHost::default());
+    let outcome = run_with(
+        &pool,
+        &host,
+        "async (job) => { await new Promise(r => setTimeout(r, 10)); \
+                                          return (await job.user()).name; }",
+    )
+    .await;
+    assert_completed(&outcome, json!("Ann"));
+}
+
+#[tokio::test]
+async fn console_output_is_captured_and_bounded() {
+    let pool = pool(1).await;
+    let outcome = run(
+        &pool,
+        "() => { console.log('plain', 1, {a: [1, 'x']}, null, undefined); console.info('info'); \
+         console.warn('warn'); console.error(new Error('shown')); console.debug('%s=%d', 'n', 5); }",
+    )
+    .await;
+    assert_eq!(outcome.status, OutcomeStatus::Completed, "error: {:?}", outcome.error);
+    let lines: Vec<(&str, &str)> =
+        outcome.logs.iter().map(|line| (line.level.as_str(), line.message.lines().next().unwrap_or(""))).collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("log", "plain 1 { a: [ 1, 'x' ] } null undefined"),
+            ("info", "info"),
+            ("warn", "warn"),
+            ("error", "Error: shown"),
+            ("log", "n=5"),
+        ]
+    );
+    assert!(outcome.logs.iter().all(|line| line.at > 1_600_000_000_000));
+
+    let outcome = run(&pool, "() => { for (let i = 0; i < 1005; i++) console.log('line', i); return 'done'; }").await;
+    assert_completed(&outcome, json!("done"));
+    assert_eq!(outcome.logs.len(), 1001);
+    assert_eq!(outcome.logs[999].message, "line 999");
+    assert_eq!(outcome.logs[1000].message, "… 5 more log lines dropped (limit 1000 lines)");
+
+    let outcome = run(&pool, "() => { console.log('é'.repeat(10000)); }").await;
+    let message = &outcome.logs[0].message;
+    assert!(message.len() < 8 * 1024 + 64, "{} bytes", message.len());
+    assert!(message.ends_with("more bytes]"), "{}", &message[message.len() - 40..]);
+}
+
+#[tokio::test]
+async fn a_result_over_the_cap_fails() {
+    let pool = pool(1).await;
+    let outcome = run(&pool, "() => 'x'.repeat(1024 * 1024)").await;
+    assert_eq!(outcome.status, OutcomeStatus::Failed);
+    assert_eq!(outcome.error.as_deref(), Some("result exceeds 1048576 bytes"));
+    let outcome = run(&pool, "() => 'é'.repeat(600 * 1024)").await;
+    assert_eq!(outcome.error.as_deref(), Some("result exceeds 1048576 bytes"));
+    let outcome = run(&pool, "() => 'x'.repeat(1000)").await;
+    assert_completed(&outcome, json!("x".repeat(1000)));
+}
+
+#[tokio::test]
+async fn results_are_json() {
+    let pool = pool(1).await;
+    assert_completed(
+        &run(&pool, "() => ({ when: new Date(0), n: NaN, lone: '\\ud800', nested: [1, { ok: true }] })").await,
+        json!({ "when": "1970-01-01T00:00:00.000Z", "n": null, "lone": "\u{fffd}", "nested": [1, { "ok": true }] }),
+    );
+    let outcome = run(&pool, "() => 10n").await;
+    assert_eq!(outcome.status, OutcomeStatus::Failed);
+    assert!(first_line(&outcome).starts_with("result is not serializable: TypeError"), "{:?}", outcome.error);
+    let outcome = run(&pool, "() => undefined").await;
+    assert_eq!((outcome.status, outcome.result), (OutcomeStatus::Completed, None));
+}
+
+#[tokio::test]
+async fn every_run_gets_a_fresh_context() {
+    let pool = pool(1).await;
+    let first = run(&pool, "() => { globalThis.leak = 'secret'; Object.prototype.polluted = 1; return typeof leak; }");
+    assert_completed(&first.await, json!("string"));
+    let second = run(&pool, "() => [typeof leak, typeof ({}).polluted]").await;
+    assert_completed(&second, json!(["undefined", "undefined"]));
+}
+
+#[tokio::test]
+async fn work_left_behind_by_a_run_does_not_harm_the_worker() {
+    let pool = pool(1).await;
+    let code = "async (job) => { setTimeout(() => {}, 60000); setInterval(() => {}, 1); job.user(); Data.get('slow'); \
+                new Promise(() => {}); Promise.reject(new Error('unhandled')); \
+                globalThis.cycle = {}; cycle.self = cycle; return 'left'; }";
+    assert_completed(&run(&pool, code).await, json!("left"));
+    assert_completed(&run(&pool, "() => typeof cycle").await, json!("undefined"));
+    assert_eq!(pool.stats().restarts, 0);
+}
+
+#[tokio::test]
+async fn job_code_cannot_run_the_prelude_again() {
+    let pool = pool(1).await;
+    let code = "async () => { const prelude = await import('sundial:prelude'); \
+                try { prelude.default({}, '() => 1', '{}', '{}', {}); return 'ran'; } catch (e) { return e.message; } }";
+    assert_completed(&run(&pool, code).await, json!("the sandbox prelude has already run"));
+}
+
+#[tokio::test]
+async fn a_cancelled_run_replaces_its_worker() {
+    let pool = pool(1).await;
+    let cancelled = tokio::time::timeout(Duration::from_millis(300), run(&pool, "() => { while (true) {} }")).await;
+    assert!(cancelled.is_err());
+    assert_completed(&run(&pool, "() => 'next'").await, json!("next"));
+    assert_eq!(pool.stats().restarts, 1);
+    assert_eq!(pool.stats().busy, 0);
+}
+
+#[tokio::test]
+async fn env_reads_the_agents_variables_only() {
+    let pool = pool(1).await;
+    let outcome = run(&pool, "() => [env('API_BASE'), env('PATH'), env('HOME'), typeof process]").await;
+    assert_completed(&outcome, json!(["https://example.test", null, null, "undefined"]));
+}
+
+#[tokio::test]
+async fn update_metadata_updates_the_job_object() {
+    let pool = pool(1).await;
+    let host = Arc::new(FakeHost::default());
+    let outcome = run_with(
+        &pool,
+        &host,
+        "async (job) => { await job.updateMetadata({ runCount: (job.metadata.runCount || 0) + 1 }); \
+         return job.metadata; }",
+    )
+    .await;
+    assert_completed(&outcome, json!({ "message": "Team meeting in 10 minutes", "runCount": 1 }));
+    assert_eq!(
+        host.calls(),
+        vec![("job.updateMetadata".to_owned(), json!({ "jobId": "job_1", "patch": { "runCount": 1 } }))]
+    );
+}
+
+#[tokio::test]
+async fn jobs_create_sends_the_function_source() {
+    let pool = pool(1).await;
+    let host = Arc::new(FakeHost::default());
+    let code = "async () => { const created = await Jobs.create({ name: 'follow-up', metadata: { n: 1 }, \
+                schedule: { type: 'once', executeAt: new Date(0) }, \
+                execute: async (jobInstance) => { return jobInstance.metadata.n; } }); \
+                const stopped = await created.deactivate(); \
+                return { id: created.id, name: created.name, same: stopped === created, active: created.data.active }; }";
+    let outcome = run_with(&pool, &host, code).await;
+    assert_completed(&outcome, json!({ "id": "job_2", "name": "follow-up", "same": true, "active": false }));
+    let calls = host.calls();
+    assert_eq!(calls[0].0, "Jobs.create");
+    assert_eq!(
+        calls[0].1,
+        json!({
+            "config": { "name": "follow-up", "metadata": { "n": 1 },
+                        "schedule": { "type": "once", "executeAt": "1970-01-01T00:00:00.000Z" } },
+            "code": "async (jobInstance) => { return jobInstance.metadata.n; }",
+        })
+    );
+    assert_eq!(calls[1], ("job.deactivate".to_owned(), json!({ "jobId": "job_2" })));
+
+    let outcome = run(&pool, "() => Jobs.create({ name: 'x' })").await;
+    assert_eq!(first_line(&outcome), "TypeError: Jobs.create: config.execute must be a function");
+}
+
+#[tokio::test]
+async fn host_calls_cover_users_data_and_fetch() {
+    let pool = pool(1).await;
+    let host = Arc::new(FakeHost::default());
+    let code =
+        "async () => { const bob = await User.get('user_9'); const upgraded = await bob.update({ plan: 'pro' }); \
+                await Data.create('tickets', { open: true }, 'search text'); await fetch('https://example.test/x'); \
+                await Products.search('shoes', undefined); return [bob.name, upgraded.plan, typeof upgraded.send]; }";
+    let outcome = run_with(&pool, &host, code).await;
+    assert_completed(&outcome, json!(["Bob", "pro", "function"]));
+    assert_eq!(
+        host.calls(),
+        vec![
+            ("User.get".to_owned(), json!({ "userId": "user_9" })),
+            ("user.update".to_owned(), json!({ "userId": "user_9", "data": { "plan": "pro" } })),
+            ("Data.create".to_owned(), json!({ "args": ["tickets", { "open": true }, "search text"] })),
+            ("fetch".to_owned(), json!({ "args": ["https://example.test/x"] })),
+            ("Products.search".to_owned(), json!({ "args": ["shoes"] })),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn list_answers_work_in_the_seeds_and_lua_clis_shapes() {
+    let pool = pool(1).await;
+    let code = "async () => { const tickets = await Data.search('tickets', 'T-1', 1); \
+                const products = await Products.get(1, 100); \
+                return { seed: tickets.data[0].data.status, cli: tickets[0].id, n: tickets.data.length, \
+                         total: products.reduce((sum, p) => sum + (p.price || 0), 0), count: products.length, \
+                         pages: products.total, json: JSON.stringify(tickets).startsWith('[') }; }";
+    assert_completed(
+        &run(&pool, code).await,
+        json!({ "seed": "open", "cli": "t1", "n": 1, "total": 5.5, "count": 2, "pages": 2, "json": true }),
+    );
+}
+
+#[tokio::test]
+async fn host_call_arguments_ignore_a_polluted_json() {
+    let pool = pool(1).await;
+    let host = Arc::new(FakeHost::default());
+    let code = "async () => { Object.prototype.toJSON = () => ({ userId: 'victim' }); \
+                JSON.stringify = () => '{\"userId\":\"victim\"}'; \
+                Array.prototype.toJSON = () => 'evil'; \
+                return (await User.get('user_2')).userId; }";
+    let outcome = run_with(&pool, &host, code).await;
+    assert_completed(&outcome, json!("user_2"));
+    assert_eq!(host.calls(), vec![("User.get".to_owned(), json!({ "userId": "user_2" }))]);
+}
+
+#[tokio::test]
+async fn a_host_error_rejects_with_an_error() {
+    let pool = pool(1).await;
+    let outcome = run(
+        &pool,
+        "async () => { try { await Data.get('boom'); } catch (e) { return [e instanceof Error, e.message]; } }",
+    )
+    .await;
+    assert_completed(&outcome, json!([true, "collection boom is unavailable"]));
+    let outcome = run(&pool, "async () => { await Data.get('boom'); }").await;
+    assert_eq!(first_line(&outcome), "Error: collection boom is unavailable");
+}
+
+#[tokio::test]
+async fn host_calls_in_flight_are_capped() {
+    let pool = pool(1).await;
+    let code = "async () => { const calls = []; \
+                for (let i = 0; i < 65; i++) calls.push(Data.get('slow').then(() => 'ok', (e) => e.message)); \
+                const results = await Promise.all(calls); \
+                return [results.filter((r) => r === 'ok').length, results.find((r) => r !== 'ok')]; }";
+    let outcome = run(&pool, code).await;
+    assert_eq!(outcome.status, OutcomeStatus::Completed, "error: {:?}", outcome.error);
+    let result = outcome.result.unwrap_or_default();
+    assert_eq!(result[0], json!(64));
+    assert!(result[1].as_str().unwrap_or("").contains("too many host calls in flight (limit 64)"), "{result}");
+}
+
+#[tokio::test]
+async fn timers_run_in_the_event_loop() {
+    let pool = pool(1).await;
+    let code = "async () => { const order = []; \
+                await new Promise((resolve) => setTimeout(resolve, 50)); \
+                const cancelled = setTimeout(() => order.push('cancelled'), 10); clearTimeout(cancelled); \
+                let ticks = 0; const id = setInterval(() => { ticks++; if (ticks === 3) clearInterval(id); }, 5); \
+                queueMicrotask(() => order.push('microtask')); \
+                await new Promise((resolve) => setTimeout(resolve, 100)); \
+                setTimeout(() => { throw new Error('in a timer'); }, 0); \
+                await new Promise((resolve) => setTimeout(resolve, 20)); \
+                return { order, ticks }; }";
+    let outcome = run(&pool, code).await;
+    assert_completed(&outcome, json!({ "order": ["microtask"], "ticks": 3 }));
+    assert_eq!(outcome.logs.len(), 1);
+    assert_eq!(
+        (outcome.logs[0].level.as_str(), first_line_of(&outcome.logs[0].message)),
+        ("error", "Uncaught Error: in a timer")
+    );
+}
+
+fn first_line_of(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+#[tokio::test]
+async fn performance_now_is_coarsened_to_milliseconds() {
+    let pool = pool(1).await;
+    let code = "() => { const samples = []; for (let i = 0; i < 2000; i++) samples.push(performance.now()); \
+                return samples.every(Number.isInteger) && samples.every((s, i) => i === 0 || s >= samples[i - 1]); }";
+    assert_completed(&run(&pool, code).await, json!(true));
+}
+
+#[tokio::test]
+async fn browser_globals_behave() {
+    let pool = pool(1).await;
+    let code = r#"() => {
+        const plain = new URL('../b/c?x=1 2&y=%41#frag', 'https://User:pw@Example.COM:443/a/d/e').href;
+        const url = new URL(plain);
+        url.searchParams.append('z', 'a&b');
+        const bytes = new TextEncoder().encode('hé€😀');
+        return {
+            plain,
+            href: url.href,
+            parts: [url.protocol, url.host, url.pathname, url.search, url.hash, url.origin, url.searchParams.get('y')],
+            relative: new URL('/root', 'http://a.test:8080/x/y').href,
+            params: new URLSearchParams({ q: 'a b', n: '1' }).toString(),
+            bytes: Array.from(bytes),
+            text: new TextDecoder().decode(bytes),
+            base64: [btoa('hello'), atob('aGVsbG8=')],
+            uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
+            random: crypto.getRandomValues(new Uint32Array(4)).length,
+            clone: structuredClone({ a: [1, { b: 2 }] }),
+            invalid: URL.canParse('not a url'),
+        };
+    }"#;
+    assert_completed(
+        &run(&pool, code).await,
+        json!({
+            "plain": "https://User:pw@example.com/a/b/c?x=1%202&y=%41#frag",
+            // Changing `searchParams` re-serializes the query as a form, as in browsers.
+            "href": "https://User:pw@example.com/a/b/c?x=1+2&y=A&z=a%26b#frag",
+            "parts": ["https:", "example.com", "/a/b/c", "?x=1+2&y=A&z=a%26b", "#frag", "https://example.com", "A"],
+            "relative": "http://a.test:8080/root",
+            "params": "q=a+b&n=1",
+            "bytes": [104, 195, 169, 226, 130, 172, 240, 159, 152, 128],
+            "text": "hé€😀",
+            "base64": ["aGVsbG8=", "hello"],
+            "uuid": true,
+            "random": 4,
+            "clone": { "a": [1, { "b": 2 }] },
+            "invalid": false,
+        }),
+    );
+}
+
+#[tokio::test]
+async fn parallel_runs_share_the_pool() {
+    let pool = pool(4).await;
+    let host: Arc<dyn Host> = Arc::new(FakeHost::default());
+    let runs = (0..8).map(|i| {
+        let pool = pool.clone();
+        let host = host.clone();
+        tokio::spawn(async move {
+            let code = format!("async () => {{ await new Promise(r => setTimeout(r, 100)); return {i}; }}");
+            pool.run(request(&code), host).await
+        })
+    });
+    let outcomes = futures_util::future::join_all(runs).await;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let outcome = outcome.expect("the task finishes");
+        assert_completed(&outcome, json!(i));
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.workers, stats.restarts), (4, 0));
+}
+
+#[tokio::test]
+async fn waiting_for_a_free_worker_does_not_count_against_the_timeout() {
+    let pool = pool(1).await;
+    let host: Arc<dyn Host> = Arc::new(FakeHost::default());
+    let runs = (0..3).map(|_| {
+        let mut request = request("async () => { await new Promise(r => setTimeout(r, 1000)); return 'slept'; }");
+        request.timeout = Duration::from_secs(2);
+        pool.run(request, host.clone())
+    });
+    for outcome in futures_util::future::join_all(runs).await {
+        assert_completed(&outcome, json!("slept"));
+    }
+}
+
+#[tokio::test]
+async fn a_missing_worker_program_is_a_start_error() {
+    let config = PoolConfig::new("/nonexistent/sundial-sandbox-worker".into(), Vec::new());
+    match Pool::start(config).await {
+        Err(SandboxError::Spawn { .. }) => {}
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a pool without a worker program started"),
+    }
+}
+
+#[tokio::test]
+async fn a_shut_down_pool_fails_runs() {
+    let pool = pool(1).await;
+    pool.shutdown().await;
+    let outcome = run(&pool, "() => 1").await;
+    assert_eq!(outcome.status, OutcomeStatus::Failed);
+    assert!(outcome.error.unwrap_or_default().contains("shut down"));
+}
