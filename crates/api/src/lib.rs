@@ -12,12 +12,12 @@ mod openapi;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures_util::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde_json::Value;
@@ -30,6 +30,9 @@ pub use error::{ApiError, ApiResult};
 
 /// The largest request body accepted (bigger bodies get 413 `payload_too_large`).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Past this, an oversized body is no longer read to its end: the connection is closed after the 413.
+const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -44,18 +47,29 @@ pub struct JsonBody(pub Value);
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("body: must be at most {MAX_BODY_BYTES} bytes"),
-                )
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("body: {rejection}"))
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let mut stream = request.into_body().into_data_stream();
+        let mut bytes = Vec::new();
+        let mut received = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("body: cannot be read: {error}"))
+            })?;
+            received += chunk.len();
+            if received <= MAX_BODY_BYTES {
+                bytes.extend_from_slice(&chunk);
+            } else if received > MAX_DRAINED_BYTES {
+                break;
             }
-        })?;
+            // Past the limit, keep reading (and dropping) so the client can finish sending and read the 413.
+        }
+        if received > MAX_BODY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("body: must be at most {MAX_BODY_BYTES} bytes"),
+            ));
+        }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Value::Object(Default::default())));
         }
@@ -86,7 +100,7 @@ pub fn router(engine: Engine) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 

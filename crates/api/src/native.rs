@@ -28,6 +28,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/agents", post(create_agent).get(list_agents))
         .route("/v1/agents/{agent_id}/keys", post(create_agent_key))
+        .route("/v1/agents/{agent_id}/env", get(get_env).put(put_env))
         .route("/v1/agents/{agent_id}/keys/{key_id}", delete(revoke_key))
         .route("/v1/agents/{agent_id}/users/{user_id}", get(get_user).put(put_user))
         .route("/v1/agents/{agent_id}/users/{user_id}/tokens", post(mint_user_token))
@@ -131,6 +132,38 @@ async fn revoke_key(
         return Err(ApiError::not_found("key"));
     }
     Ok(Json(json!({"revoked": true, "id": key_id})))
+}
+
+/// The agent's variables that its jobs read with `env(key)`: string values only.
+async fn get_env(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(agent_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    principal.require_agent_key()?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
+    let agent = state.engine.store().agent_get(&caller.agent_id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
+    Ok(Json(json!({ "env": agent.env })))
+}
+
+async fn put_env(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(agent_id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    principal.require_agent_key()?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
+    let Value::Object(env) = body else {
+        return Err(FieldError::new("body", "must be an object of variable names to string values").into());
+    };
+    if let Some((name, _)) = env.iter().find(|(_, value)| !value.is_string()) {
+        return Err(FieldError::new(name.clone(), "must be a string").into());
+    }
+    if !state.engine.store().agent_set_env(&caller.agent_id, &env).await? {
+        return Err(ApiError::not_found("agent"));
+    }
+    Ok(Json(json!({ "env": env })))
 }
 
 // --- users ---
@@ -536,7 +569,8 @@ async fn list_agent_executions(
     let caller = principal.caller_for(&state, &agent_id).await?;
     let limit = parse_number(&params, "limit", 1000, 10_000)?.max(1);
     let executions = state.engine.agent_executions(&caller, params.get("cursor").map(String::as_str), limit).await?;
-    let next_cursor = (executions.len() == limit).then(|| executions.last().map(|execution| execution.id.clone())).flatten();
+    let next_cursor =
+        (executions.len() == limit).then(|| executions.last().map(|execution| execution.id.clone())).flatten();
     let views: Vec<Value> = executions.iter().map(|execution| execution_view(execution, false)).collect();
     Ok(Json(json!({"executions": views, "nextCursor": next_cursor})))
 }

@@ -43,6 +43,16 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("/v1/agents", "get", operation("List agents (admin key)", None, ("200", object()))),
         ("/v1/agents/{agentId}/keys", "post", operation("Add an agent key", None, ("201", object()))),
+        (
+            "/v1/agents/{agentId}/env",
+            "get",
+            operation("The agent's variables (read by env(key) in jobs)", None, ("200", object())),
+        ),
+        (
+            "/v1/agents/{agentId}/env",
+            "put",
+            operation("Replace the agent's variables", Some(object()), ("200", object())),
+        ),
         ("/v1/agents/{agentId}/keys/{keyId}", "delete", operation("Revoke an agent key", None, ("200", object()))),
         ("/v1/agents/{agentId}/users/{userId}", "get", operation("A user's data", None, ("200", object()))),
         (

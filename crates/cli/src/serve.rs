@@ -42,6 +42,12 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`. Default: text.
     #[arg(long, env = "SUNDIAL_LOG_FORMAT")]
     log_format: Option<String>,
+    /// Active jobs one agent may have. Default: 100000.
+    #[arg(long, env = "SUNDIAL_MAX_ACTIVE_JOBS")]
+    max_active_jobs: Option<u64>,
+    /// Jobs one agent may create per minute. Default: 100000.
+    #[arg(long, env = "SUNDIAL_MAX_CREATIONS_PER_MINUTE")]
+    max_creations_per_minute: Option<u32>,
 }
 
 /// The config file's keys (all optional), named like the flags with underscores.
@@ -55,6 +61,8 @@ struct ConfigFile {
     memory_limit_mb: Option<usize>,
     min_interval: Option<u64>,
     log_format: Option<String>,
+    max_active_jobs: Option<u64>,
+    max_creations_per_minute: Option<u32>,
 }
 
 /// The resolved configuration.
@@ -67,6 +75,8 @@ struct Settings {
     memory_limit_mb: usize,
     min_interval: u64,
     log_format: String,
+    max_active_jobs: u64,
+    max_creations_per_minute: u32,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -95,6 +105,8 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
         memory_limit_mb: args.memory_limit_mb.or(file.memory_limit_mb).unwrap_or(64),
         min_interval: args.min_interval.or(file.min_interval).unwrap_or(1),
         log_format: args.log_format.or(file.log_format).unwrap_or_else(|| "text".into()),
+        max_active_jobs: args.max_active_jobs.or(file.max_active_jobs).unwrap_or(100_000),
+        max_creations_per_minute: args.max_creations_per_minute.or(file.max_creations_per_minute).unwrap_or(100_000),
     };
     if settings.workers == 0 || settings.workers > 1024 {
         bail!("workers: must be between 1 and 1024, got {}", settings.workers);
@@ -165,7 +177,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     pool_config.memory_limit_bytes = settings.memory_limit_mb * 1024 * 1024;
     let pool = Pool::start(pool_config).await.context("cannot start sandbox workers")?;
 
-    let mut config = EngineConfig { max_timeout_seconds: settings.max_timeout, ..EngineConfig::default() };
+    let mut config = EngineConfig {
+        max_timeout_seconds: settings.max_timeout,
+        max_active_jobs_per_agent: settings.max_active_jobs,
+        max_creations_per_minute: settings.max_creations_per_minute,
+        ..EngineConfig::default()
+    };
     config.schedule_limits.min_interval_seconds = settings.min_interval;
     config.lease = Duration::seconds(30);
     let engine = Engine::new(store, Arc::new(SystemClock), pool.clone(), config);

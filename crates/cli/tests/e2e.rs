@@ -722,3 +722,87 @@ async fn versions_publish_patch_metadata_and_triggering_a_given_version() {
     let (status, _) = server.get(&format!("/v1/agents/default/jobs/{dynamic_id}")).await;
     assert_eq!(status, 404);
 }
+
+/// Pids of this process's children whose command line contains `worker` (the sandbox workers).
+fn worker_pids() -> Vec<u32> {
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+        let parent = after_name.split_whitespace().nth(1).and_then(|field| field.parse::<u32>().ok());
+        let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if parent == Some(me) && String::from_utf8_lossy(&command).contains("worker") {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_worker_fails_its_run_and_the_engine_lives_on() {
+    let start = utc("2030-01-01T00:00:00Z");
+    let mut test = TestEngine::start(start).await;
+    let body = json!({"name": "victim", "schedule": {"type": "interval", "seconds": 3600}, "timeout": 60, "activate": false,
+        "code": "async () => { await new Promise((resolve) => setTimeout(resolve, 30000)); }"});
+    let job = test.create(body, None).await;
+    test.engine.trigger(&TestEngine::caller(None), &job.job.id, None).await.expect("trigger");
+    eventually(10, "the run to start", || async {
+        let executions = test.executions(&job.job.id).await;
+        executions.iter().any(|execution| execution.status == ExecutionStatus::Running).then_some(())
+    })
+    .await;
+    // The worker process dies the way a failed engine assertion kills it: abort().
+    let pids = worker_pids();
+    assert!(!pids.is_empty(), "no sandbox worker processes found");
+    for pid in pids {
+        let _ = std::process::Command::new("kill").args(["-ABRT", &pid.to_string()]).status();
+    }
+    let executions = test.wait_final(&job.job.id, 1).await;
+    assert_eq!(executions[0].status, ExecutionStatus::Failed);
+    let error = executions[0].error.clone().unwrap_or_default();
+    assert!(error.contains("crashed") && error.contains("signal 6"), "{error}");
+
+    let fine = json!({"name": "after", "schedule": {"type": "interval", "seconds": 3600}, "activate": false, "code": "async () => 'alive'"});
+    let fine = test.create(fine, None).await;
+    test.engine.trigger(&TestEngine::caller(None), &fine.job.id, None).await.expect("trigger");
+    let executions = test.wait_final(&fine.job.id, 1).await;
+    assert_eq!(
+        (executions[0].status, executions[0].result.clone()),
+        (ExecutionStatus::Completed, Some(json!("alive")))
+    );
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_variables_reach_env_and_quotas_answer_429() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start_with(directory.path(), "sk_test_env", &["--max-creations-per-minute", "3"]);
+    let put = server.request(reqwest::Method::PUT, "/v1/agents/default/env").json(&json!({"GREETING": "hello"}));
+    let (status, _) = send(put).await;
+    assert_eq!(status, 200);
+    let bad = server.request(reqwest::Method::PUT, "/v1/agents/default/env").json(&json!({"N": 1}));
+    let (status, answer) = send(bad).await;
+    assert_eq!((status, answer["field"].clone()), (400, json!("N")));
+    let body = json!({"name": "env", "schedule": {"type": "interval", "seconds": 3600}, "activate": false,
+        "code": "async () => ({ greeting: env('GREETING'), missing: env('HOME') === undefined })"});
+    let (_, job) = server.post("/v1/agents/default/jobs", body.clone()).await;
+    let job_id = job["id"].as_str().expect("id").to_owned();
+    let (_, execution) = server.post(&format!("/v1/agents/default/jobs/{job_id}/trigger"), json!({})).await;
+    let id = execution["id"].as_str().expect("id").to_owned();
+    let done = eventually(10, "the run", || async {
+        let (_, one) = server.get(&format!("/v1/agents/default/executions/{id}")).await;
+        (one["status"] == "completed").then_some(one)
+    })
+    .await;
+    assert_eq!(done["result"], json!({"greeting": "hello", "missing": true}));
+
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response =
+            server.request(reqwest::Method::POST, "/v1/agents/default/jobs").json(&body).send().await.expect("post");
+        statuses.push((response.status().as_u16(), response.headers().contains_key("retry-after")));
+    }
+    assert_eq!(statuses, [(201, false), (201, false), (429, true)], "the fourth creation in a minute is refused");
+}

@@ -121,9 +121,15 @@ pub struct Server {
 impl Server {
     /// Starts the real binary on a random port with the admin key `key`, data in `data_dir`.
     pub fn start(data_dir: &Path, key: &str) -> Server {
+        Server::start_with(data_dir, key, &[])
+    }
+
+    /// Starts the real binary with extra `serve` flags.
+    pub fn start_with(data_dir: &Path, key: &str, flags: &[&str]) -> Server {
         let mut child = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--data-dir"])
             .arg(data_dir)
+            .args(flags)
             .env("SUNDIAL_API_KEY", key)
             .env("SUNDIAL_LOG", "warn")
             .env_remove("SUNDIAL_CONFIG")
