@@ -5,7 +5,9 @@
 //! `sundial_core::wire`.
 
 pub mod auth;
+mod data_routes;
 pub mod error;
+mod lua;
 mod native;
 mod openapi;
 
@@ -96,6 +98,8 @@ pub fn router(engine: Engine) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .merge(native::routes())
+        .merge(lua::routes())
+        .merge(data_routes::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")

@@ -143,6 +143,9 @@ impl ExecutionHost {
                 let jobs = engine.list_jobs(&self.agent(), &filter).await.map_err(message)?;
                 Ok(Value::Array(jobs.iter().map(|job| job.view()).collect()))
             }
+            other if other.starts_with("Data.") || other.starts_with("Products.") => {
+                crate::data::host_call(engine, &self.caller.agent_id, other, args.clone()).await
+            }
             other => {
                 let family = other.split('.').next().unwrap_or(other);
                 Err(format!("{family} is not available to jobs on this server (job {})", self.job_name))

@@ -4,6 +4,7 @@
 //! The engine knows nothing of HTTP; it reads time only through its [`Clock`], so tests move time by hand.
 
 pub mod clock;
+pub mod data;
 pub mod engine;
 pub mod host;
 pub mod metrics;

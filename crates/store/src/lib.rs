@@ -7,14 +7,17 @@
 //! race for it. [`conformance`] holds the test suite every implementation must pass.
 
 pub mod conformance;
+pub mod data;
 mod ids;
 pub mod sqlite;
+mod sqlite_data;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sundial_core::{Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject};
 
+pub use data::DataStore;
 pub use ids::new_id;
 pub use sqlite::SqliteStore;
 
@@ -216,7 +219,7 @@ pub struct StoreStats {
 
 /// Durable state. Every method is one transaction; implementations must pass [`conformance`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: DataStore + Send + Sync + 'static {
     // --- agents and keys ---
 
     /// Creates an agent; `Conflict` when the id exists.

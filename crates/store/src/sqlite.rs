@@ -29,7 +29,8 @@ pub struct SqliteStore {
 }
 
 /// Schema migrations, applied in order once each; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE agents (
     id TEXT PRIMARY KEY,
     env TEXT NOT NULL DEFAULT '{}',
@@ -140,7 +141,9 @@ CREATE TABLE idempotency (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (agent_id, key)
 );
-"#];
+"#,
+    crate::sqlite_data::MIGRATION,
+];
 
 const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
      active_version_id, anchor_at, next_run_at, last_run_at, consecutive_failures, missed_slots, created_at, updated_at";
@@ -173,7 +176,7 @@ impl SqliteStore {
     }
 
     /// Runs `work` in one immediate transaction on the writer thread.
-    async fn write<T, F>(&self, work: F) -> Result<T>
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
