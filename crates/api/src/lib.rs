@@ -41,6 +41,8 @@ const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
 pub struct AppState {
     /// The engine.
     pub engine: Engine,
+    /// Bundle upload URLs handed out to `lua push`.
+    pub(crate) uploads: lua::Uploads,
 }
 
 /// A JSON request body: any content type, parsed into a `Value`; bad JSON is a 400 `invalid_json` naming the place.
@@ -91,7 +93,7 @@ pub fn validate_user_id(user_id: &str, field: &str) -> Result<(), ApiError> {
 
 /// The router of every route, with state.
 pub fn router(engine: Engine) -> Router {
-    let state = AppState { engine };
+    let state = AppState { engine, uploads: lua::Uploads::default() };
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
@@ -105,7 +107,66 @@ pub fn router(engine: Engine) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         })
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency))
         .with_state(state)
+}
+
+/// The longest `X-Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// Deduplicates POSTs carrying `X-Idempotency-Key` (lua-cli sends one per logical call and reuses it on retries):
+/// the first answer (unless a server error) is stored per credential and key, and a repeat gets it again without
+/// running anything.
+async fn idempotency(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let key = request
+        .headers()
+        .get("x-idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .filter(|key| !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY)
+        .map(str::to_owned);
+    let Some(key) = key.filter(|_| request.method() == axum::http::Method::POST) else {
+        return next.run(request).await;
+    };
+    let credential = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|value| value.as_bytes().to_vec())
+        .unwrap_or_default();
+    let scope = auth::hash_key(&format!("{}|{}", String::from_utf8_lossy(&credential), request.uri().path()));
+    let store = state.engine.store();
+    match store.idempotency_get(&scope, &key).await {
+        Ok(Some((status, body))) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = (status, body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+            headers.insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+            return response;
+        }
+        Ok(None) => {}
+        Err(error) => return ApiError::from(error).into_response(),
+    }
+    let response = next.run(request).await;
+    if response.status().is_server_error() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, 16 * MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot buffer answer: {error}"))
+                .into_response();
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    if let Err(error) = store.idempotency_put(&scope, &key, parts.status.as_u16(), &text, state.engine.now()).await {
+        tracing::warn!(%error, "cannot store idempotent answer");
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> Response {

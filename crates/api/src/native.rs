@@ -53,7 +53,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/agents/{agent_id}/executions/{execution_id}", get(get_execution))
 }
 
-fn parse_number(params: &HashMap<String, String>, name: &str, default: usize, max: usize) -> ApiResult<usize> {
+pub(crate) fn parse_number(params: &HashMap<String, String>, name: &str, default: usize, max: usize) -> ApiResult<usize> {
     match params.get(name) {
         None => Ok(default),
         Some(text) => match text.parse::<usize>() {
@@ -169,7 +169,7 @@ async fn put_env(
 // --- users ---
 
 /// The caller for a route about `user_id`: user tokens reach only their own user.
-async fn user_caller(state: &AppState, principal: &Principal, agent_id: &str, user_id: &str) -> ApiResult<Caller> {
+pub(crate) async fn user_caller(state: &AppState, principal: &Principal, agent_id: &str, user_id: &str) -> ApiResult<Caller> {
     validate_user_id(user_id, "userId")?;
     let caller = principal.caller_for(state, agent_id).await?;
     if principal.is_user_token() && caller.user_id.as_deref() != Some(user_id) {
@@ -178,7 +178,7 @@ async fn user_caller(state: &AppState, principal: &Principal, agent_id: &str, us
     Ok(caller)
 }
 
-fn user_view(user_id: &str, data: &JsonObject) -> Value {
+pub(crate) fn user_view(user_id: &str, data: &JsonObject) -> Value {
     let mut object = data.clone();
     object.insert("userId".into(), json!(user_id));
     Value::Object(object)
@@ -222,7 +222,7 @@ async fn mint_user_token(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-fn message_view(message: &Message) -> Value {
+pub(crate) fn message_view(message: &Message) -> Value {
     json!({
         "seq": message.seq,
         "id": message.id,
@@ -379,7 +379,7 @@ async fn list_jobs(
 }
 
 /// The caller for a job route; user callers reach only their own dynamic jobs and the agent's pre-defined ones.
-async fn job_caller(state: &AppState, principal: &Principal, agent_id: &str, job_id: &str) -> ApiResult<Caller> {
+pub(crate) async fn job_caller(state: &AppState, principal: &Principal, agent_id: &str, job_id: &str) -> ApiResult<Caller> {
     let caller = principal.caller_for(state, agent_id).await?;
     if let Some(user_id) = &caller.user_id {
         let job = state.engine.job(&caller, job_id).await?;

@@ -244,6 +244,37 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What a version's code is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeKind {
+    /// The source of one function, called as `execute(job)` (dynamic jobs).
+    #[default]
+    Function,
+    /// A whole job file (an ES module or lua-cli's compiled CommonJS artifact) whose default export defines the
+    /// job; its `execute` may use the module's scope (pre-defined jobs).
+    Module,
+}
+
+impl CodeKind {
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeKind::Function => "function",
+            CodeKind::Module => "module",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(text: &str) -> Option<CodeKind> {
+        match text {
+            "function" => Some(CodeKind::Function),
+            "module" => Some(CodeKind::Module),
+            _ => None,
+        }
+    }
+}
+
 /// An immutable snapshot of code, schedule and options.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobVersion {
@@ -259,6 +290,8 @@ pub struct JobVersion {
     pub description: Option<String>,
     /// JavaScript source of the `execute` function (or of a module for pre-defined jobs).
     pub code: String,
+    /// Whether `code` is a function or a whole job module.
+    pub kind: CodeKind,
     /// When the version runs.
     pub schedule: Schedule,
     /// Seconds before the run is stopped.

@@ -35,6 +35,7 @@ pub fn version_view(version: &JobVersion, active_version_id: Option<&str>) -> Va
     object.insert("active".into(), json!(active_version_id == Some(version.id.as_str())));
     object.insert("schedule".into(), json!(version.schedule));
     object.insert("timeout".into(), json!(version.timeout_seconds));
+    object.insert("kind".into(), json!(version.kind.as_str()));
     put(&mut object, "retry", json!(version.retry));
     put(&mut object, "metadata", json!(version.metadata));
     object.insert("createdAt".into(), json!(instant(version.created_at)));

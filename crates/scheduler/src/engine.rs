@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sundial_core::policy::JobPolicy;
 use sundial_core::retry::json_type;
 use sundial_core::{
-    Execution, ExecutionStatus, FieldError, Job, JobStatus, JobVersion, JsonObject, RetryPolicy, Schedule,
+    CodeKind, Execution, ExecutionStatus, FieldError, Job, JobStatus, JobVersion, JsonObject, RetryPolicy, Schedule,
     ScheduleLimits, Trigger,
 };
 use sundial_store::{new_id, Activation, JobFilter, Store, StoreError};
@@ -121,8 +121,10 @@ pub struct NewJob {
     pub description: Option<String>,
     /// When it runs.
     pub schedule: Schedule,
-    /// The JavaScript source of the function to run.
+    /// The JavaScript source of the function to run (or of a job module).
     pub code: String,
+    /// Whether `code` is a function or a module.
+    pub kind: CodeKind,
     /// Timeout in seconds.
     pub timeout_seconds: u32,
     /// Retries.
@@ -137,6 +139,30 @@ pub struct NewJob {
     pub version: String,
     /// Whether it is a dynamic job; `None` decides by the caller (a user makes it dynamic).
     pub dynamic: Option<bool>,
+}
+
+/// Reads the optional `kind` field (`function` or `module`).
+fn parse_kind(body: &JsonObject) -> Result<Option<CodeKind>, FieldError> {
+    match body.get("kind") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => {
+            CodeKind::parse(text).map(Some).ok_or_else(|| FieldError::new("kind", "must be function or module"))
+        }
+        Some(other) => Err(FieldError::new("kind", format!("must be a string, got {}", json_type(other)))),
+    }
+}
+
+/// Checks code of either kind: functions syntactically (see [`check_code`]), modules by size (the sandbox reports
+/// their errors when they are described or run).
+pub fn check_code_of_kind(code: &str, kind: CodeKind, field: &str, max_bytes: usize) -> Result<(), FieldError> {
+    match kind {
+        CodeKind::Function => check_code(code, field, max_bytes),
+        CodeKind::Module if code.len() > max_bytes => {
+            Err(FieldError::new(field, format!("must be at most {max_bytes} bytes")))
+        }
+        CodeKind::Module if code.trim().is_empty() => Err(FieldError::new(field, "must not be empty")),
+        CodeKind::Module => Ok(()),
+    }
 }
 
 /// Reads an optional string field.
@@ -246,7 +272,8 @@ impl NewJob {
                 return Err(FieldError::new("code", format!("must be a string, got {}", json_type(other))));
             }
         };
-        check_code(&code, "code", config.max_code_bytes)?;
+        let kind = parse_kind(body)?.unwrap_or_default();
+        check_code_of_kind(&code, kind, "code", config.max_code_bytes)?;
         let timeout_seconds =
             parse_timeout(body.get("timeout"), "timeout", config)?.unwrap_or(config.default_timeout_seconds);
         let retry = RetryPolicy::parse(body.get("retry").unwrap_or(&Value::Null), "retry")?;
@@ -261,6 +288,7 @@ impl NewJob {
             description,
             schedule,
             code,
+            kind,
             timeout_seconds,
             retry,
             metadata,
@@ -294,6 +322,8 @@ pub struct NewVersion {
     pub description: Option<String>,
     /// Code.
     pub code: Option<String>,
+    /// Kind of code (copied from the base version when unset).
+    pub kind: Option<CodeKind>,
     /// Schedule.
     pub schedule: Option<Schedule>,
     /// Timeout in seconds.
@@ -314,8 +344,9 @@ impl NewVersion {
             version.version = Some(text);
             any = true;
         }
+        version.kind = parse_kind(body)?;
         if let Some(code) = optional_string(body, "code", config.max_code_bytes)? {
-            check_code(&code, "code", config.max_code_bytes)?;
+            check_code_of_kind(&code, version.kind.unwrap_or_default(), "code", config.max_code_bytes)?;
             version.code = Some(code);
             any = true;
         }
@@ -532,6 +563,7 @@ impl Engine {
             version: new.version,
             description: new.description.clone(),
             code: new.code,
+            kind: new.kind,
             schedule: new.schedule,
             timeout_seconds: new.timeout_seconds,
             retry: new.retry,
@@ -573,6 +605,42 @@ impl Engine {
         self.shared.store.job_insert(&job, Some(&version)).await?;
         self.wake();
         Ok(JobDetail { job, versions: vec![version], last_execution: None })
+    }
+
+    /// Creates a job without a version (lua-cli registers pre-defined jobs this way, then pushes and publishes a
+    /// version): inactive, with no schedule until a version is published.
+    pub async fn create_job_shell(
+        &self,
+        caller: &Caller,
+        name: String,
+        description: Option<String>,
+        dynamic: bool,
+        metadata: JsonObject,
+    ) -> EngineResult<JobDetail> {
+        self.check_creation_rate(&caller.agent_id)?;
+        let now = self.now();
+        let job = Job {
+            id: new_id("job"),
+            agent_id: caller.agent_id.clone(),
+            name,
+            description,
+            dynamic: dynamic || caller.user_id.is_some(),
+            user_id: caller.user_id.clone(),
+            active: false,
+            status: JobStatus::Inactive,
+            metadata,
+            policy: JobPolicy::default(),
+            active_version_id: None,
+            anchor_at: now,
+            next_run_at: None,
+            last_run_at: None,
+            consecutive_failures: 0,
+            missed_slots: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        self.shared.store.job_insert(&job, None).await?;
+        Ok(JobDetail { job, versions: Vec::new(), last_execution: None })
     }
 
     /// Creates many jobs in one transaction: all or none.
@@ -771,6 +839,7 @@ impl Engine {
             version: version_string,
             description: new.description.or_else(|| base.as_ref().and_then(|base| base.description.clone())),
             code,
+            kind: new.kind.or(base.as_ref().map(|base| base.kind)).unwrap_or_default(),
             schedule,
             timeout_seconds: new
                 .timeout_seconds

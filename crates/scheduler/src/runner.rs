@@ -482,6 +482,9 @@ async fn upkeep(engine: Engine, mut stopped: watch::Receiver<bool>) {
             Ok(pruned) => tracing::info!(pruned, "pruned old executions"),
             Err(error) => tracing::error!(%error, "pruning executions failed"),
         }
+        if let Err(error) = engine.store().idempotency_prune(engine.now() - Duration::hours(24)).await {
+            tracing::error!(%error, "pruning idempotency keys failed");
+        }
         tokio::select! {
             _ = tokio::time::sleep(StdDuration::from_secs(3600)) => {}
             _ = stopped.changed() => return,

@@ -22,6 +22,7 @@ pub const CHECKS: &[&str] = &[
     "overlap_skip_and_retry",
     "delete_cancels_pending",
     "orphans_and_prune",
+    "blobs_and_idempotency",
 ];
 
 /// Runs the check called `name` against `store`.
@@ -35,6 +36,7 @@ pub async fn run(name: &str, store: &dyn Store) {
         "overlap_skip_and_retry" => overlap_skip_and_retry(store).await,
         "delete_cancels_pending" => delete_cancels_pending(store).await,
         "orphans_and_prune" => orphans_and_prune(store).await,
+        "blobs_and_idempotency" => blobs_and_idempotency(store).await,
         other => panic!("unknown conformance check {other}"),
     }
 }
@@ -53,6 +55,7 @@ pub fn sample_job(schedule: Schedule) -> (Job, JobVersion) {
         version: "1.0.0".into(),
         description: None,
         code: "async (job) => 1".into(),
+        kind: sundial_core::CodeKind::Function,
         schedule,
         timeout_seconds: 60,
         retry: None,
@@ -434,4 +437,21 @@ async fn orphans_and_prune(store: &dyn Store) {
     assert!(left.iter().any(|execution| execution.id == executions[0].id), "a pending execution was pruned");
     assert!(left.iter().any(|execution| execution.id == executions[4].id), "the newest execution was pruned");
     assert_eq!(total, 3, "expected the 2 newest plus the pending one: {left:?}");
+}
+
+async fn blobs_and_idempotency(store: &dyn Store) {
+    store.blob_put("a", "h1", b"bundle", at(0)).await.expect("put");
+    store.blob_put("a", "h1", b"bundle", at(1)).await.expect("put twice");
+    assert_eq!(store.blob_get("a", "h1").await.expect("get"), Some(b"bundle".to_vec()));
+    assert!(store.blob_get("b", "h1").await.expect("get").is_none(), "blob visible to another agent");
+    let existing = store.blobs_existing("a", &["h1".into(), "h2".into()]).await.expect("existing");
+    assert_eq!(existing, ["h1"]);
+
+    assert!(store.idempotency_get("scope", "k").await.expect("get").is_none());
+    store.idempotency_put("scope", "k", 201, "{\"id\":1}", at(0)).await.expect("put");
+    store.idempotency_put("scope", "k", 500, "later", at(1)).await.expect("put again");
+    assert_eq!(store.idempotency_get("scope", "k").await.expect("get"), Some((201, "{\"id\":1}".into())));
+    assert!(store.idempotency_get("other", "k").await.expect("get").is_none());
+    assert_eq!(store.idempotency_prune(at(5)).await.expect("prune"), 1);
+    assert!(store.idempotency_get("scope", "k").await.expect("get").is_none());
 }

@@ -365,4 +365,19 @@ pub trait Store: DataStore + Send + Sync + 'static {
     async fn executions_prune(&self, before: DateTime<Utc>, keep: usize) -> Result<u64>;
     /// Counts for metrics.
     async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats>;
+
+    // --- uploaded code bundles and request deduplication ---
+
+    /// Stores a content-addressed blob of an agent (idempotent).
+    async fn blob_put(&self, agent_id: &str, hash: &str, bytes: &[u8], now: DateTime<Utc>) -> Result<()>;
+    /// One blob of an agent.
+    async fn blob_get(&self, agent_id: &str, hash: &str) -> Result<Option<Vec<u8>>>;
+    /// Which of `hashes` the agent has.
+    async fn blobs_existing(&self, agent_id: &str, hashes: &[String]) -> Result<Vec<String>>;
+    /// The stored answer to a request with this idempotency key in this scope.
+    async fn idempotency_get(&self, scope: &str, key: &str) -> Result<Option<(u16, String)>>;
+    /// Stores the answer to a request with this idempotency key (the first answer wins).
+    async fn idempotency_put(&self, scope: &str, key: &str, status: u16, body: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Forgets idempotency keys stored before `before`.
+    async fn idempotency_prune(&self, before: DateTime<Utc>) -> Result<u64>;
 }

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde_json::Value;
 use sundial_core::{
-    Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject, LogLine, RetryPolicy, Schedule,
-    Trigger,
+    CodeKind, Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject, LogLine, RetryPolicy,
+    Schedule, Trigger,
 };
 
 use crate::{
@@ -143,12 +143,15 @@ CREATE TABLE idempotency (
 );
 "#,
     crate::sqlite_data::MIGRATION,
+    "ALTER TABLE job_versions ADD COLUMN kind TEXT NOT NULL DEFAULT 'function';",
+    "CREATE TABLE blobs (agent_id TEXT NOT NULL, hash TEXT NOT NULL, content BLOB NOT NULL, created_at INTEGER NOT NULL, \
+     PRIMARY KEY (agent_id, hash));",
 ];
 
 const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
      active_version_id, anchor_at, next_run_at, last_run_at, consecutive_failures, missed_slots, created_at, updated_at";
 const VERSION_COLUMNS: &str =
-    "id, job_id, name, version, description, code, schedule, timeout_seconds, retry, metadata, created_at";
+    "id, job_id, name, version, description, code, schedule, timeout_seconds, retry, metadata, created_at, kind";
 const EXECUTION_COLUMNS: &str = "id, agent_id, job_id, version_id, occurrence_id, status, trigger, scheduled_for, \
      due_at, started_at, completed_at, duration_ms, result, error, retry_count, logs, created_at";
 
@@ -291,6 +294,7 @@ fn version_from_row(row: &Row<'_>) -> rusqlite::Result<JobVersion> {
         retry: retry.map(|text| from_json::<RetryPolicy>(&text)).transpose()?,
         metadata: metadata.map(|text| from_json::<JsonObject>(&text)).transpose()?,
         created_at: time(row.get(10)?),
+        kind: CodeKind::parse(&row.get::<_, String>(11)?).unwrap_or_default(),
     })
 }
 
@@ -354,7 +358,7 @@ fn insert_job(transaction: &Transaction<'_>, job: &Job) -> Result<()> {
 fn insert_version(transaction: &Transaction<'_>, version: &JobVersion) -> Result<()> {
     let outcome = transaction
         .prepare_cached(&format!(
-            "INSERT INTO job_versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            "INSERT INTO job_versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         ))
         .and_then(|mut statement| {
             statement.execute(params![
@@ -369,6 +373,7 @@ fn insert_version(transaction: &Transaction<'_>, version: &JobVersion) -> Result
                 version.retry.as_ref().map(to_json),
                 version.metadata.as_ref().map(to_json),
                 millis(version.created_at),
+                version.kind.as_str(),
             ])
         });
     match outcome {
@@ -1333,6 +1338,91 @@ impl Store for SqliteStore {
                 )
                 .map_err(database)?;
             Ok(StoreStats { active_jobs: active_jobs as u64, queue_depth: queue_depth as u64 })
+        })
+        .await
+    }
+
+    async fn blob_put(&self, agent_id: &str, hash: &str, bytes: &[u8], now: DateTime<Utc>) -> Result<()> {
+        let (agent_id, hash, bytes) = (agent_id.to_owned(), hash.to_owned(), bytes.to_vec());
+        self.write(move |transaction| {
+            transaction
+                .execute(
+                    "INSERT INTO blobs (agent_id, hash, content, created_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT DO NOTHING",
+                    params![agent_id, hash, bytes, millis(now)],
+                )
+                .map_err(database)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn blob_get(&self, agent_id: &str, hash: &str) -> Result<Option<Vec<u8>>> {
+        let (agent_id, hash) = (agent_id.to_owned(), hash.to_owned());
+        self.write(move |transaction| {
+            transaction
+                .query_row("SELECT content FROM blobs WHERE agent_id = ?1 AND hash = ?2", [agent_id, hash], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn blobs_existing(&self, agent_id: &str, hashes: &[String]) -> Result<Vec<String>> {
+        let (agent_id, hashes) = (agent_id.to_owned(), hashes.to_vec());
+        self.write(move |transaction| {
+            let mut statement = transaction
+                .prepare_cached("SELECT 1 FROM blobs WHERE agent_id = ?1 AND hash = ?2")
+                .map_err(database)?;
+            let mut existing = Vec::new();
+            for hash in hashes {
+                if statement.exists(params![agent_id, hash]).map_err(database)? {
+                    existing.push(hash);
+                }
+            }
+            Ok(existing)
+        })
+        .await
+    }
+
+    async fn idempotency_get(&self, scope: &str, key: &str) -> Result<Option<(u16, String)>> {
+        let (scope, key) = (scope.to_owned(), key.to_owned());
+        self.write(move |transaction| {
+            transaction
+                .query_row(
+                    "SELECT status, body FROM idempotency WHERE agent_id = ?1 AND key = ?2",
+                    [scope, key],
+                    |row| Ok((row.get::<_, u16>(0)?, row.get::<_, String>(1)?)),
+                )
+                .optional()
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn idempotency_put(&self, scope: &str, key: &str, status: u16, body: &str, now: DateTime<Utc>) -> Result<()> {
+        let (scope, key, body) = (scope.to_owned(), key.to_owned(), body.to_owned());
+        self.write(move |transaction| {
+            transaction
+                .execute(
+                    "INSERT INTO idempotency (agent_id, key, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT DO NOTHING",
+                    params![scope, key, status, body, millis(now)],
+                )
+                .map_err(database)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn idempotency_prune(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.write(move |transaction| {
+            transaction
+                .execute("DELETE FROM idempotency WHERE created_at < ?1", [millis(before)])
+                .map(|count| count as u64)
+                .map_err(database)
         })
         .await
     }
