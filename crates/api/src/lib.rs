@@ -158,8 +158,12 @@ async fn idempotency(
     let bytes = match axum::body::to_bytes(body, 16 * MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
         Err(error) => {
-            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot buffer answer: {error}"))
-                .into_response();
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("cannot buffer answer: {error}"),
+            )
+            .into_response();
         }
     };
     let text = String::from_utf8_lossy(&bytes);

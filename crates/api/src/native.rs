@@ -29,6 +29,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/agents", post(create_agent).get(list_agents))
         .route("/v1/agents/{agent_id}/keys", post(create_agent_key))
         .route("/v1/agents/{agent_id}/env", get(get_env).put(put_env))
+        .route("/v1/agents/{agent_id}/settings", get(get_settings).put(put_settings))
         .route("/v1/agents/{agent_id}/keys/{key_id}", delete(revoke_key))
         .route("/v1/agents/{agent_id}/users/{user_id}", get(get_user).put(put_user))
         .route("/v1/agents/{agent_id}/users/{user_id}/tokens", post(mint_user_token))
@@ -53,7 +54,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/agents/{agent_id}/executions/{execution_id}", get(get_execution))
 }
 
-pub(crate) fn parse_number(params: &HashMap<String, String>, name: &str, default: usize, max: usize) -> ApiResult<usize> {
+pub(crate) fn parse_number(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> ApiResult<usize> {
     match params.get(name) {
         None => Ok(default),
         Some(text) => match text.parse::<usize>() {
@@ -96,7 +102,7 @@ async fn create_agent(
         .to_owned();
     validate_agent_id(&agent_id)?;
     let store = state.engine.store();
-    store.agent_insert(&Agent { id: agent_id.clone(), env: JsonObject::new(), created_at: Utc::now() }).await?;
+    store.agent_insert(&Agent::new(agent_id.clone(), Utc::now())).await?;
     let (key, secret) = create_key(store.as_ref(), Some(&agent_id), None, false, None).await?;
     let body = json!({"agent": {"id": agent_id}, "key": {"id": key.id, "key": secret}});
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -166,10 +172,47 @@ async fn put_env(
     Ok(Json(json!({ "env": env })))
 }
 
+/// The agent's settings: `webhookUrl` (messages to users are POSTed there) and `fetchAllowList` (hosts job code
+/// may `fetch`).
+async fn get_settings(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(agent_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    principal.require_agent_key()?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
+    let agent = state.engine.store().agent_get(&caller.agent_id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
+    Ok(Json(Value::Object(agent.settings)))
+}
+
+async fn put_settings(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(agent_id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    principal.require_agent_key()?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
+    let Value::Object(mut settings) = body else {
+        return Err(FieldError::new("body", "must be an object {webhookUrl?, fetchAllowList?}").into());
+    };
+    sundial_scheduler::outbound::validate_settings(&settings)?;
+    settings.retain(|_, value| !value.is_null());
+    if !state.engine.store().agent_set_settings(&caller.agent_id, &settings).await? {
+        return Err(ApiError::not_found("agent"));
+    }
+    Ok(Json(Value::Object(settings)))
+}
+
 // --- users ---
 
 /// The caller for a route about `user_id`: user tokens reach only their own user.
-pub(crate) async fn user_caller(state: &AppState, principal: &Principal, agent_id: &str, user_id: &str) -> ApiResult<Caller> {
+pub(crate) async fn user_caller(
+    state: &AppState,
+    principal: &Principal,
+    agent_id: &str,
+    user_id: &str,
+) -> ApiResult<Caller> {
     validate_user_id(user_id, "userId")?;
     let caller = principal.caller_for(state, agent_id).await?;
     if principal.is_user_token() && caller.user_id.as_deref() != Some(user_id) {
@@ -230,6 +273,7 @@ pub(crate) fn message_view(message: &Message) -> Value {
         "content": message.content,
         "executionId": message.execution_id,
         "createdAt": instant(message.created_at),
+        "delivery": message.delivery,
     })
 }
 
@@ -379,7 +423,12 @@ async fn list_jobs(
 }
 
 /// The caller for a job route; user callers reach only their own dynamic jobs and the agent's pre-defined ones.
-pub(crate) async fn job_caller(state: &AppState, principal: &Principal, agent_id: &str, job_id: &str) -> ApiResult<Caller> {
+pub(crate) async fn job_caller(
+    state: &AppState,
+    principal: &Principal,
+    agent_id: &str,
+    job_id: &str,
+) -> ApiResult<Caller> {
     let caller = principal.caller_for(state, agent_id).await?;
     if let Some(user_id) = &caller.user_id {
         let job = state.engine.job(&caller, job_id).await?;

@@ -53,6 +53,16 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
             "put",
             operation("Replace the agent's variables", Some(object()), ("200", object())),
         ),
+        (
+            "/v1/agents/{agentId}/settings",
+            "get",
+            operation("The agent's settings (webhookUrl, fetchAllowList)", None, ("200", object())),
+        ),
+        (
+            "/v1/agents/{agentId}/settings",
+            "put",
+            operation("Replace the agent's settings", Some(object()), ("200", object())),
+        ),
         ("/v1/agents/{agentId}/keys/{keyId}", "delete", operation("Revoke an agent key", None, ("200", object()))),
         ("/v1/agents/{agentId}/users/{userId}", "get", operation("A user's data", None, ("200", object()))),
         (

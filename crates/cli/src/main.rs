@@ -42,6 +42,7 @@ fn main() -> ExitCode {
 }
 
 fn run(future: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    sundial_scheduler::outbound::tls_ready();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

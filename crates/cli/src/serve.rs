@@ -138,7 +138,7 @@ fn init_logging(format: &str) {
 async fn first_run(store: &dyn Store) -> anyhow::Result<()> {
     let configured = std::env::var("SUNDIAL_API_KEY").ok().filter(|key| !key.trim().is_empty());
     if store.agent_get("default").await?.is_none() {
-        let agent = Agent { id: "default".into(), env: Default::default(), created_at: chrono::Utc::now() };
+        let agent = Agent::new("default", chrono::Utc::now());
         store.agent_insert(&agent).await?;
     }
     if let Some(key) = &configured {

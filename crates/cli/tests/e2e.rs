@@ -808,3 +808,67 @@ async fn agent_variables_reach_env_and_quotas_answer_429() {
     }
     assert_eq!(statuses, [(201, false), (201, false), (429, true)], "the fourth creation in a minute is refused");
 }
+
+/// A webhook receiver on loopback that records every POST body and answers 500 to the first `failures` of them.
+async fn webhook_receiver(failures: usize) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::new(Mutex::new(Vec::new()));
+    let record = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+            let record = record.clone();
+            async move {
+                let id = headers.get("x-sundial-message-id").and_then(|value| value.to_str().ok()).unwrap_or_default();
+                let mut seen = record.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                seen.push((id.to_owned(), body));
+                if seen.len() <= failures {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{address}/hook"), received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_reach_the_agents_webhook_once_with_retries() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(directory.path(), "sk_test_webhook");
+    let (url, received) = webhook_receiver(1).await;
+    let put = server.request(reqwest::Method::PUT, "/v1/agents/default/settings").json(&json!({"webhookUrl": url}));
+    let (status, settings) = send(put).await;
+    assert_eq!(status, 200, "{settings}");
+    let bad =
+        server.request(reqwest::Method::PUT, "/v1/agents/default/settings").json(&json!({"webhookUrl": "gopher://x"}));
+    let (status, answer) = send(bad).await;
+    assert_eq!((status, answer["field"].clone()), (400, json!("webhookUrl")));
+
+    let request = server
+        .request(reqwest::Method::POST, "/v1/agents/default/jobs")
+        .header("X-User-Id", "u9")
+        .json(&reminder_body(Utc::now(), "ping via webhook"));
+    let (status, _) = send(request).await;
+    assert_eq!(status, 201);
+    let message = eventually(20, "the delivery to succeed", || async {
+        let (_, answer) = server.get("/v1/agents/default/users/u9/messages").await;
+        let message = answer["messages"].get(0).cloned()?;
+        (message["delivery"] == "delivered").then_some(message)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let seen = received.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    assert_eq!(seen.len(), 2, "one failed attempt, then one delivery, and nothing after: {seen:?}");
+    for (id, body) in &seen {
+        assert_eq!(id, message["id"].as_str().unwrap_or_default());
+        assert_eq!(body["message"], json!({"type": "text", "text": "ping via webhook"}));
+        assert_eq!((body["userId"].clone(), body["agentId"].clone()), (json!("u9"), json!("default")));
+    }
+}

@@ -24,11 +24,11 @@
 //!
 //! ```text
 //! worker → server  hello     {pid, seccomp, seccompError?}            once, after start-up
-//! server → worker  run       {code, job, env, timeoutMs, memoryLimitBytes, limits…}
+//! server → worker  run       {code, kind, describe, job, env, timeoutMs, memoryLimitBytes, limits…}
 //! worker → server  log       {level, message, at}                      streamed as console.* is called
 //! worker → server  host_call {call, method, args}                      job code called a host API
 //! server → worker  host_reply{call, ok, payload}                       payload: answer JSON text, or error text
-//! worker → server  done      {status, result?, error?}                 the run ended
+//! worker → server  done      {status, result?, error?}                 the run ended (describe: result = definition)
 //! worker → server  idle      {}                                        the run's runtime is gone; ready again
 //! server → worker  test      {action}                                  test hooks (abort, try to open a file)
 //! ```
@@ -40,6 +40,40 @@
 //!
 //! The worker never decides authorization: a host call names a method and carries the job's arguments, and the
 //! server's [`Host`] answers it from the execution's own agent and user.
+//!
+//! # Pre-defined jobs
+//!
+//! A [`RunRequest`] of [`CodeKind::Module`] carries a whole job file (SPEC §7) instead of one function. The worker
+//! tells its two forms apart with one rule: **the file is an ES module when it contains an `import` or `export`
+//! declaration** (found by a small tokenizer that skips strings, comments, template literals and regular
+//! expressions; dynamic `import(…)`, `import.meta` and properties named `import`/`export` do not count), **otherwise
+//! it is a CommonJS script**. No valid script contains such a declaration, so the rule only ever picks the form the
+//! file can be.
+//!
+//! - An ES module is compiled as `job.js`; its default export is the definition. It may import `lua-cli`,
+//!   `lua-cli/skill` and `sundial`, one built-in module exporting `LuaJob`, `defineJob`, `User`, `Data`, `Products`,
+//!   `Jobs`, `env` and `fetch`. Any other specifier, relative paths included, fails the run (and a describe) with
+//!   `import of "fs" is not available in jobs`; such an error carries `code: 'ERR_IMPORT_NOT_AVAILABLE'`.
+//! - A CommonJS script (lua-cli's compiled artifact) runs inside `function (exports, require, module, __filename,
+//!   __dirname)` with `__filename = '/index.js'`, `__dirname = '/'`; `require` answers the built-in module for the
+//!   same three names and throws `require of "zod" is not available in jobs` otherwise. The definition is
+//!   `module.exports.default` when that is set, else `module.exports`.
+//!
+//! A definition is `{name, description, schedule, timeout?, retry?, metadata?, execute}` (a plain object, or
+//! `defineJob`'s argument), a `LuaJob` (read through lua-cli's getters `getName` … `getMetadata`; `LuaJob` keeps a
+//! copy of its configuration and validates nothing itself), or lua-cli's artifact `{__lua_primitive__: {kind: 'job',
+//! …}, primitive: {…}}`, whose `primitive` is the definition. Its `name` must be a non-empty string, its `schedule`
+//! an object and its `execute` a function (deeper checks are the server's). The module's top level runs first,
+//! within the run's timeout and memory cap; then `execute(job)` is called with `this` = the definition and awaited,
+//! keeping its module scope. Logs, host calls, the `job` object and the outcome are as for a function.
+//!
+//! [`Pool::describe`] evaluates a job file the same way on a worker, with every host call failing with `…: host
+//! calls are not available while describing a job`, and answers the definition without `execute` as JSON (`Date`s
+//! as ISO strings, missing optional fields left out). It never calls `execute`. Errors are messages: a syntax error
+//! with its line and column, `the default export is not a job definition (expected {name, schedule, execute})`, a
+//! missing name or schedule, an `execute` that is not a function, a top-level exception with its stack, a timeout.
+//!
+//! # Inside the worker
 //!
 //! Inside the worker, the memory cap is enforced by a counting allocator whose out-of-memory flag stays set even
 //! when job code catches the error; the interrupt handler (deadline or memory flag) stays armed while the result,
@@ -143,16 +177,34 @@ impl Default for Limits {
 }
 
 /// One execution to run.
-#[derive(Clone, Debug)]
+///
+/// `Default` gives empty code of [`CodeKind::Function`], a `null` job, no variables and a zero timeout: set at least
+/// `code` and `timeout`.
+#[derive(Clone, Debug, Default)]
 pub struct RunRequest {
-    /// JS source of a function: an arrow function, a `function` expression, or method shorthand `execute(job) {…}`.
+    /// JS source: of a function for [`CodeKind::Function`], of a whole job file for [`CodeKind::Module`].
     pub code: String,
     /// The job object: `{id, name, metadata, activeVersion, data, userId?, execution: {…}}`.
     pub job: serde_json::Value,
     /// The agent's variables, readable with `env(key)`.
     pub env: BTreeMap<String, String>,
-    /// How long the run may take (at most [`MAX_TIMEOUT`]).
+    /// How long the run may take (at most [`MAX_TIMEOUT`]), loading a module included.
     pub timeout: Duration,
+    /// What `code` is.
+    pub kind: CodeKind,
+}
+
+/// What a job's code is: the source of one function (a dynamic job) or of a whole job file (a pre-defined job).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeKind {
+    /// An arrow function, a `function` expression, or method shorthand `execute(job) {…}`, called as `execute(job)`.
+    /// Free variables are globals only: nothing of the module it was written in exists here.
+    #[default]
+    Function,
+    /// A job file: an ES module whose default export is the job definition, or lua-cli's compiled CommonJS artifact
+    /// (see the crate documentation, "Pre-defined jobs"). Its `execute` keeps its module scope.
+    Module,
 }
 
 /// How an execution ended; the names match the execution statuses of the wire API.

@@ -11,6 +11,7 @@
 //! dropping or shutting down the pool kills every worker, and that no short-lived runtime thread takes workers
 //! down with it.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -31,8 +32,8 @@ use tokio::task::JoinHandle;
 use crate::protocol::{
     self, FromWorker, RunMessage, TestAction, ToWorker, MAX_ERROR_BYTES, MAX_HOST_ARGS_BYTES, MAX_HOST_REPLY_BYTES,
 };
-use crate::worker::{memory_message, result_too_large, timed_out_message, truncate};
-use crate::{Host, LogLine, Outcome, OutcomeStatus, PoolConfig, Result, RunRequest, SandboxError};
+use crate::worker::{duration_text, memory_message, memory_text, result_too_large, timed_out_message, truncate};
+use crate::{CodeKind, Host, LogLine, Outcome, OutcomeStatus, PoolConfig, Result, RunRequest, SandboxError};
 
 /// How long a new worker may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -143,19 +144,9 @@ impl Pool {
     /// a crashed worker or a shut-down pool, is an [`Outcome`].
     pub async fn run(&self, request: RunRequest, host: Arc<dyn Host>) -> Outcome {
         let started = Instant::now();
-        let limits = &self.inner.config.limits;
         let timeout = request.timeout.min(crate::MAX_TIMEOUT);
-        let message = protocol::encode(&ToWorker::Run(RunMessage {
-            code: request.code,
-            job: request.job.to_string(),
-            env: request.env,
-            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            memory_limit_bytes: self.inner.config.memory_limit_bytes,
-            max_log_lines: limits.max_log_lines,
-            max_log_line_bytes: limits.max_log_line_bytes,
-            max_result_bytes: limits.max_result_bytes,
-            max_host_calls_in_flight: limits.max_host_calls_in_flight,
-        }));
+        let message =
+            self.run_message(request.code, request.kind, false, request.job.to_string(), request.env, timeout);
         let message = match message {
             Ok(message) => message,
             Err(e) => {
@@ -167,6 +158,80 @@ impl Pool {
             Err(e) => return Outcome::failed(format!("no sandbox worker available: {e}"), Vec::new(), started),
         };
         lease.drive(message, Some(host), timeout).await
+    }
+
+    /// Reads a module job's definition without running it: evaluates `code` in a fresh runtime on a worker (same
+    /// isolation and limits as a run; every host call fails) and answers `{name, description?, schedule, timeout?,
+    /// retry?, metadata?}` as JSON, `Date`s as ISO strings, without `execute`. Module-level code runs; `execute`
+    /// never does. Every failure (a syntax error, a definition that is not a job, a timeout, a crash) is a message.
+    pub async fn describe(
+        &self,
+        code: String,
+        kind: CodeKind,
+        timeout: Duration,
+    ) -> std::result::Result<serde_json::Value, String> {
+        let outcome = self.describe_outcome(code, kind, timeout).await;
+        match outcome.status {
+            OutcomeStatus::Completed => match outcome.result {
+                Some(definition) if definition.is_object() => Ok(definition),
+                _ => Err("the sandbox did not answer a job definition".into()),
+            },
+            OutcomeStatus::Failed => Err(outcome.error.unwrap_or_else(|| "describing the job failed".into())),
+            OutcomeStatus::Timeout => Err(format!(
+                "loading the job module timed out after {}",
+                duration_text(timeout.min(crate::MAX_TIMEOUT))
+            )),
+            OutcomeStatus::Killed => Err(format!(
+                "loading the job module exceeded the memory limit of {}",
+                memory_text(self.inner.config.memory_limit_bytes)
+            )),
+        }
+    }
+
+    /// Test hook behind [`Pool::describe`]: the whole outcome of describing a module, its console lines included.
+    #[doc(hidden)]
+    pub async fn describe_outcome(&self, code: String, kind: CodeKind, timeout: Duration) -> Outcome {
+        let started = Instant::now();
+        if kind != CodeKind::Module {
+            let error = "only a module job can be described (a function job's options come with its create request)";
+            return Outcome::failed(error.into(), Vec::new(), started);
+        }
+        let timeout = timeout.min(crate::MAX_TIMEOUT);
+        let message = match self.run_message(code, kind, true, "null".into(), BTreeMap::new(), timeout) {
+            Ok(message) => message,
+            Err(e) => return Outcome::failed(format!("the job's code cannot be sent: {e}"), Vec::new(), started),
+        };
+        let mut lease = match self.inner.clone().lease().await {
+            Ok(lease) => lease,
+            Err(e) => return Outcome::failed(format!("no sandbox worker available: {e}"), Vec::new(), started),
+        };
+        lease.drive(message, None, timeout).await
+    }
+
+    /// Encodes a `run` message with the pool's limits.
+    fn run_message(
+        &self,
+        code: String,
+        kind: CodeKind,
+        describe: bool,
+        job: String,
+        env: BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> io::Result<Vec<u8>> {
+        let limits = &self.inner.config.limits;
+        protocol::encode(&ToWorker::Run(RunMessage {
+            code,
+            kind,
+            describe,
+            job,
+            env,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            memory_limit_bytes: self.inner.config.memory_limit_bytes,
+            max_log_lines: limits.max_log_lines,
+            max_log_line_bytes: limits.max_log_line_bytes,
+            max_result_bytes: limits.max_result_bytes,
+            max_host_calls_in_flight: limits.max_host_calls_in_flight,
+        }))
     }
 
     /// Test hook, not for production use: makes a worker perform `action` (abort as an engine crash would, or try to

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{LogLine, OutcomeStatus};
+use crate::{CodeKind, LogLine, OutcomeStatus};
 
 /// The largest frame either side accepts. Results, log lines and host-call arguments are capped well below it.
 pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
@@ -54,11 +54,15 @@ pub enum TestAction {
     },
 }
 
-/// Everything a worker needs for one execution.
+/// Everything a worker needs for one execution, or for describing a module job.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RunMessage {
     pub code: String,
+    /// What `code` is.
+    pub kind: CodeKind,
+    /// Evaluate the module and answer its job definition (without `execute`) instead of running the job.
+    pub describe: bool,
     /// The job object as JSON text.
     pub job: String,
     pub env: BTreeMap<String, String>,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
-use sundial_sandbox::{Host, Outcome, OutcomeStatus, Pool, PoolConfig, RunRequest, SandboxError, TestAction};
+use sundial_sandbox::{CodeKind, Host, Outcome, OutcomeStatus, Pool, PoolConfig, RunRequest, SandboxError, TestAction};
 
 /// A stand-in for the server: answers host calls from a fixed script and records them in order.
 #[derive(Default)]
@@ -93,7 +93,21 @@ fn request(code: &str) -> RunRequest {
         job: job(),
         env: [("API_BASE".to_owned(), "https://example.test".to_owned())].into(),
         timeout: Duration::from_secs(5),
+        kind: CodeKind::Function,
     }
+}
+
+/// A run of a whole job file.
+fn module_request(code: &str) -> RunRequest {
+    RunRequest { kind: CodeKind::Module, ..request(code) }
+}
+
+async fn run_module(pool: &Pool, host: &Arc<FakeHost>, code: &str) -> Outcome {
+    pool.run(module_request(code), host.clone()).await
+}
+
+async fn describe(pool: &Pool, code: &str) -> Result<Value, String> {
+    pool.describe(code.to_owned(), CodeKind::Module, Duration::from_secs(5)).await
 }
 
 async fn run(pool: &Pool, code: &str) -> Outcome {
@@ -673,4 +687,336 @@ async fn a_shut_down_pool_fails_runs() {
     let outcome = run(&pool, "() => 1").await;
     assert_eq!(outcome.status, OutcomeStatus::Failed);
     assert!(outcome.error.unwrap_or_default().contains("shut down"));
+}
+
+/// lua-cli's compiled artifact for a `new LuaJob({...})`, as esbuild writes it (CommonJS, minified), with a
+/// module-level helper that `execute` uses.
+const LUA_CLI_ARTIFACT: &str = r#""use strict";var n=Object.defineProperty;var r=Object.getOwnPropertyDescriptor;var i=Object.getOwnPropertyNames;var s=Object.prototype.hasOwnProperty;var a=(e,t)=>{for(var o in t)n(e,o,{get:t[o],enumerable:!0})},c=(e,t,o,u)=>{if(t&&typeof t=="object"||typeof t=="function")for(let l of i(t))!s.call(e,l)&&l!==o&&n(e,l,{get:()=>t[l],enumerable:!(u=r(t,l))||u.enumerable});return e};var p=e=>c(n({},"__esModule",{value:!0}),e);var m={};a(m,{default:()=>d});module.exports=p(m);var f=require("lua-cli"),g=e=>`checked ${e}`;var d={__lua_primitive__:{version:"2.0.0",kind:"job",name:"health-check",description:"d",exportName:"default"},primitive:{name:"health-check",description:"d",schedule:{type:"interval",seconds:300},timeout:30,execute:async t=>({ok:!0,name:t.name,note:g(t.id),lib:typeof f.LuaJob})}};0&&(module.exports={});
+"#;
+
+#[tokio::test]
+async fn an_es_module_job_keeps_its_module_scope() {
+    let pool = pool(1).await;
+    let host = Arc::new(FakeHost::default());
+    let code = r#"
+        import { LuaJob, User, env } from 'lua-cli';
+        import { Data } from 'sundial';
+
+        const PREFIX = 'Reminder: ';
+        const started = await Promise.resolve('loaded');
+        function format(text) {
+            return PREFIX + text;
+        }
+
+        export default {
+            name: 'daily-reminder',
+            description: 'Sends the reminder',
+            schedule: { type: 'cron', expression: '0 9 * * *', timezone: 'Europe/Paris' },
+            async execute(job) {
+                const user = await job.user();
+                const bob = await User.get('user_2');
+                console.log(format(job.metadata.message));
+                return { text: format(job.metadata.message), users: [user.name, bob.name], started, name: this.name,
+                         env: env('API_BASE'), imports: [typeof LuaJob, typeof Data.search] };
+            },
+        };
+    "#;
+    let outcome = run_module(&pool, &host, code).await;
+    assert_completed(
+        &outcome,
+        json!({
+            "text": "Reminder: Team meeting in 10 minutes",
+            "users": ["Ann", "Bob"],
+            "started": "loaded",
+            "name": "daily-reminder",
+            "env": "https://example.test",
+            "imports": ["function", "function"],
+        }),
+    );
+    assert_eq!(outcome.logs.len(), 1);
+    assert_eq!(outcome.logs[0].message, "Reminder: Team meeting in 10 minutes");
+    let methods: Vec<String> = host.calls().into_iter().map(|(method, _)| method).collect();
+    assert_eq!(methods, ["job.user", "User.get"]);
+}
+
+#[tokio::test]
+async fn a_lua_job_default_export_runs() {
+    let pool = pool(1).await;
+    let host = Arc::new(FakeHost::default());
+    let code = r#"
+        import { LuaJob, defineJob } from 'lua-cli/skill';
+        const limit = 3;
+        const healthCheck = new LuaJob({
+            name: 'health-check',
+            description: 'Checks the shop',
+            schedule: { type: 'interval', seconds: 60 },
+            timeout: 30,
+            retry: { maxAttempts: 2 },
+            execute: async (job) => ({
+                id: job.id,
+                name: healthCheck.getName(),
+                timeout: healthCheck.getTimeout(),
+                retry: healthCheck.getRetry(),
+                limit,
+                same: defineJob(healthCheck) === healthCheck,
+            }),
+        });
+        export default healthCheck;
+    "#;
+    assert_completed(
+        &run_module(&pool, &host, code).await,
+        json!({ "id": "job_1", "name": "health-check", "timeout": 30, "retry": { "maxAttempts": 2 }, "limit": 3,
+                "same": true }),
+    );
+}
+
+#[tokio::test]
+async fn a_lua_cli_artifact_runs() {
+    let pool = pool(1).await;
+    let host = Arc::new(FakeHost::default());
+    assert_completed(
+        &run_module(&pool, &host, LUA_CLI_ARTIFACT).await,
+        json!({ "ok": true, "name": "reminder", "note": "checked job_1", "lib": "function" }),
+    );
+    // A hand-written CommonJS file: `module.exports` is the definition, `exports`, `__dirname` and `__filename` exist.
+    let code = "const where = [__dirname, __filename, typeof exports];\n\
+                module.exports = { name: 'cjs', schedule: { type: 'interval', seconds: 60 },\n\
+                  execute: async function (job) {\n\
+                    return { where, name: this.name, user: (await job.user()).name };\n\
+                  } };";
+    assert_completed(
+        &run_module(&pool, &host, code).await,
+        json!({ "where": ["/", "/index.js", "object"], "name": "cjs", "user": "Ann" }),
+    );
+}
+
+#[tokio::test]
+async fn imports_other_than_lua_cli_fail_clearly() {
+    let pool = pool(1).await;
+    let host = Arc::new(FakeHost::default());
+    let definition = "export default { name: 'x', schedule: { type: 'interval', seconds: 60 }, execute: () => 1 };";
+    let cases = [
+        (format!("import fs from 'fs';\n{definition}"), r#"import of "fs" is not available in jobs"#),
+        (
+            format!("import {{ helper }} from './helper.js';\n{definition}"),
+            r#"import of "./helper.js" is not available in jobs"#,
+        ),
+        (
+            "const z = require(\"zod\");\nmodule.exports.default = { name: 'x', schedule: {}, execute() {} };"
+                .to_owned(),
+            r#"require of "zod" is not available in jobs"#,
+        ),
+    ];
+    for (code, expected) in &cases {
+        let outcome = run_module(&pool, &host, code).await;
+        assert_eq!(outcome.status, OutcomeStatus::Failed, "{code}");
+        assert_eq!(outcome.error.as_deref(), Some(*expected), "{code}");
+        assert_eq!(describe(&pool, code).await.as_ref().map_err(String::as_str), Err(*expected), "{code}");
+    }
+    let code = format!("import {{ LuaAgent }} from 'lua-cli';\n{definition}");
+    let error = describe(&pool, &code).await.unwrap_err();
+    assert!(error.contains("LuaAgent") && error.contains("lua-cli"), "{error}");
+    // Inside `execute`, a dynamic import fails the same way, with a code job code can test.
+    let code = "export default { name: 'x', schedule: { type: 'interval', seconds: 60 }, \
+                async execute() { try { await import('node:child_process'); } \
+                catch (e) { return [e.code, e.message]; } } };";
+    assert_completed(
+        &run_module(&pool, &host, code).await,
+        json!(["ERR_IMPORT_NOT_AVAILABLE", "import of \"node:child_process\" is not available in jobs"]),
+    );
+    assert!(host.calls().is_empty());
+}
+
+#[tokio::test]
+async fn describe_reads_each_form_of_job_file() {
+    let pool = pool(1).await;
+    let code = r#"
+        export default {
+            name: 'launch',
+            description: 'One-off launch message',
+            schedule: { type: 'once', executeAt: new Date('2030-01-01T00:00:00Z') },
+            retry: { maxAttempts: 3, backoffSeconds: 10 },
+            metadata: { channel: 'news', skip: undefined, helper: () => 1 },
+            execute: async () => 'sent',
+        };
+    "#;
+    assert_eq!(
+        describe(&pool, code).await,
+        Ok(json!({
+            "name": "launch",
+            "description": "One-off launch message",
+            "schedule": { "type": "once", "executeAt": "2030-01-01T00:00:00.000Z" },
+            "retry": { "maxAttempts": 3, "backoffSeconds": 10 },
+            "metadata": { "channel": "news" },
+        }))
+    );
+
+    let code = "import { LuaJob } from 'lua-cli';\n\
+                export default new LuaJob({ name: 'nightly', schedule: { type: 'cron', expression: '0 3 * * *' }, \
+                timeout: 120, execute: async () => 1 });";
+    assert_eq!(
+        describe(&pool, code).await,
+        Ok(json!({ "name": "nightly", "schedule": { "type": "cron", "expression": "0 3 * * *" }, "timeout": 120 }))
+    );
+
+    let code = "import { defineJob } from 'sundial';\n\
+                export default defineJob({ name: 'defined', schedule: { type: 'interval', seconds: 30 }, \
+                execute() {} });";
+    assert_eq!(
+        describe(&pool, code).await,
+        Ok(json!({ "name": "defined", "schedule": { "type": "interval", "seconds": 30 } }))
+    );
+
+    assert_eq!(
+        describe(&pool, LUA_CLI_ARTIFACT).await,
+        Ok(json!({
+            "name": "health-check",
+            "description": "d",
+            "schedule": { "type": "interval", "seconds": 300 },
+            "timeout": 30,
+        }))
+    );
+}
+
+#[tokio::test]
+async fn describe_never_runs_execute() {
+    let pool = pool(1).await;
+    let code = r#"
+        const state = { ran: false };
+        let hostError = null;
+        try {
+            await User.get('user_2');
+        } catch (error) {
+            hostError = error.message;
+        }
+        console.log('loading');
+        export default {
+            name: 'side-effects',
+            schedule: { type: 'interval', seconds: 60 },
+            metadata: { state, hostError },
+            async execute(job) {
+                state.ran = true;
+                console.log('executed');
+                await job.user();
+                await User.get('user_3');
+            },
+        };
+    "#;
+    let outcome = pool.describe_outcome(code.to_owned(), CodeKind::Module, Duration::from_secs(5)).await;
+    assert_completed(
+        &outcome,
+        json!({
+            "name": "side-effects",
+            "schedule": { "type": "interval", "seconds": 60 },
+            "metadata": {
+                "state": { "ran": false },
+                "hostError": "User.get: host calls are not available while describing a job",
+            },
+        }),
+    );
+    let logs: Vec<&str> = outcome.logs.iter().map(|line| line.message.as_str()).collect();
+    assert_eq!(logs, ["loading"]);
+
+    // The same file run for real does call `execute`, and the host.
+    let host = Arc::new(FakeHost::default());
+    let outcome = run_module(&pool, &host, code).await;
+    assert_eq!(outcome.status, OutcomeStatus::Completed, "error: {:?}", outcome.error);
+    let logs: Vec<&str> = outcome.logs.iter().map(|line| line.message.as_str()).collect();
+    assert_eq!(logs, ["loading", "executed"]);
+    let methods: Vec<String> = host.calls().into_iter().map(|(method, _)| method).collect();
+    assert_eq!(methods, ["User.get", "job.user", "User.get"]);
+}
+
+#[tokio::test]
+async fn describe_errors_are_clear() {
+    let pool = pool(1).await;
+    let schedule = "schedule: { type: 'interval', seconds: 60 }";
+    let cases = [
+        (
+            "export const job = { name: 'x' };".to_owned(),
+            "the module has no default export (expected export default {name, schedule, execute})",
+        ),
+        (
+            "export default 42;".to_owned(),
+            "the default export is not a job definition (expected {name, schedule, execute})",
+        ),
+        (
+            "export default { hello: 'world' };".to_owned(),
+            "the default export is not a job definition (expected {name, schedule, execute})",
+        ),
+        (
+            "module.exports = {};".to_owned(),
+            "the default export is not a job definition (expected {name, schedule, execute})",
+        ),
+        (format!("export default {{ name: 'x', {schedule}, execute: 'run' }};"), "the job's execute is not a function"),
+        (format!("export default {{ name: '  ', {schedule}, execute() {{}} }};"), "the job's name is missing or empty"),
+        (format!("export default {{ {schedule}, execute() {{}} }};"), "the job's name is missing or empty"),
+        (
+            "export default { name: 'x', execute() {} };".to_owned(),
+            "the job's schedule is missing or not an object (expected {type: 'cron' | 'once' | 'interval', …})",
+        ),
+        (
+            format!("import {{ LuaJob }} from 'lua-cli';\nexport default new LuaJob({{ name: 'x', {schedule} }});"),
+            "the job's execute is not a function",
+        ),
+        (
+            "module.exports.default = { __lua_primitive__: { kind: 'tool', name: 't' }, primitive: {} };".to_owned(),
+            "the module is a lua-cli tool, not a job",
+        ),
+    ];
+    for (code, expected) in &cases {
+        assert_eq!(describe(&pool, code).await.as_ref().map_err(String::as_str), Err(*expected), "{code}");
+    }
+
+    // Syntax errors name their line, in both forms.
+    let code = "export default {\n  name: 'x',\n  schedule: { type: 'once' }\n  execute() {}\n};";
+    let error = describe(&pool, code).await.unwrap_err();
+    assert!(error.starts_with("SyntaxError: ") && error.ends_with("(line 4, column 3)"), "{error}");
+    let code = "module.exports = {\n  name: 'x'\n  schedule: {} };";
+    let error = describe(&pool, code).await.unwrap_err();
+    assert!(error.starts_with("SyntaxError: ") && error.ends_with("(line 3, column 3)"), "{error}");
+    let code = "module.exports = { name: 'x', schedule: {}, execute() {} ;";
+    let error = describe(&pool, code).await.unwrap_err();
+    assert!(error.starts_with("SyntaxError: ") && error.contains("(line 1, column "), "{error}");
+
+    // A top-level exception is reported like a job's own.
+    let error = describe(&pool, "throw new TypeError('bad config');\nexport default {};").await.unwrap_err();
+    assert_eq!(error.lines().next(), Some("TypeError: bad config"));
+
+    let error = pool.describe("async () => 1".into(), CodeKind::Function, Duration::from_secs(5)).await.unwrap_err();
+    assert!(error.contains("only a module job can be described"), "{error}");
+}
+
+#[tokio::test]
+async fn module_jobs_keep_the_limits() {
+    let pool = pool(1).await;
+    let spin = "let n = 0;\nwhile (true) { n++; }\nexport default { name: 'x', schedule: {}, execute() {} };";
+    let started = Instant::now();
+    let error = pool.describe(spin.into(), CodeKind::Module, Duration::from_secs(1)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(error, "loading the job module timed out after 1s");
+
+    let mut request = module_request(spin);
+    request.timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let outcome = pool.run(request, Arc::new(FakeHost::default())).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(outcome.status, OutcomeStatus::Timeout);
+    assert_eq!(outcome.error.as_deref(), Some("execution timed out after 1s"));
+
+    // The CommonJS form and `execute` itself are bounded too.
+    let mut request = module_request("module.exports = { name: 'x', schedule: {}, execute() { for (;;) {} } };");
+    request.timeout = Duration::from_secs(1);
+    assert_eq!(pool.run(request, Arc::new(FakeHost::default())).await.status, OutcomeStatus::Timeout);
+
+    let bomb = "const a = [];\nwhile (true) a.push('x'.repeat(1024) + Math.random());\nexport default {};";
+    let outcome = run_module(&pool, &Arc::new(FakeHost::default()), bomb).await;
+    assert_eq!(outcome.status, OutcomeStatus::Killed, "error: {:?}", outcome.error);
+    let error = describe(&pool, bomb).await.unwrap_err();
+    assert_eq!(error, "loading the job module exceeded the memory limit of 64 MiB");
+
+    assert_eq!(
+        describe(&pool, "export default { name: 'after', schedule: {}, execute() {} };").await.unwrap()["name"],
+        "after"
+    );
 }

@@ -143,6 +143,7 @@ impl ExecutionHost {
                 let jobs = engine.list_jobs(&self.agent(), &filter).await.map_err(message)?;
                 Ok(Value::Array(jobs.iter().map(|job| job.view()).collect()))
             }
+            "fetch" => engine.fetch(&self.caller.agent_id, &args).await,
             other if other.starts_with("Data.") || other.starts_with("Products.") => {
                 crate::data::host_call(engine, &self.caller.agent_id, other, args.clone()).await
             }

@@ -8,6 +8,7 @@ pub mod data;
 pub mod engine;
 pub mod host;
 pub mod metrics;
+pub mod outbound;
 pub mod runner;
 
 pub use clock::{Clock, ManualClock, SystemClock};

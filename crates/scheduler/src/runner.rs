@@ -65,7 +65,8 @@ impl Engine {
         let tasks = vec![
             tokio::spawn(run_loop(self.clone(), stopped.clone())),
             tokio::spawn(heartbeat(self.clone(), stopped.clone())),
-            tokio::spawn(upkeep(self.clone(), stopped)),
+            tokio::spawn(upkeep(self.clone(), stopped.clone())),
+            tokio::spawn(crate::outbound::deliver_webhooks(self.clone(), stopped)),
         ];
         Ok(SchedulerHandle { stop, tasks })
     }
@@ -284,6 +285,10 @@ impl Engine {
             job: sandbox_job(&job, &version, &versions, &execution),
             env,
             timeout: StdDuration::from_secs(u64::from(version.timeout_seconds)),
+            kind: match version.kind {
+                sundial_core::CodeKind::Function => sundial_sandbox::CodeKind::Function,
+                sundial_core::CodeKind::Module => sundial_sandbox::CodeKind::Module,
+            },
         };
         let host = Arc::new(HostAdapter(Arc::new(ExecutionHost::new(self.clone(), &job, &execution))));
         let outcome = self.shared.pool.run(request, host).await;

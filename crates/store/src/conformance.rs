@@ -9,7 +9,8 @@ use sundial_core::policy::{JobPolicy, Overlap};
 use sundial_core::{Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject, Schedule, Trigger};
 
 use crate::{
-    new_id, Activation, Agent, ApiKey, ExecutionFinish, JobFilter, OccurrenceRecord, StartOutcome, Store, StoreError,
+    new_id, Activation, Agent, ApiKey, DeliveryOutcome, ExecutionFinish, JobFilter, OccurrenceRecord, StartOutcome,
+    Store, StoreError,
 };
 
 /// Every check of the suite, by name, so an implementation's test can run them all.
@@ -23,6 +24,7 @@ pub const CHECKS: &[&str] = &[
     "delete_cancels_pending",
     "orphans_and_prune",
     "blobs_and_idempotency",
+    "webhook_deliveries",
 ];
 
 /// Runs the check called `name` against `store`.
@@ -37,6 +39,7 @@ pub async fn run(name: &str, store: &dyn Store) {
         "delete_cancels_pending" => delete_cancels_pending(store).await,
         "orphans_and_prune" => orphans_and_prune(store).await,
         "blobs_and_idempotency" => blobs_and_idempotency(store).await,
+        "webhook_deliveries" => webhook_deliveries(store).await,
         other => panic!("unknown conformance check {other}"),
     }
 }
@@ -128,7 +131,7 @@ fn finish(id: &str, status: ExecutionStatus, effect: JobEffect, retry: Option<Ex
 }
 
 async fn agents_and_keys(store: &dyn Store) {
-    let agent = Agent { id: "a".into(), env: JsonObject::new(), created_at: at(0) };
+    let agent = Agent::new("a", at(0));
     store.agent_insert(&agent).await.expect("insert agent");
     assert!(matches!(store.agent_insert(&agent).await, Err(StoreError::Conflict(_))), "duplicate agent accepted");
     assert_eq!(store.agent_get("a").await.expect("get").map(|agent| agent.id), Some("a".into()));
@@ -454,4 +457,38 @@ async fn blobs_and_idempotency(store: &dyn Store) {
     assert!(store.idempotency_get("other", "k").await.expect("get").is_none());
     assert_eq!(store.idempotency_prune(at(5)).await.expect("prune"), 1);
     assert!(store.idempotency_get("scope", "k").await.expect("get").is_none());
+}
+
+async fn webhook_deliveries(store: &dyn Store) {
+    store.agent_insert(&Agent::new("a", at(0))).await.expect("agent");
+    let before = store.message_insert("a", "u1", &json!({"type": "text", "text": "no hook"}), None, None, at(1)).await;
+    assert_eq!(before.expect("message").delivery, None, "a message without a webhook has no delivery");
+    let mut settings = JsonObject::new();
+    settings.insert("webhookUrl".into(), json!("http://127.0.0.1:9/hook"));
+    assert!(store.agent_set_settings("a", &settings).await.expect("settings"));
+    assert_eq!(store.agent_get("a").await.expect("get").map(|agent| agent.settings), Some(settings));
+    let message = store
+        .message_insert("a", "u1", &json!({"type": "text", "text": "hooked"}), None, Some("occ:0"), at(2))
+        .await
+        .expect("message");
+    assert_eq!(message.delivery.as_deref(), Some("pending"));
+    // The same dedupe key makes no second message and so no second delivery.
+    store
+        .message_insert("a", "u1", &json!({"type": "text", "text": "hooked"}), None, Some("occ:0"), at(3))
+        .await
+        .expect("again");
+
+    let claimed = store.deliveries_claim(at(2), "node-1", at(30), 10).await.expect("claim");
+    assert_eq!(claimed.iter().map(|delivery| delivery.message.id.clone()).collect::<Vec<_>>(), [message.id.clone()]);
+    assert!(store.deliveries_claim(at(3), "node-2", at(30), 10).await.expect("claim").is_empty(), "claimed twice");
+    let retry = DeliveryOutcome::Retry { at: at(10), error: "HTTP 500".into() };
+    store.delivery_finish(&message.id, &retry, at(4)).await.expect("retry");
+    assert!(store.deliveries_claim(at(9), "node-1", at(30), 10).await.expect("claim").is_empty(), "retried early");
+    let again = store.deliveries_claim(at(10), "node-1", at(30), 10).await.expect("claim");
+    assert_eq!(again.first().map(|delivery| delivery.attempts), Some(1));
+    store.delivery_finish(&message.id, &DeliveryOutcome::Delivered, at(11)).await.expect("delivered");
+    assert!(store.deliveries_claim(at(100), "node-1", at(130), 10).await.expect("claim").is_empty(), "delivered twice");
+    let listed = store.message_list("a", "u1", 0, 10).await.expect("list");
+    let states: Vec<_> = listed.iter().map(|message| message.delivery.clone()).collect();
+    assert_eq!(states, [None, Some("delivered".into())]);
 }

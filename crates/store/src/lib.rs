@@ -45,8 +45,39 @@ pub struct Agent {
     pub id: String,
     /// Variables its jobs read with `env(key)`.
     pub env: JsonObject,
+    /// Settings: `webhookUrl`, `webhookSecret`, `fetchAllowList`.
+    pub settings: JsonObject,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+}
+
+impl Agent {
+    /// A new agent with no variables and default settings.
+    pub fn new(id: impl Into<String>, now: DateTime<Utc>) -> Agent {
+        Agent { id: id.into(), env: JsonObject::new(), settings: JsonObject::new(), created_at: now }
+    }
+}
+
+/// A pending webhook delivery of one message, claimed for sending.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    /// The message delivered.
+    pub message: Message,
+    /// Where to.
+    pub url: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// What became of a delivery attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeliveryOutcome {
+    /// The receiver answered 2xx: never sent again.
+    Delivered,
+    /// Try again at this instant.
+    Retry { at: DateTime<Utc>, error: String },
+    /// Give up.
+    Failed { error: String },
 }
 
 /// A stored credential. Only the hash of the secret is kept.
@@ -96,6 +127,8 @@ pub struct Message {
     pub content: Value,
     /// The execution that sent it, if any.
     pub execution_id: Option<String>,
+    /// Webhook delivery state (`pending`, `delivered`, `failed`), when the agent has a webhook.
+    pub delivery: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }
@@ -228,6 +261,8 @@ pub trait Store: DataStore + Send + Sync + 'static {
     async fn agent_get(&self, agent_id: &str) -> Result<Option<Agent>>;
     /// All agents, by id.
     async fn agent_list(&self) -> Result<Vec<Agent>>;
+    /// Replaces an agent's settings; false when it does not exist.
+    async fn agent_set_settings(&self, agent_id: &str, settings: &JsonObject) -> Result<bool>;
     /// Replaces an agent's `env` variables; false when it does not exist.
     async fn agent_set_env(&self, agent_id: &str, env: &JsonObject) -> Result<bool>;
     /// Stores a key.
@@ -251,8 +286,9 @@ pub trait Store: DataStore + Send + Sync + 'static {
         data: &JsonObject,
         now: DateTime<Utc>,
     ) -> Result<UserRecord>;
-    /// Appends a message to a user's conversation. With a `dedupe_key` that was seen before, nothing is stored and
-    /// the earlier message is returned.
+    /// Appends a message to a user's conversation — and, when the agent has a webhook, its pending delivery, in the
+    /// same transaction. With a `dedupe_key` that was seen before, nothing is stored and the earlier message is
+    /// returned.
     async fn message_insert(
         &self,
         agent_id: &str,
@@ -262,6 +298,16 @@ pub trait Store: DataStore + Send + Sync + 'static {
         dedupe_key: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Message>;
+    /// Claims webhook deliveries due by `now` whose claim is free or expired.
+    async fn deliveries_claim(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>>;
+    /// Records the outcome of a delivery attempt.
+    async fn delivery_finish(&self, message_id: &str, outcome: &DeliveryOutcome, now: DateTime<Utc>) -> Result<()>;
     /// A user's messages with `seq > after`, oldest first.
     async fn message_list(&self, agent_id: &str, user_id: &str, after: i64, limit: usize) -> Result<Vec<Message>>;
 

@@ -17,8 +17,8 @@ use sundial_core::{
 };
 
 use crate::{
-    Activation, Agent, ApiKey, DueJob, ExecutionFinish, JobFilter, Message, OccurrenceRecord, Result, StartOutcome,
-    Started, Store, StoreError, StoreStats, UserRecord,
+    Activation, Agent, ApiKey, Delivery, DeliveryOutcome, DueJob, ExecutionFinish, JobFilter, Message,
+    OccurrenceRecord, Result, StartOutcome, Started, Store, StoreError, StoreStats, UserRecord,
 };
 
 type Command = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -28,7 +28,7 @@ pub struct SqliteStore {
     sender: mpsc::Sender<Command>,
 }
 
-/// Schema migrations, applied in order once each; the index + 1 is the schema version.
+/// Schema migrations, applied in order once each; the index + 1 is the schema version. Append only.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE agents (
@@ -146,6 +146,22 @@ CREATE TABLE idempotency (
     "ALTER TABLE job_versions ADD COLUMN kind TEXT NOT NULL DEFAULT 'function';",
     "CREATE TABLE blobs (agent_id TEXT NOT NULL, hash TEXT NOT NULL, content BLOB NOT NULL, created_at INTEGER NOT NULL, \
      PRIMARY KEY (agent_id, hash));",
+    r#"
+ALTER TABLE agents ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE deliveries (
+    message_id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    last_error TEXT,
+    delivered_at INTEGER
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+"#,
 ];
 
 const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
@@ -470,6 +486,10 @@ fn apply_activation(transaction: &Transaction<'_>, job_id: &str, change: &Activa
     Ok(())
 }
 
+/// Columns of a message with its delivery state (`m` is messages, `d` the left-joined deliveries).
+const MESSAGE_COLUMNS: &str = "m.seq, m.id, m.agent_id, m.user_id, m.content, m.execution_id, m.created_at, d.status";
+const MESSAGE_FROM: &str = "messages m LEFT JOIN deliveries d ON d.message_id = m.id";
+
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         seq: row.get(0)?,
@@ -479,7 +499,19 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         content: from_json(&row.get::<_, String>(4)?)?,
         execution_id: row.get(5)?,
         created_at: time(row.get(6)?),
+        delivery: row.get(7)?,
     })
+}
+
+fn get_message(transaction: &Transaction<'_>, condition: &str, value: &str) -> Result<Option<Message>> {
+    transaction
+        .query_row(
+            &format!("SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {condition}"),
+            [value],
+            message_from_row,
+        )
+        .optional()
+        .map_err(database)
 }
 
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
@@ -494,7 +526,12 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
 }
 
 fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
-    Ok(Agent { id: row.get(0)?, env: from_json(&row.get::<_, String>(1)?)?, created_at: time(row.get(2)?) })
+    Ok(Agent {
+        id: row.get(0)?,
+        env: from_json(&row.get::<_, String>(1)?)?,
+        created_at: time(row.get(2)?),
+        settings: from_json(&row.get::<_, String>(3)?)?,
+    })
 }
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
@@ -514,8 +551,8 @@ impl Store for SqliteStore {
         self.write(move |transaction| {
             let inserted = transaction
                 .execute(
-                    "INSERT INTO agents (id, env, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                    params![agent.id, to_json(&agent.env), millis(agent.created_at)],
+                    "INSERT INTO agents (id, env, created_at, settings) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    params![agent.id, to_json(&agent.env), millis(agent.created_at), to_json(&agent.settings)],
                 )
                 .map_err(database)?;
             if inserted == 0 {
@@ -530,7 +567,7 @@ impl Store for SqliteStore {
         let agent_id = agent_id.to_owned();
         self.write(move |transaction| {
             transaction
-                .query_row("SELECT id, env, created_at FROM agents WHERE id = ?1", [agent_id], agent_from_row)
+                .query_row("SELECT id, env, created_at, settings FROM agents WHERE id = ?1", [agent_id], agent_from_row)
                 .optional()
                 .map_err(database)
         })
@@ -539,10 +576,22 @@ impl Store for SqliteStore {
 
     async fn agent_list(&self) -> Result<Vec<Agent>> {
         self.write(move |transaction| {
-            let mut statement =
-                transaction.prepare("SELECT id, env, created_at FROM agents ORDER BY id").map_err(database)?;
+            let mut statement = transaction
+                .prepare("SELECT id, env, created_at, settings FROM agents ORDER BY id")
+                .map_err(database)?;
             let rows = statement.query_map([], agent_from_row).map_err(database)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)
+        })
+        .await
+    }
+
+    async fn agent_set_settings(&self, agent_id: &str, settings: &JsonObject) -> Result<bool> {
+        let (agent_id, settings) = (agent_id.to_owned(), to_json(settings));
+        self.write(move |transaction| {
+            let changed = transaction
+                .execute("UPDATE agents SET settings = ?2 WHERE id = ?1", params![agent_id, settings])
+                .map_err(database)?;
+            Ok(changed > 0)
         })
         .await
     }
@@ -664,30 +713,97 @@ impl Store for SqliteStore {
         let dedupe_key = dedupe_key.map(str::to_owned);
         let id = crate::new_id("msg");
         self.write(move |transaction| {
-            const COLUMNS: &str = "seq, id, agent_id, user_id, content, execution_id, created_at";
             if let Some(key) = &dedupe_key {
-                let earlier = transaction
-                    .query_row(
-                        &format!("SELECT {COLUMNS} FROM messages WHERE dedupe_key = ?1"),
-                        [key],
-                        message_from_row,
-                    )
-                    .optional()
-                    .map_err(database)?;
-                if let Some(earlier) = earlier {
+                if let Some(earlier) = get_message(transaction, "m.dedupe_key = ?1", key)? {
                     return Ok(earlier);
                 }
             }
             transaction
-                .query_row(
-                    &format!(
-                        "INSERT INTO messages (id, agent_id, user_id, content, execution_id, dedupe_key, created_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {COLUMNS}"
-                    ),
+                .execute(
+                    "INSERT INTO messages (id, agent_id, user_id, content, execution_id, dedupe_key, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![id, agent_id, user_id, content, execution_id, dedupe_key, millis(now)],
-                    message_from_row,
                 )
-                .map_err(database)
+                .map_err(database)?;
+            let settings: String = transaction
+                .query_row("SELECT settings FROM agents WHERE id = ?1", [&agent_id], |row| row.get(0))
+                .optional()
+                .map_err(database)?
+                .unwrap_or_else(|| "{}".into());
+            let settings: JsonObject = serde_json::from_str(&settings).unwrap_or_default();
+            if let Some(url) = settings.get("webhookUrl").and_then(Value::as_str) {
+                transaction
+                    .execute(
+                        "INSERT INTO deliveries (message_id, agent_id, url, status, next_attempt_at) \
+                         VALUES (?1, ?2, ?3, 'pending', ?4)",
+                        params![id, agent_id, url, millis(now)],
+                    )
+                    .map_err(database)?;
+            }
+            get_message(transaction, "m.id = ?1", &id)?.ok_or_else(|| StoreError::Database("message vanished".into()))
+        })
+        .await
+    }
+
+    async fn deliveries_claim(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
+        let owner = owner.to_owned();
+        self.write(move |transaction| {
+            let claimed: Vec<(String, String, u32)> = {
+                let mut statement = transaction
+                    .prepare_cached(
+                        "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3 WHERE message_id IN ( \
+                           SELECT message_id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 \
+                           AND (lease_owner IS NULL OR lease_until < ?1) ORDER BY next_attempt_at LIMIT ?4) \
+                         RETURNING message_id, url, attempts",
+                    )
+                    .map_err(database)?;
+                let rows = statement
+                    .query_map(params![millis(now), owner, millis(lease_until), limit as i64], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })
+                    .map_err(database)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)?
+            };
+            let mut deliveries = Vec::with_capacity(claimed.len());
+            for (message_id, url, attempts) in claimed {
+                if let Some(message) = get_message(transaction, "m.id = ?1", &message_id)? {
+                    deliveries.push(Delivery { message, url, attempts });
+                }
+            }
+            Ok(deliveries)
+        })
+        .await
+    }
+
+    async fn delivery_finish(&self, message_id: &str, outcome: &DeliveryOutcome, now: DateTime<Utc>) -> Result<()> {
+        let (message_id, outcome) = (message_id.to_owned(), outcome.clone());
+        self.write(move |transaction| {
+            let now = millis(now);
+            let outcome = match &outcome {
+                DeliveryOutcome::Delivered => transaction.execute(
+                    "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = ?2, \
+                     lease_owner = NULL, last_error = NULL WHERE message_id = ?1 AND status = 'pending'",
+                    params![message_id, now],
+                ),
+                DeliveryOutcome::Retry { at, error } => transaction.execute(
+                    "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, \
+                     lease_owner = NULL WHERE message_id = ?1 AND status = 'pending'",
+                    params![message_id, millis(*at), error],
+                ),
+                DeliveryOutcome::Failed { error } => transaction.execute(
+                    "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = ?2, \
+                     lease_owner = NULL WHERE message_id = ?1 AND status = 'pending'",
+                    params![message_id, error],
+                ),
+            };
+            outcome.map_err(database)?;
+            Ok(())
         })
         .await
     }
@@ -696,10 +812,10 @@ impl Store for SqliteStore {
         let (agent_id, user_id) = (agent_id.to_owned(), user_id.to_owned());
         self.write(move |transaction| {
             let mut statement = transaction
-                .prepare_cached(
-                    "SELECT seq, id, agent_id, user_id, content, execution_id, created_at FROM messages \
-                     WHERE agent_id = ?1 AND user_id = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} \
+                     WHERE m.agent_id = ?1 AND m.user_id = ?2 AND m.seq > ?3 ORDER BY m.seq LIMIT ?4"
+                ))
                 .map_err(database)?;
             let rows = statement
                 .query_map(params![agent_id, user_id, after, limit as i64], message_from_row)

@@ -33,10 +33,11 @@ pub struct TestEngine {
 impl TestEngine {
     /// A fresh engine at `start`, with agent `a` and two sandbox workers.
     pub async fn start(start: DateTime<Utc>) -> TestEngine {
+        sundial_scheduler::outbound::tls_ready();
         let directory = tempfile::tempdir().expect("temporary directory");
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&directory.path().join("sundial.db")).expect("open store"));
-        store.agent_insert(&Agent { id: "a".into(), env: Default::default(), created_at: start }).await.expect("agent");
+        store.agent_insert(&Agent::new("a", start)).await.expect("agent");
         let mut config = PoolConfig::new(binary(), vec!["worker".into()]);
         config.workers = 2;
         let pool = Pool::start(config).await.expect("start sandbox pool");
@@ -126,6 +127,7 @@ impl Server {
 
     /// Starts the real binary with extra `serve` flags.
     pub fn start_with(data_dir: &Path, key: &str, flags: &[&str]) -> Server {
+        sundial_scheduler::outbound::tls_ready();
         let mut child = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--data-dir"])
             .arg(data_dir)

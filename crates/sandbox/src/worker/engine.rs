@@ -1,4 +1,5 @@
-//! One execution: a fresh QuickJS runtime and context, the prelude, the job's function, and the verdict.
+//! One execution: a fresh QuickJS runtime and context, the prelude, the job's function or file, and the verdict.
+//! Describing a job file is an execution too, one whose host calls all fail and whose result is the definition.
 //!
 //! The deadline is enforced twice: QuickJS's interrupt handler stops running JS (and stays armed while the prelude
 //! serializes the result, the error text and log lines, since getters and `toJSON` run job code), and a wall-clock
@@ -18,15 +19,13 @@ use rquickjs::{ArrayBuffer, AsyncContext, AsyncRuntime, CatchResultExt, Ctx, Fun
 use tokio::sync::oneshot;
 
 use super::alloc::CappedAllocator;
-use super::{exit_now, Channel, HostReply};
+use super::modules::{self, JobLoader, JobResolver, IMPORT_REFUSED_CODE, PRELUDE_NAME};
+use super::{exit_now, syntax, Channel, HostReply};
 use crate::protocol::{FromWorker, RunMessage, MAX_ERROR_BYTES, MAX_HOST_ARGS_BYTES};
-use crate::{LogLine, OutcomeStatus};
+use crate::{CodeKind, LogLine, OutcomeStatus};
 
 /// The JavaScript that builds the job's world: globals, the job object, serialization. See the file itself.
 const PRELUDE: &str = include_str!("prelude.js");
-
-/// The prelude's module name, which also names its frames in stack traces.
-const PRELUDE_NAME: &str = "sundial:prelude";
 
 /// Compiles the prelude to QuickJS bytecode once per worker: loading bytecode into each fresh context takes about a
 /// tenth of the time parsing the source would.
@@ -70,6 +69,8 @@ struct RunState {
     max_log_lines: usize,
     max_log_line_bytes: usize,
     max_host_calls_in_flight: usize,
+    /// Describing a module job: every host call fails.
+    describing: bool,
     lines: Cell<usize>,
     dropped: Cell<usize>,
     in_flight: Rc<Cell<usize>>,
@@ -89,6 +90,7 @@ pub(crate) async fn execute(channel: Rc<Channel>, prelude: &[u8], run: RunMessag
         max_log_lines: run.max_log_lines,
         max_log_line_bytes: run.max_log_line_bytes,
         max_host_calls_in_flight: run.max_host_calls_in_flight,
+        describing: run.describe,
         lines: Cell::new(0),
         dropped: Cell::new(0),
         in_flight: Rc::new(Cell::new(0)),
@@ -107,6 +109,7 @@ pub(crate) async fn execute(channel: Rc<Channel>, prelude: &[u8], run: RunMessag
     runtime
         .set_interrupt_handler(Some(Box::new(move || flag.load(Ordering::Relaxed) || Instant::now() >= deadline)))
         .await;
+    runtime.set_loader(JobResolver, JobLoader).await;
     let context = match AsyncContext::full(&runtime).await {
         Ok(context) => context,
         Err(e) => {
@@ -123,13 +126,21 @@ pub(crate) async fn execute(channel: Rc<Channel>, prelude: &[u8], run: RunMessag
 
     let env_json = serde_json::to_string(&run.env).unwrap_or_else(|_| "{}".to_owned());
     let run_state = state.clone();
-    let code = run.code.clone();
     let job_json = run.job.clone();
+    let source = Source {
+        form: match run.kind {
+            CodeKind::Function => "function",
+            CodeKind::Module if syntax::is_es_module(&run.code) => "esm",
+            CodeKind::Module => "cjs",
+        },
+        code: run.code.clone(),
+        describe: run.describe,
+    };
     let max_result_bytes = run.max_result_bytes;
     let waited = tokio::time::timeout_at(
         deadline.into(),
         context.async_with(async move |ctx| {
-            start(&ctx, prelude, &run_state, code, job_json, env_json, max_result_bytes)
+            start(&ctx, prelude, &run_state, source, job_json, env_json, max_result_bytes)
                 .catch(&ctx)
                 .map_err(|e| format!("the sandbox could not start the job: {e}"))?;
             settled_rx.await.map_err(|_| "the job's promise was abandoned".to_owned())
@@ -191,22 +202,41 @@ fn report(state: &RunState, run: &RunMessage, verdict: Verdict) {
 
 /// `execution timed out after 1s` (or `after 1500ms`).
 pub(crate) fn timed_out_message(timeout: Duration) -> String {
-    let ms = timeout.as_millis();
+    format!("execution timed out after {}", duration_text(timeout))
+}
+
+/// `1s`, or `1500ms` when it is not a whole number of seconds.
+pub(crate) fn duration_text(duration: Duration) -> String {
+    let ms = duration.as_millis();
     if ms % 1000 == 0 {
-        format!("execution timed out after {}s", ms / 1000)
+        format!("{}s", ms / 1000)
     } else {
-        format!("execution timed out after {ms}ms")
+        format!("{ms}ms")
     }
 }
 
 /// `memory limit of 64 MiB exceeded`.
 pub(crate) fn memory_message(limit: usize) -> String {
+    format!("memory limit of {} exceeded", memory_text(limit))
+}
+
+/// `64 MiB`, or a number of bytes when it is not a whole number of MiB.
+pub(crate) fn memory_text(limit: usize) -> String {
     const MIB: usize = 1024 * 1024;
     if limit % MIB == 0 {
-        format!("memory limit of {} MiB exceeded", limit / MIB)
+        format!("{} MiB", limit / MIB)
     } else {
-        format!("memory limit of {limit} bytes exceeded")
+        format!("{limit} bytes")
     }
+}
+
+/// The job's code and what to do with it.
+struct Source {
+    /// `function`, `esm` (an ES module) or `cjs` (a CommonJS script).
+    form: &'static str,
+    code: String,
+    /// Answer the module's job definition instead of running it.
+    describe: bool,
 }
 
 /// Evaluates the prelude and hands it the natives, the code and the job; the prelude starts the job.
@@ -214,7 +244,7 @@ fn start<'js>(
     ctx: &Ctx<'js>,
     prelude: &[u8],
     state: &Rc<RunState>,
-    code: String,
+    source: Source,
     job_json: String,
     env_json: String,
     max_result_bytes: usize,
@@ -228,7 +258,11 @@ fn start<'js>(
     limits.set("maxResultBytes", max_result_bytes as f64)?;
     limits.set("maxLogLineBytes", state.max_log_line_bytes as f64)?;
     limits.set("maxErrorBytes", MAX_ERROR_BYTES as f64)?;
-    prelude.call::<_, ()>((natives, code, job_json, env_json, limits))
+    let options = Object::new(ctx.clone())?;
+    options.set("form", source.form)?;
+    options.set("describe", source.describe)?;
+    options.set("importRefusedCode", IMPORT_REFUSED_CODE)?;
+    prelude.call::<_, ()>((natives, source.code, job_json, env_json, limits, options))
 }
 
 /// The native functions the prelude builds on. They are passed to the prelude, never put on the global object.
@@ -274,6 +308,9 @@ fn natives<'js>(ctx: &Ctx<'js>, state: &Rc<RunState>) -> rquickjs::Result<Object
         })?,
     )?;
 
+    natives.set("evalModule", Function::new(ctx.clone(), modules::eval_module)?)?;
+    natives.set("evalScript", Function::new(ctx.clone(), modules::eval_script)?)?;
+
     let settle_state = state.clone();
     natives.set(
         "settle",
@@ -304,6 +341,10 @@ impl RunState {
 
     /// Sends a host call and returns a promise of its reply: `"o<json>"` for a value, `"e<message>"` for an error.
     fn host_call<'js>(&self, ctx: &Ctx<'js>, method: String, args: String) -> rquickjs::Result<Promise<'js>> {
+        if self.describing {
+            let message = format!("e{method}: host calls are not available while describing a job");
+            return Promise::wrap_future(ctx, async move { message });
+        }
         if self.in_flight.get() >= self.max_host_calls_in_flight {
             let message = format!(
                 "e{method}: too many host calls in flight (limit {}); await some before making more",

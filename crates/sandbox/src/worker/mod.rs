@@ -7,7 +7,9 @@
 
 mod alloc;
 mod engine;
+mod modules;
 mod seccomp;
+mod syntax;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -20,7 +22,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-pub(crate) use engine::{memory_message, result_too_large, timed_out_message, truncate};
+pub(crate) use engine::{duration_text, memory_message, memory_text, result_too_large, timed_out_message, truncate};
 
 use crate::protocol::{self, FromWorker, RunMessage, TestAction, ToWorker};
 use crate::OutcomeStatus;

@@ -4,7 +4,7 @@
 // is captured here and cannot be replaced by the job: host-call arguments are copied through own enumerable
 // properties into null-prototype objects and stringified with the captured JSON.stringify, so neither a replaced
 // JSON.stringify nor a polluted Object.prototype.toJSON changes what the host receives. The natives (log, host,
-// sleep, now, random, settle) live only in this closure; job code cannot reach them.
+// sleep, now, random, settle, evalModule, evalScript) live only in this closure; job code cannot reach them.
 //
 // Host calls resolve with the host's JSON answer; a host error rejects with `new Error(message)`. The methods and
 // their arguments (the `Host` trait's contract):
@@ -12,10 +12,17 @@
 //   job.updateMetadata {jobId, patch} → {metadata} · job.trigger {jobId, versionId?} · job.delete {jobId}
 //   job.activate / job.deactivate {jobId} → Job · Jobs.create {config, code} → Job · Jobs.getJob {jobId} → Job
 //   Jobs.getAll {includeDynamic} → [Job] · Data.<method> / Products.<method> / fetch {args: [...]}
+//
+// `code` is a function's source (options.form 'function'), or a whole job file: an ES module ('esm') or a CommonJS
+// script ('cjs'), whose job definition is read and whose `execute` is run — or, with options.describe, whose
+// definition is answered as JSON without running `execute`.
+//
 // Job code can reach this module with `import('sundial:prelude')`; only the sandbox's own first call may run it.
+// `jobLibrary` is what the built-in `lua-cli` module re-exports (see worker/modules.rs): nothing job code lacks.
 let started = false;
+export let jobLibrary = null;
 
-export default function prelude(natives, code, jobJson, envJson, limits) {
+export default function prelude(natives, code, jobJson, envJson, limits, options) {
   if (started) throw new TypeError('the sandbox prelude has already run');
   started = true;
 
@@ -70,6 +77,14 @@ export default function prelude(natives, code, jobJson, envJson, limits) {
   const ArrayBufferCtor = ArrayBuffer;
   const ArrayBufferIsView = ArrayBuffer.isView;
   const indirectEval = eval;
+  const WeakMapCtor = WeakMap;
+  const WeakMapGet = uncurry(WeakMap.prototype.get);
+  const WeakMapSet = uncurry(WeakMap.prototype.set);
+  const WeakSetCtor = WeakSet;
+  const WeakSetAdd = uncurry(WeakSet.prototype.add);
+  const WeakSetHas = uncurry(WeakSet.prototype.has);
+  const RegExpExec = uncurry(RegExp.prototype.exec);
+  const StringTrim = uncurry(String.prototype.trim);
 
   const nLog = natives.log;
   const nHost = natives.host;
@@ -77,6 +92,11 @@ export default function prelude(natives, code, jobJson, envJson, limits) {
   const nNow = natives.now;
   const nRandom = natives.random;
   const nSettle = natives.settle;
+  const nEvalModule = natives.evalModule;
+  const nEvalScript = natives.evalScript;
+  const form = options.form;
+  const describing = options.describe === true;
+  const IMPORT_REFUSED = options.importRefusedCode;
   const maxResultBytes = limits.maxResultBytes;
   const maxLogLineBytes = limits.maxLogLineBytes;
   const MAX_ERROR_CHARS = limits.maxErrorBytes;
@@ -208,18 +228,26 @@ export default function prelude(natives, code, jobJson, envJson, limits) {
       }
     }
   }
-  // Stack lines of this prelude say nothing about the job.
+  // Stack lines of this prelude say nothing about the job, nor do the native calls it made (`at apply (native)`).
   function withoutPreludeFrames(frames) {
     let out = '';
+    let natives = '';
     let start = 0;
     for (let i = 0; i <= frames.length; i++) {
       if (i === frames.length || StringCharCodeAt(frames, i) === 10) {
         const line = StringSlice(frames, start, i);
-        if (StringIndexOf(line, '(sundial:prelude') < 0) out += (out === '' ? '' : '\n') + line;
+        if (StringIndexOf(line, '(sundial:prelude') >= 0) {
+          natives = '';
+        } else if (StringIndexOf(line, '(native)') >= 0) {
+          natives += (out === '' && natives === '' ? '' : '\n') + line;
+        } else {
+          out += natives + (out === '' && natives === '' ? '' : '\n') + line;
+          natives = '';
+        }
         start = i + 1;
       }
     }
-    return out;
+    return out + natives;
   }
   // JSON.stringify writes a lone surrogate as a `\udXXX` escape, which strict JSON parsers refuse: make it U+FFFD.
   const LONE_SURROGATE_ESCAPE = /\\(u[dD][89a-fA-F][0-9a-fA-F]{2}|[^])/g;
@@ -1356,6 +1384,203 @@ export default function prelude(natives, code, jobJson, envJson, limits) {
     });
   }
 
+  // ---- Pre-defined jobs: lua-cli's LuaJob and defineJob, the built-in module, require ----
+  // A LuaJob keeps a copy of its configuration (as lua-cli's private fields do); validation happens when the sandbox
+  // reads the definition, so every form of job file fails with the same messages.
+  const luaJobConfigs = new WeakMapCtor();
+  function luaJobConfig(self) {
+    const config = WeakMapGet(luaJobConfigs, self);
+    if (config === undefined) throw new TypeErrorCtor('LuaJob: not a LuaJob');
+    return config;
+  }
+  class LuaJob {
+    constructor(config) {
+      if (config === null || typeof config !== 'object') {
+        throw new TypeErrorCtor('LuaJob: the configuration must be an object');
+      }
+      WeakMapSet(luaJobConfigs, this, {
+        name: config.name,
+        description: config.description,
+        schedule: config.schedule,
+        timeout: config.timeout,
+        retry: config.retry,
+        metadata: config.metadata,
+        execute: config.execute,
+      });
+    }
+    getName() { return luaJobConfig(this).name; }
+    getDescription() { return luaJobConfig(this).description; }
+    getSchedule() { return luaJobConfig(this).schedule; }
+    getTimeout() { return luaJobConfig(this).timeout; }
+    getRetry() { return luaJobConfig(this).retry; }
+    getMetadata() { return luaJobConfig(this).metadata; }
+    execute(job) {
+      const execute = luaJobConfig(this).execute;
+      if (typeof execute !== 'function') throw new TypeErrorCtor('LuaJob: execute is not a function');
+      return ReflectApply(execute, this, [job]);
+    }
+  }
+  const LuaJobExecute = LuaJob.prototype.execute;
+  function defineJob(config) {
+    return config;
+  }
+  jobLibrary = ObjectFreeze({ LuaJob, defineJob, User, Data, Products, Jobs, env, fetch });
+
+  function refusedImport(message) {
+    const error = new ErrorCtor(message);
+    error.code = IMPORT_REFUSED;
+    return error;
+  }
+  function requireBuiltin(name) {
+    const specifier = StringCtor(name);
+    if (specifier === 'lua-cli' || specifier === 'lua-cli/skill' || specifier === 'sundial') return jobLibrary;
+    throw refusedImport('require of ' + JSONStringify(specifier) + ' is not available in jobs');
+  }
+
+  // Errors of the sandbox itself (a definition that is not a job, a syntax error, an unavailable import) are reported
+  // as their message alone, without a stack that would only show the prelude.
+  const plainErrors = new WeakSetCtor();
+  function sandboxError(message) {
+    const error = new ErrorCtor(message);
+    WeakSetAdd(plainErrors, error);
+    return error;
+  }
+  function plainMessage(error) {
+    if (!isError(error)) return undefined;
+    try {
+      if (WeakSetHas(plainErrors, error) || error.code === IMPORT_REFUSED) return StringCtor(error.message);
+    } catch { /* a throwing getter: describe it the usual way */ }
+    return undefined;
+  }
+
+  // A parse error's stack is its position alone: `    at job.js:3:5`.
+  const PARSE_POSITION = /^\s*at job\.js:(\d+):(\d+)\s*$/;
+  function compileError(error, firstLineShift) {
+    if (!isError(error) || error.name !== 'SyntaxError' || typeof error.stack !== 'string') return error;
+    const position = RegExpExec(PARSE_POSITION, firstLine(StringSlice(error.stack, 0, 200)));
+    if (position === null) return error;
+    const line = NumberCtor(position[1]);
+    let column = NumberCtor(position[2]);
+    if (line === 1) column = column > firstLineShift ? column - firstLineShift : 1;
+    return sandboxError('SyntaxError: ' + StringCtor(error.message) + ' (line ' + line + ', column ' + column + ')');
+  }
+
+  const CJS_PREFIX = '(function (exports, require, module, __filename, __dirname) {';
+  // Evaluates the job file; resolves with what it exports as its job definition.
+  function loadJobFile(source) {
+    if (form === 'esm') {
+      let loaded;
+      try {
+        loaded = nEvalModule(source);
+      } catch (error) {
+        return PromiseReject(compileError(error, 0));
+      }
+      const namespace = loaded.namespace;
+      return PromiseThen(loaded.evaluated, () => {
+        if (!ObjectHasOwn(namespace, 'default')) {
+          throw sandboxError('the module has no default export (expected export default {name, schedule, execute})');
+        }
+        return namespace.default;
+      });
+    }
+    // CommonJS, as esbuild writes it: `module.exports.default = …` (lua-cli's artifact) or `module.exports = …`.
+    let text = StringCtor(source);
+    if (StringSlice(text, 0, 2) === '#!') text = '//' + text;
+    let wrapper;
+    try {
+      wrapper = nEvalScript(CJS_PREFIX + text + '\n})');
+    } catch (error) {
+      return PromiseReject(compileError(error, CJS_PREFIX.length));
+    }
+    const module = { exports: {} };
+    try {
+      ReflectApply(wrapper, module.exports, [module.exports, requireBuiltin, module, '/index.js', '/']);
+      const exported = module.exports;
+      const isObject = exported !== null && (typeof exported === 'object' || typeof exported === 'function');
+      return PromiseResolve(isObject && exported.default !== undefined ? exported.default : exported);
+    } catch (error) {
+      return PromiseReject(error);
+    }
+  }
+
+  const NOT_A_DEFINITION = 'the default export is not a job definition (expected {name, schedule, execute})';
+  function isObjectLike(value) {
+    return value !== null && (typeof value === 'object' || typeof value === 'function');
+  }
+  function getter(target, name) {
+    const read = target[name];
+    return typeof read === 'function' ? ReflectApply(read, target, []) : undefined;
+  }
+  // Reads the definition once: `{fields, execute, self}`, `execute` to be called with `this` = `self`. Accepts a plain
+  // object (or defineJob's), a LuaJob (or anything with lua-cli's getters), and lua-cli's compiled artifact
+  // `{__lua_primitive__, primitive}`.
+  function readDefinition(exported) {
+    let value = exported;
+    if (isObjectLike(value) && isObjectLike(value.__lua_primitive__)) {
+      const kind = value.__lua_primitive__.kind;
+      if (kind !== undefined && kind !== 'job') {
+        throw sandboxError('the module is a lua-cli ' + StringCtor(kind) + ', not a job');
+      }
+      value = value.primitive;
+    }
+    const luaJob = isObjectLike(value) ? WeakMapGet(luaJobConfigs, value) : undefined;
+    // A function (its own `execute`, or a class) is not a definition, whatever its `name`.
+    if (!isObjectLike(value) || (typeof value === 'function' && luaJob === undefined)) {
+      throw sandboxError(NOT_A_DEFINITION);
+    }
+    const fields = ObjectCreate(null);
+    let execute;
+    if (luaJob !== undefined || typeof value.getName === 'function') {
+      fields.name = getter(value, 'getName');
+      fields.description = getter(value, 'getDescription');
+      fields.schedule = getter(value, 'getSchedule');
+      fields.timeout = getter(value, 'getTimeout');
+      fields.retry = getter(value, 'getRetry');
+      fields.metadata = getter(value, 'getMetadata');
+      execute = value.execute;
+      if (execute === LuaJobExecute && luaJob !== undefined && typeof luaJob.execute !== 'function') {
+        execute = luaJob.execute;
+      }
+    } else {
+      fields.name = value.name;
+      fields.description = value.description;
+      fields.schedule = value.schedule;
+      fields.timeout = value.timeout;
+      fields.retry = value.retry;
+      fields.metadata = value.metadata;
+      execute = value.execute;
+      if (fields.name === undefined && fields.schedule === undefined && execute === undefined) {
+        throw sandboxError(NOT_A_DEFINITION);
+      }
+    }
+    if (typeof fields.name !== 'string' || StringTrim(fields.name) === '') {
+      throw sandboxError("the job's name is missing or empty");
+    }
+    const schedule = fields.schedule;
+    if (schedule === null || typeof schedule !== 'object' || ArrayIsArray(schedule)) {
+      throw sandboxError("the job's schedule is missing or not an object " +
+        "(expected {type: 'cron' | 'once' | 'interval', …})");
+    }
+    if (typeof execute !== 'function') throw sandboxError("the job's execute is not a function");
+    return { fields, execute, self: value };
+  }
+  // The definition without `execute`, as JSON values (Dates as ISO strings); missing optional fields are left out.
+  const DEFINITION_FIELDS = ['name', 'description', 'schedule', 'timeout', 'retry', 'metadata'];
+  function definitionJSON(fields) {
+    const out = ObjectCreate(null);
+    for (let i = 0; i < DEFINITION_FIELDS.length; i++) {
+      const name = DEFINITION_FIELDS[i];
+      let value;
+      try {
+        value = plain(fields[name], newList());
+      } catch (error) {
+        throw sandboxError("the job's " + name + ' cannot be read as JSON: ' + firstLine(describeError(error)));
+      }
+      if (value !== undefined) out[name] = value;
+    }
+    return out;
+  }
+
   // ---- Compile and run the job's function ----
   function compile(source) {
     let text = StringCtor(source).trim();
@@ -1406,9 +1631,32 @@ export default function prelude(natives, code, jobJson, envJson, limits) {
     }
   }
   function settleThrown(error) {
-    let text = describeError(error);
+    const plainText = plainMessage(error);
+    let text = plainText !== undefined ? plainText : describeError(error);
     if (text.length > MAX_ERROR_CHARS) text = StringSlice(text, 0, MAX_ERROR_CHARS);
     nSettle(false, wellFormed(text));
+  }
+
+  function makeJob() {
+    const raw = JSONParse(jobJson);
+    const job = raw !== null && typeof raw === 'object'
+      ? new JobInstance(raw.id, raw.name, raw.metadata, raw.activeVersion, raw.data)
+      : raw;
+    if (raw !== null && typeof raw === 'object' && ObjectHasOwn(raw, 'execution')) job.execution = raw.execution;
+    return job;
+  }
+
+  if (form !== 'function') {
+    // A job file: load it (its top level runs, within the same limits), read its definition, then run `execute` —
+    // or, when describing, answer the definition instead.
+    const job = describing ? null : makeJob();
+    const ran = PromiseThen(loadJobFile(code), (exported) => {
+      const definition = readDefinition(exported);
+      if (describing) return definitionJSON(definition.fields);
+      return ReflectApply(definition.execute, definition.self, [job]);
+    });
+    PromiseThen(ran, settleReturned, settleThrown);
+    return;
   }
 
   let compiled;
@@ -1422,11 +1670,7 @@ export default function prelude(natives, code, jobJson, envJson, limits) {
     nSettle(false, wellFormed(compiled.error));
     return;
   }
-  const raw = JSONParse(jobJson);
-  const job = raw !== null && typeof raw === 'object'
-    ? new JobInstance(raw.id, raw.name, raw.metadata, raw.activeVersion, raw.data)
-    : raw;
-  if (raw !== null && typeof raw === 'object' && ObjectHasOwn(raw, 'execution')) job.execution = raw.execution;
+  const job = makeJob();
   let returned;
   try {
     returned = compiled.fn(job);
