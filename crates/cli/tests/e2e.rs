@@ -872,3 +872,49 @@ async fn messages_reach_the_agents_webhook_once_with_retries() {
         assert_eq!((body["userId"].clone(), body["agentId"].clone()), (json!("u9"), json!("default")));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_from_jobs_reaches_only_allow_listed_public_hosts() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(directory.path(), "sk_test_fetch");
+    let (receiver, received) = webhook_receiver(0).await;
+    let port = receiver.rsplit(':').next().and_then(|rest| rest.split('/').next()).unwrap_or("80").to_owned();
+    let settings = json!({"fetchAllowList": ["localhost", "127.0.0.1", "api.example.com"]});
+    let (status, _) = send(server.request(reqwest::Method::PUT, "/v1/agents/default/settings").json(&settings)).await;
+    assert_eq!(status, 200);
+    let cases = [
+        (format!("http://localhost:{port}/hook"), "fetch: localhost resolves to"),
+        (
+            format!("http://127.0.0.1:{port}/hook"),
+            "fetch: 127.0.0.1 resolves to 127.0.0.1, which is not a public address",
+        ),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "fetch: host 169.254.169.254 is not on this agent's allow-list",
+        ),
+        (
+            "https://not-listed.example.net/".to_owned(),
+            "fetch: host not-listed.example.net is not on this agent's allow-list",
+        ),
+        ("file:///etc/passwd".to_owned(), "fetch: only http and https URLs are allowed"),
+    ];
+    for (url, expected) in cases {
+        let code = format!("async () => {{ const response = await fetch({url:?}, {{ method: 'POST', body: '{{}}' }}); return response.status; }}");
+        let body = json!({"name": "fetcher", "schedule": {"type": "interval", "seconds": 3600}, "activate": false, "code": code});
+        let (_, job) = server.post("/v1/agents/default/jobs", body).await;
+        let job_id = job["id"].as_str().expect("id").to_owned();
+        let (_, execution) = server.post(&format!("/v1/agents/default/jobs/{job_id}/trigger"), json!({})).await;
+        let id = execution["id"].as_str().expect("id").to_owned();
+        let done = eventually(10, "the fetch run", || async {
+            let (_, one) = server.get(&format!("/v1/agents/default/executions/{id}")).await;
+            (one["status"] == "failed").then_some(one)
+        })
+        .await;
+        let error = done["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with(&format!("Error: {expected}")), "{url}: {error}");
+    }
+    assert!(
+        received.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_empty(),
+        "a loopback fetch got through"
+    );
+}

@@ -43,6 +43,14 @@ impl Host for FakeHost {
                     "active": true,
                 })),
                 "job.deactivate" => Ok(json!({ "id": args["jobId"], "name": "reminder", "active": false })),
+                "fetch" => Ok(json!({
+                    "url": args["args"][0],
+                    "status": 201,
+                    "statusText": "Created",
+                    "headers": [["content-type", "application/json"], ["set-cookie", "a=1"], ["set-cookie", "b=2"]],
+                    "body": "{\"echo\":true}",
+                    "redirected": false,
+                })),
                 "Data.search" => Ok(json!([{ "id": "t1", "data": { "status": "open" }, "score": 0.9 }])),
                 "Products.get" => Ok(json!({ "data": [{ "price": 2 }, { "price": 3.5 }], "total": 2 })),
                 "Data.get" => {
@@ -1019,4 +1027,31 @@ async fn module_jobs_keep_the_limits() {
         describe(&pool, "export default { name: 'after', schedule: {}, execute() {} };").await.unwrap()["name"],
         "after"
     );
+}
+
+#[tokio::test]
+async fn fetch_answers_a_web_style_response() {
+    let pool = pool(1).await;
+    let host = Arc::new(FakeHost::default());
+    let code = "async () => {
+        const response = await fetch(new URL('https://api.example.com/x'), {
+            method: 'POST', headers: new Headers([['X-Key', 'k']]), body: JSON.stringify({ a: 1 }),
+        });
+        const body = await response.json();
+        let again = 'no error';
+        try { await response.text(); } catch (error) { again = error.message; }
+        return { ok: response.ok, status: response.status, type: response.headers.get('Content-Type'),
+                 cookies: response.headers.get('set-cookie'), body, again, used: response.bodyUsed };
+    }";
+    let outcome = run_with(&pool, &host, code).await;
+    assert_completed(
+        &outcome,
+        json!({"ok": true, "status": 201, "type": "application/json", "cookies": "a=1, b=2", "body": {"echo": true},
+               "again": "fetch: the response body was already read", "used": true}),
+    );
+    let calls = host.calls();
+    assert_eq!(calls[0].0, "fetch");
+    assert_eq!(calls[0].1["args"][0], json!("https://api.example.com/x"));
+    assert_eq!(calls[0].1["args"][1]["headers"], json!([["x-key", "k"]]));
+    assert_eq!(calls[0].1["args"][1]["method"], json!("POST"));
 }

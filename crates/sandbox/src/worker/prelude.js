@@ -85,6 +85,7 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
   const WeakSetHas = uncurry(WeakSet.prototype.has);
   const RegExpExec = uncurry(RegExp.prototype.exec);
   const StringTrim = uncurry(String.prototype.trim);
+  const StringLowerCase = uncurry(String.prototype.toLowerCase);
 
   const nLog = natives.log;
   const nHost = natives.host;
@@ -1330,9 +1331,69 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
   }
   const Data = forwarder('Data', ['create', 'get', 'getEntry', 'update', 'search', 'delete']);
   const Products = forwarder('Products', ['get', 'getById', 'create', 'update', 'delete', 'search']);
+  // `fetch` as on the web: the server makes the request (allow-list, public addresses only) and answers
+  // {url, status, statusText, headers: [[name, value]…], body, redirected}; job code gets a Response-like object.
+  class Headers {
+    #list;
+    constructor(pairs) {
+      this.#list = newList();
+      if (ArrayIsArray(pairs)) {
+        for (let i = 0; i < pairs.length; i++) {
+          this.#list[this.#list.length] = [StringLowerCase(StringCtor(pairs[i][0])), StringCtor(pairs[i][1])];
+        }
+      }
+    }
+    get(name) {
+      const key = StringLowerCase(StringCtor(name));
+      let found = null;
+      for (let i = 0; i < this.#list.length; i++) {
+        if (this.#list[i][0] === key) found = found === null ? this.#list[i][1] : found + ', ' + this.#list[i][1];
+      }
+      return found;
+    }
+    has(name) { return this.get(name) !== null; }
+    forEach(callback) {
+      for (let i = 0; i < this.#list.length; i++) callback(this.#list[i][1], this.#list[i][0], this);
+    }
+    *entries() { for (let i = 0; i < this.#list.length; i++) yield [this.#list[i][0], this.#list[i][1]]; }
+    *keys() { for (let i = 0; i < this.#list.length; i++) yield this.#list[i][0]; }
+    *values() { for (let i = 0; i < this.#list.length; i++) yield this.#list[i][1]; }
+    [Symbol.iterator]() { return this.entries(); }
+  }
+  class Response {
+    #body;
+    #used = false;
+    constructor(answer) {
+      this.#body = StringCtor(answer.body === undefined || answer.body === null ? '' : answer.body);
+      this.status = NumberCtor(answer.status);
+      this.statusText = StringCtor(answer.statusText || '');
+      this.ok = this.status >= 200 && this.status < 300;
+      this.url = StringCtor(answer.url || '');
+      this.redirected = answer.redirected === true;
+      this.headers = new Headers(answer.headers);
+    }
+    get bodyUsed() { return this.#used; }
+    #take() {
+      if (this.#used) return PromiseReject(new TypeErrorCtor('fetch: the response body was already read'));
+      this.#used = true;
+      return PromiseResolve(this.#body);
+    }
+    text() { return this.#take(); }
+    json() { return PromiseThen(this.#take(), (text) => JSONParse(text)); }
+    arrayBuffer() { return PromiseThen(this.#take(), (text) => new TextEncoder().encode(text).buffer); }
+  }
   const fetch = (...args) => {
     while (args.length > 0 && args[args.length - 1] === undefined) args.length--;
-    return hostCall('fetch', { args });
+    if (args.length > 0 && typeof args[0] === 'object' && args[0] !== null && typeof args[0].href === 'string') {
+      args[0] = args[0].href;
+    }
+    const init = args[1];
+    if (init !== null && typeof init === 'object' && init.headers instanceof Headers) {
+      const pairs = newList();
+      init.headers.forEach((value, name) => { pairs[pairs.length] = [name, value]; });
+      args[1] = { ...init, headers: pairs };
+    }
+    return PromiseThen(hostCall('fetch', { args }), (answer) => new Response(answer));
   };
 
   const envValues = JSONParse(envJson);
@@ -1376,6 +1437,8 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
     Data,
     Products,
     fetch,
+    Headers,
+    Response,
   };
   const globalNames = ObjectKeys(globals);
   for (let i = 0; i < globalNames.length; i++) {
