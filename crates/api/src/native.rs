@@ -37,6 +37,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/agents/{agent_id}/users/{user_id}/messages/stream", get(stream_messages))
         .route("/v1/agents/{agent_id}/jobs", post(create_job).get(list_jobs))
         .route("/v1/agents/{agent_id}/jobs/batch", post(create_jobs))
+        .route("/v1/agents/{agent_id}/deploy", post(deploy))
         .route("/v1/agents/{agent_id}/jobs/{job_id}", get(get_job).patch(update_job).delete(delete_job))
         .route("/v1/agents/{agent_id}/jobs/{job_id}/activate", post(activate_job))
         .route("/v1/agents/{agent_id}/jobs/{job_id}/deactivate", post(deactivate_job))
@@ -394,6 +395,33 @@ async fn create_jobs(
     Ok((StatusCode::CREATED, Json(json!({ "jobs": jobs }))).into_response())
 }
 
+/// `sundial deploy`: `{files: [{path, source}], activate?}` — job files become pre-defined jobs (SPEC §7).
+async fn deploy(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(agent_id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    principal.require_agent_key()?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
+    let items = body
+        .get("files")
+        .and_then(Value::as_array)
+        .ok_or_else(|| FieldError::new("files", "is required and must be an array"))?;
+    let mut files = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let text = |key: &str| item.get(key).and_then(Value::as_str).map(str::to_owned);
+        let (Some(path), Some(source)) = (text("path"), text("source")) else {
+            return Err(FieldError::new(format!("files[{index}]"), "must be {path, source} with string values").into());
+        };
+        files.push(sundial_scheduler::deploy::JobFile { path, source });
+    }
+    let activate = body.get("activate").and_then(Value::as_bool).unwrap_or(false);
+    let deployed = state.engine.deploy(&caller, files, activate).await?;
+    let jobs: Vec<Value> = deployed.iter().map(|deployed| deployed.view()).collect();
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
 async fn list_jobs(
     State(state): State<AppState>,
     principal: Principal,
@@ -415,6 +443,7 @@ async fn list_jobs(
         user_id: caller.user_id.clone(),
         limit: limit.max(1),
         after_id: params.get("cursor").cloned(),
+        name: params.get("name").cloned(),
     };
     let jobs = state.engine.list_jobs(&caller, &filter).await?;
     let next_cursor = (jobs.len() == filter.limit).then(|| jobs.last().map(|detail| detail.job.id.clone())).flatten();

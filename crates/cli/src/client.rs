@@ -54,6 +54,16 @@ pub enum ClientCommand {
         #[command(flatten)]
         options: ClientOptions,
     },
+    /// Deploy a folder of job files (`*.js`, `*.mjs`, `*.cjs`) as pre-defined jobs.
+    Deploy {
+        /// The folder (searched recursively; `node_modules` and hidden folders are skipped).
+        dir: std::path::PathBuf,
+        /// Publish new versions at once (and activate new jobs).
+        #[arg(long)]
+        activate: bool,
+        #[command(flatten)]
+        options: ClientOptions,
+    },
     /// Users: data and tokens.
     Users {
         #[command(subcommand)]
@@ -266,6 +276,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Messages { command, options } => messages(Client::new(options)?, command).await,
         ClientCommand::Agents { command, options } => agents(Client::new(options)?, command).await,
         ClientCommand::Users { command, options } => users(Client::new(options)?, command).await,
+        ClientCommand::Deploy { dir, activate, options } => deploy(Client::new(options)?, &dir, activate).await,
     };
     match outcome {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -636,5 +647,57 @@ async fn users(client: Client, command: UsersCommand) -> Result<(), Failure> {
         }
     };
     print_json(&answer);
+    Ok(())
+}
+
+/// Job files below `dir`, sorted by path.
+fn job_files(dir: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let entries = std::fs::read_dir(&folder).with_context(|| format!("cannot read {}", folder.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+            if name.starts_with('.') || name == "node_modules" {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else if name.ends_with(".js") || name.ends_with(".mjs") || name.ends_with(".cjs") {
+                let source =
+                    std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let relative = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().into_owned();
+                files.push((relative, source));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+async fn deploy(client: Client, dir: &std::path::Path, activate: bool) -> Result<(), Failure> {
+    let files = job_files(dir).map_err(usage)?;
+    if files.is_empty() {
+        return Err(usage(anyhow!("no job files (*.js, *.mjs, *.cjs) in {}", dir.display())));
+    }
+    let files: Vec<Value> = files.into_iter().map(|(path, source)| json!({"path": path, "source": source})).collect();
+    let answer = client.post(&client.agent_path("/deploy"), json!({"files": files, "activate": activate})).await?;
+    if client.options.json {
+        print_json(&answer);
+        return Ok(());
+    }
+    let mut rows = table(&["job", "file", "action", "version", "active", "id"]);
+    for job in answer.get("jobs").and_then(Value::as_array).into_iter().flatten() {
+        rows.add_row(vec![
+            text(job, "name"),
+            text(job, "path"),
+            text(job, "action"),
+            text(job, "version"),
+            text(job, "active"),
+            text(job, "jobId"),
+        ]);
+    }
+    println!("{rows}");
     Ok(())
 }

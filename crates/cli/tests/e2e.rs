@@ -918,3 +918,134 @@ async fn fetch_from_jobs_reaches_only_allow_listed_public_hosts() {
         "a loopback fetch got through"
     );
 }
+
+const HEALTH_JOB: &str = r#"import { User } from 'lua-cli';
+
+const PREFIX = 'health:';
+
+async function check() {
+  return 'ok';
+}
+
+export default {
+  name: 'health-check',
+  description: 'System health monitoring',
+  schedule: { type: 'interval', seconds: 3600 },
+  timeout: 5,
+  metadata: { owner: 'ops' },
+  execute: async (job) => {
+    let noUser = '';
+    try { await job.user(); } catch (error) { noUser = error.message; }
+    const user = await User.get('u1');
+    await user.send([{ type: 'text', text: PREFIX + (await check()) }]);
+    return { noUser, owner: job.metadata.owner };
+  },
+};
+"#;
+
+const LUA_ARTIFACT: &str = r#"var n=Object.defineProperty;var e={};module.exports.default={__lua_primitive__:{version:"2.0.0",kind:"job",name:"nightly-report",description:"d",exportName:"default"},primitive:{name:"nightly-report",description:"d",schedule:{type:"cron",expression:"0 3 * * *",timezone:"Europe/London"},timeout:30,execute:async t=>({ok:!0,name:t.name})}};"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_creates_versions_only_on_change_and_runs_module_jobs() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(directory.path(), "sk_test_deploy");
+    let project = tempfile::tempdir().expect("project");
+    std::fs::create_dir_all(project.path().join("jobs")).expect("jobs folder");
+    std::fs::write(project.path().join("jobs/health.mjs"), HEALTH_JOB).expect("write");
+    std::fs::write(project.path().join("jobs/report.cjs"), LUA_ARTIFACT).expect("write");
+    std::fs::create_dir_all(project.path().join("node_modules/x")).expect("node_modules");
+    std::fs::write(project.path().join("node_modules/x/index.js"), "this is not a job").expect("write");
+    let deploy = |args: &[&str]| {
+        let output = std::process::Command::new(support::binary())
+            .arg("deploy")
+            .arg(project.path())
+            .args(args)
+            .arg("--json")
+            .env("SUNDIAL_SERVER", &server.url)
+            .env("SUNDIAL_API_KEY", &server.key)
+            .output()
+            .expect("run sundial deploy");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        (
+            output.status.code(),
+            serde_json::from_str::<Value>(&stdout).unwrap_or(Value::String(stdout)),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let actions = |answer: &Value| -> Vec<(String, String, String)> {
+        answer["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|job| {
+                (
+                    job["name"].as_str().unwrap_or_default().to_owned(),
+                    job["action"].as_str().unwrap_or_default().to_owned(),
+                    job["version"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let (code, first, err) = deploy(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        actions(&first),
+        [
+            ("health-check".into(), "created".into(), "1.0.0".into()),
+            ("nightly-report".into(), "created".into(), "1.0.0".into())
+        ]
+    );
+    let (_, again, _) = deploy(&[]);
+    assert_eq!(
+        actions(&again),
+        [
+            ("health-check".into(), "unchanged".into(), "1.0.0".into()),
+            ("nightly-report".into(), "unchanged".into(), "1.0.0".into())
+        ]
+    );
+
+    std::fs::write(project.path().join("jobs/health.mjs"), HEALTH_JOB.replace("timeout: 5", "timeout: 7"))
+        .expect("write");
+    let (code, updated, err) = deploy(&["--activate"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(actions(&updated)[0], ("health-check".into(), "updated".into(), "1.0.1".into()));
+    assert_eq!(actions(&updated)[1], ("nightly-report".into(), "unchanged".into(), "1.0.0".into()));
+    let health_id = updated["jobs"][0]["jobId"].as_str().expect("id").to_owned();
+    let (_, job) = server.get(&format!("/v1/agents/default/jobs/{health_id}")).await;
+    assert_eq!(
+        (job["active"].clone(), job["dynamic"].clone(), job["activeVersion"]["timeout"].clone()),
+        (json!(true), json!(false), json!(7))
+    );
+    let report_id = updated["jobs"][1]["jobId"].as_str().expect("id").to_owned();
+    let (_, report) = server.get(&format!("/v1/agents/default/jobs/{report_id}")).await;
+    assert_eq!(report["schedule"], json!({"type": "cron", "expression": "0 3 * * *", "timezone": "Europe/London"}));
+
+    // The module job runs with its module scope; job.user() throws the clear error; User.get works.
+    for (job_id, expected) in [
+        (&health_id, json!({"noUser": "job health-check has no user context; use User.get(userId)", "owner": "ops"})),
+        (&report_id, json!({"ok": true, "name": "nightly-report"})),
+    ] {
+        let (_, execution) = server.post(&format!("/v1/agents/default/jobs/{job_id}/trigger"), json!({})).await;
+        let id = execution["id"].as_str().expect("id").to_owned();
+        let done = eventually(10, "the module job run", || async {
+            let (_, one) = server.get(&format!("/v1/agents/default/executions/{id}")).await;
+            matches!(one["status"].as_str(), Some("completed" | "failed")).then_some(one)
+        })
+        .await;
+        assert_eq!(done["result"], expected, "{done}");
+    }
+    let (_, messages) = server.get("/v1/agents/default/users/u1/messages").await;
+    assert_eq!(messages["messages"][0]["content"]["text"], "health:ok");
+
+    // A broken file fails the whole deploy with its name, and changes nothing.
+    std::fs::write(
+        project.path().join("jobs/broken.mjs"),
+        "export default { name: 'broken', execute: async () => 1 };",
+    )
+    .expect("write");
+    let (code, _, err) = deploy(&["--activate"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("broken.mjs"), "{err}");
+    let (_, listed) = server.get("/v1/agents/default/jobs").await;
+    assert_eq!(listed["jobs"].as_array().map(Vec::len), Some(2), "a failed deploy created a job");
+}

@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod data;
+pub mod deploy;
 pub mod engine;
 pub mod host;
 pub mod metrics;

@@ -196,6 +196,10 @@ async fn jobs_versions_and_metadata(store: &dyn Store) {
         .await
         .expect("list");
     assert_eq!(listed.len(), 1);
+    let by_name =
+        |name: &str| JobFilter { limit: 10, include_dynamic: true, name: Some(name.into()), ..JobFilter::default() };
+    assert_eq!(store.job_list("a", &by_name("sample")).await.expect("list").len(), 1);
+    assert!(store.job_list("a", &by_name("other")).await.expect("list").is_empty());
 
     let duplicate = JobVersion { id: new_id("ver"), ..version.clone() };
     assert!(matches!(store.version_insert(&duplicate).await, Err(StoreError::Conflict(_))));

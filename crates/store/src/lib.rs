@@ -146,6 +146,8 @@ pub struct JobFilter {
     pub limit: usize,
     /// Return jobs whose id sorts after this one.
     pub after_id: Option<String>,
+    /// Only jobs with this exact name.
+    pub name: Option<String>,
 }
 
 /// An active job whose next slot is due within the horizon, with the schedule of its active version.

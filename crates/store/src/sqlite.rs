@@ -863,7 +863,7 @@ impl Store for SqliteStore {
                 .prepare_cached(&format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE agent_id = ?1 AND deleted_at IS NULL \
                      AND (?2 OR dynamic = 0) AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR user_id = ?4 OR dynamic = 0) \
-                     AND (?5 IS NULL OR id > ?5) ORDER BY id LIMIT ?6"
+                     AND (?5 IS NULL OR id > ?5) AND (?7 IS NULL OR name = ?7) ORDER BY id LIMIT ?6"
                 ))
                 .map_err(database)?;
             let rows = statement
@@ -874,7 +874,8 @@ impl Store for SqliteStore {
                         filter.status.map(JobStatus::as_str),
                         filter.user_id,
                         filter.after_id,
-                        filter.limit as i64
+                        filter.limit as i64,
+                        filter.name,
                     ],
                     job_from_row,
                 )
