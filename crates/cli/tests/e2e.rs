@@ -1049,3 +1049,34 @@ async fn deploy_creates_versions_only_on_change_and_runs_module_jobs() {
     let (_, listed) = server.get("/v1/agents/default/jobs").await;
     assert_eq!(listed["jobs"].as_array().map(Vec::len), Some(2), "a failed deploy created a job");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wall_clock_jumps_never_fire_a_slot_twice() {
+    let start = utc("2030-01-01T00:00:00Z");
+    let mut test = TestEngine::start(start).await;
+    let job = test
+        .create(
+            json!({"name": "steady", "schedule": {"type": "interval", "seconds": 10}, "code": "async () => 1"}),
+            None,
+        )
+        .await;
+    for run in 1..=3 {
+        test.advance(10.0).await;
+        test.wait_final(&job.job.id, run).await;
+    }
+    // The clock steps back a minute, then runs forward over the slots that already fired.
+    test.clock.advance(chrono::Duration::seconds(-60));
+    test.engine.wake();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    test.advance(60.0).await;
+    test.advance(10.0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let executions = test.executions(&job.job.id).await;
+    let mut slots: Vec<_> = executions.iter().filter_map(|execution| execution.scheduled_for).collect();
+    let count = slots.len();
+    slots.dedup();
+    assert_eq!(slots.len(), count, "a slot fired twice: {slots:?}");
+    assert_eq!(slots[..3], [utc("2030-01-01T00:00:10Z"), utc("2030-01-01T00:00:20Z"), utc("2030-01-01T00:00:30Z")]);
+    assert_eq!(slots.last(), Some(&utc("2030-01-01T00:00:40Z")), "the grid resumes where it was: {slots:?}");
+    test.stop().await;
+}

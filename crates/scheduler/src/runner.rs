@@ -465,6 +465,8 @@ async fn run_loop(engine: Engine, mut stopped: watch::Receiver<bool>) {
     }
 }
 
+/// Extends this node's leases, then abandons (and retries per policy) running executions whose lease ran out —
+/// their node stopped heartbeating.
 async fn heartbeat(engine: Engine, mut stopped: watch::Receiver<bool>) {
     let every = (engine.config().lease / 3).to_std().unwrap_or(StdDuration::from_secs(10));
     loop {
@@ -472,9 +474,22 @@ async fn heartbeat(engine: Engine, mut stopped: watch::Receiver<bool>) {
             _ = tokio::time::sleep(every) => {}
             _ = stopped.changed() => return,
         }
-        let lease_until = engine.now() + engine.config().lease;
+        let now = engine.now();
+        let lease_until = now + engine.config().lease;
         if let Err(error) = engine.store().executions_heartbeat(&engine.config().node_id, lease_until).await {
             tracing::error!(%error, "lease heartbeat failed");
+            continue;
+        }
+        match engine.store().executions_orphaned(now, None).await {
+            Ok(orphans) => {
+                for orphan in orphans {
+                    tracing::warn!(execution = %orphan.id, "lease expired: abandoning the execution of a stopped node");
+                    if let Err(error) = engine.abandon(orphan).await {
+                        tracing::error!(%error, "cannot abandon an orphaned execution");
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot look for orphaned executions"),
         }
     }
 }
