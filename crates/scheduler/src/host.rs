@@ -28,6 +28,7 @@ pub struct ExecutionHost {
     occurrence_id: String,
     sent: AtomicU32,
     created: AtomicU32,
+    data_writes: AtomicU32,
 }
 
 impl ExecutionHost {
@@ -41,6 +42,7 @@ impl ExecutionHost {
             occurrence_id: execution.occurrence_id.clone(),
             sent: AtomicU32::new(0),
             created: AtomicU32::new(0),
+            data_writes: AtomicU32::new(0),
         }
     }
 
@@ -145,6 +147,13 @@ impl ExecutionHost {
             }
             "fetch" => engine.fetch(&self.caller.agent_id, &args).await,
             other if other.starts_with("Data.") || other.starts_with("Products.") => {
+                if crate::data::is_write(other) {
+                    let cap = crate::data::MAX_DATA_WRITES_PER_EXECUTION;
+                    if self.data_writes.fetch_add(1, Ordering::SeqCst) >= cap {
+                        self.data_writes.fetch_sub(1, Ordering::SeqCst);
+                        return Err(format!("{other}: an execution may make at most {cap} Data and Products writes"));
+                    }
+                }
                 crate::data::host_call(engine, &self.caller.agent_id, other, args.clone()).await
             }
             other => {

@@ -123,8 +123,17 @@ async fn checked_address(host: &str, port: u16) -> Result<SocketAddr, String> {
     Ok(addresses[0])
 }
 
+/// A `fetch(url, init)` call as job code made it.
+#[derive(Debug, Default, PartialEq)]
+struct FetchRequest {
+    url: String,
+    method: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+}
+
 /// Reads `fetch(url, init)` arguments: `{args: [url, {method, headers, body}]}`.
-fn fetch_request(args: &Value) -> Result<(String, String, Vec<(String, String)>, Option<String>), String> {
+fn fetch_request(args: &Value) -> Result<FetchRequest, String> {
     let list = args.get("args").and_then(Value::as_array).cloned().unwrap_or_default();
     let url = match list.first() {
         Some(Value::String(url)) => url.clone(),
@@ -159,7 +168,7 @@ fn fetch_request(args: &Value) -> Result<(String, String, Vec<(String, String)>,
     if body.as_ref().is_some_and(|body| body.len() > MAX_FETCH_REQUEST_BYTES) {
         return Err(format!("fetch: request body larger than {MAX_FETCH_REQUEST_BYTES} bytes"));
     }
-    Ok((url, method, headers, body))
+    Ok(FetchRequest { url, method, headers, body })
 }
 
 impl Engine {
@@ -168,7 +177,7 @@ impl Engine {
     /// redirected}` with the body as text.
     pub(crate) async fn fetch(&self, agent_id: &str, args: &Value) -> Result<Value, String> {
         tls_ready();
-        let (mut url_text, mut method, headers, mut body) = fetch_request(args)?;
+        let FetchRequest { url: mut url_text, mut method, headers, mut body } = fetch_request(args)?;
         let agent = self.store().agent_get(agent_id).await.map_err(|error| error.to_string())?;
         let allowed = agent.map(|agent| allow_list(&agent.settings)).unwrap_or_default();
         let mut redirected = false;
@@ -441,8 +450,13 @@ mod tests {
     #[test]
     fn fetch_arguments_are_read_like_the_web_api() {
         let args = json!({"args": ["https://a.com/x", {"method": "post", "headers": {"x-a": "1"}, "body": "{}"}]});
-        let (url, method, headers, body) = fetch_request(&args).unwrap_or_default();
-        assert_eq!((url.as_str(), method.as_str(), body.as_deref()), ("https://a.com/x", "POST", Some("{}")));
-        assert_eq!(headers, [("x-a".to_owned(), "1".to_owned())]);
+        let request = fetch_request(&args).unwrap_or_default();
+        let expected = FetchRequest {
+            url: "https://a.com/x".into(),
+            method: "POST".into(),
+            headers: vec![("x-a".into(), "1".into())],
+            body: Some("{}".into()),
+        };
+        assert_eq!(request, expected);
     }
 }

@@ -483,7 +483,8 @@ async fn webhook_deliveries(store: &dyn Store) {
         .expect("again");
 
     let claimed = store.deliveries_claim(at(2), "node-1", at(30), 10).await.expect("claim");
-    assert_eq!(claimed.iter().map(|delivery| delivery.message.id.clone()).collect::<Vec<_>>(), [message.id.clone()]);
+    let claimed_ids: Vec<&String> = claimed.iter().map(|delivery| &delivery.message.id).collect();
+    assert_eq!(claimed_ids, [&message.id]);
     assert!(store.deliveries_claim(at(3), "node-2", at(30), 10).await.expect("claim").is_empty(), "claimed twice");
     let retry = DeliveryOutcome::Retry { at: at(10), error: "HTTP 500".into() };
     store.delivery_finish(&message.id, &retry, at(4)).await.expect("retry");
