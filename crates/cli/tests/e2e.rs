@@ -464,6 +464,21 @@ async fn operations_endpoints_and_the_openapi_document() {
     ] {
         assert!(document["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }
+    // Every documented operation is routed (answers anything but route_not_found / 405).
+    for (path, operations) in document["paths"].as_object().expect("paths") {
+        if path.ends_with("/stream") {
+            continue;
+        }
+        let concrete = path.replace("{agentId}", "default").replace('{', "x-").replace('}', "");
+        for method in operations.as_object().expect("operations").keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let (status, answer) = send(server.request(method.clone(), &concrete).json(&json!({}))).await;
+            assert!(
+                status != 405 && answer["code"] != "route_not_found",
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
     let job = json!({"name": "now", "schedule": {"type": "interval", "seconds": 3600}, "code": "async () => 1"});
     let (_, job) = server.post("/v1/agents/default/jobs", job).await;
     let job_id = job["id"].as_str().expect("id");
