@@ -22,7 +22,7 @@ pub use ids::new_id;
 pub use sqlite::SqliteStore;
 
 /// Errors of the storage layer. A missing row is not an error: lookups answer `None`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// A unique row already exists (an agent id, a version string of a job).
     #[error("{0} already exists")]

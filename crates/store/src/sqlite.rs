@@ -21,7 +21,14 @@ use crate::{
     OccurrenceRecord, Result, StartOutcome, Started, Store, StoreError, StoreStats, UserRecord,
 };
 
-type Command = Box<dyn FnOnce(&mut Connection) + Send>;
+/// One call of the store on the writer thread: runs inside the batch's transaction (in a savepoint of its own), or
+/// is told the transaction could not begin, and returns what to do once the batch's commit outcome is known.
+type Command = Box<dyn FnOnce(std::result::Result<&Transaction<'_>, StoreError>) -> Completion + Send>;
+/// Delivers a call's answer once its batch committed (or failed to).
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// The most calls one transaction (one fsync) carries.
+const MAX_BATCH: usize = 512;
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
@@ -185,11 +192,7 @@ impl SqliteStore {
         let (sender, receiver) = mpsc::channel::<Command>();
         std::thread::Builder::new()
             .name("sundial-sqlite".into())
-            .spawn(move || {
-                while let Ok(command) = receiver.recv() {
-                    command(&mut connection);
-                }
-            })
+            .spawn(move || run_writer(connection, receiver))
             .map_err(|error| StoreError::Database(format!("cannot start the writer thread: {error}")))?;
         Ok(SqliteStore { sender })
     }
@@ -201,18 +204,63 @@ impl SqliteStore {
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let command: Command = Box::new(move |connection: &mut Connection| {
-            let outcome = (|| {
-                let transaction =
-                    connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(database)?;
-                let value = work(&transaction)?;
-                transaction.commit().map_err(database)?;
-                Ok(value)
-            })();
-            let _ = reply.send(outcome);
+        let command: Command = Box::new(move |transaction| {
+            let outcome = match transaction {
+                Ok(transaction) => in_savepoint(transaction, work),
+                Err(error) => Err(error),
+            };
+            Box::new(move |commit: Result<()>| {
+                let _ = reply.send(commit.and(outcome));
+            })
         });
         self.sender.send(command).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The writer thread: takes every call waiting (up to [`MAX_BATCH`]) and runs them in one `BEGIN IMMEDIATE`
+/// transaction — group commit: one fsync for the batch — then answers each call with the commit's outcome. A call
+/// that fails rolls back its own savepoint only.
+fn run_writer(mut connection: Connection, receiver: mpsc::Receiver<Command>) {
+    while let Ok(first) = receiver.recv() {
+        let mut commands = vec![first];
+        while commands.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(command) => commands.push(command),
+                Err(_) => break,
+            }
+        }
+        match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(transaction) => {
+                let completions: Vec<Completion> =
+                    commands.into_iter().map(|command| command(Ok(&transaction))).collect();
+                let commit = transaction.commit().map_err(database);
+                for completion in completions {
+                    completion(commit.clone());
+                }
+            }
+            Err(error) => {
+                let error = database(error);
+                for command in commands {
+                    command(Err(error.clone()))(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+/// Runs `work` in a savepoint of `transaction`, rolled back if it fails.
+fn in_savepoint<T>(transaction: &Transaction<'_>, work: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    transaction.execute_batch("SAVEPOINT call").map_err(database)?;
+    match work(transaction) {
+        Ok(value) => {
+            transaction.execute_batch("RELEASE call").map_err(database)?;
+            Ok(value)
+        }
+        Err(error) => {
+            transaction.execute_batch("ROLLBACK TO call; RELEASE call").map_err(database)?;
+            Err(error)
+        }
     }
 }
 

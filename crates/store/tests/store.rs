@@ -24,3 +24,30 @@ async fn sqlite_reopens_an_existing_database() {
     use sundial_store::Store;
     assert!(store.agent_get("a").await.expect("get").is_some(), "data lost across reopen");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_call_in_a_group_commit_does_not_undo_the_others() {
+    use std::sync::Arc;
+    use sundial_store::{Agent, Store, StoreError};
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let store = Arc::new(SqliteStore::open(&directory.path().join("sundial.db")).expect("open store"));
+    let now = chrono::Utc::now();
+    // 200 concurrent calls share transactions; every fifth one collides with an earlier agent id.
+    let calls: Vec<_> = (0..200)
+        .map(|index| {
+            let store = store.clone();
+            let id = if index % 5 == 4 { format!("agent-{}", index - 1) } else { format!("agent-{index}") };
+            tokio::spawn(async move { store.agent_insert(&Agent::new(id, now)).await })
+        })
+        .collect();
+    let mut conflicts = 0;
+    for call in calls {
+        match call.await.expect("task") {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => conflicts += 1,
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(conflicts, 40);
+    assert_eq!(store.agent_list().await.expect("list").len(), 160, "a failed call rolled back its neighbours");
+}
