@@ -1,0 +1,398 @@
+//! Runs the store conformance suites against PostgreSQL, each check in a fresh schema, and the races that only a
+//! shared database has: nodes starting together, schedulers recording the same slots, nodes claiming one queue.
+//!
+//! Reads the server's URL from `SUNDIAL_TEST_DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`); without
+//! it every test says it was skipped and passes. Each test works in schemas of its own and drops them afterwards.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use sundial_core::{Schedule, Trigger};
+use sundial_store::conformance::{sample_job, slot_execution, CHECKS};
+use sundial_store::data::{DataEntry, DataStore, SearchQuery};
+use sundial_store::{OccurrenceRecord, StartOutcome, Store, StoreError};
+use sundial_store_postgres::PostgresStore;
+
+/// The test server's URL, or `None` (and a line saying so) when the tests are to be skipped.
+fn database_url(test: &str) -> Option<String> {
+    match std::env::var("SUNDIAL_TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            println!("skipped {test}: SUNDIAL_TEST_DATABASE_URL is not set");
+            None
+        }
+    }
+}
+
+/// A schema name no other run uses.
+fn unique_schema(label: &str) -> String {
+    let random = sundial_store::new_id("s");
+    let label: String = label.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(24).collect();
+    format!("sundial_test_{}_{}", label.to_ascii_lowercase(), &random[2..])
+}
+
+async fn admin_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to the test database");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    let client = admin_client(url).await;
+    client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await.expect("drop the test schema");
+}
+
+/// Runs `body` with a fresh schema name, then drops the schema — also when `body` panics, whose panic then goes on.
+async fn in_fresh_schema<F, Fut>(url: &str, label: &str, body: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let schema = unique_schema(label);
+    let outcome = tokio::spawn(body(schema.clone())).await;
+    drop_schema(url, &schema).await;
+    if let Err(error) = outcome {
+        if error.is_panic() {
+            std::panic::resume_unwind(error.into_panic());
+        }
+        panic!("test task failed: {error}");
+    }
+}
+
+async fn connect(url: &str, schema: &str) -> PostgresStore {
+    PostgresStore::connect_schema(url, 4, schema).await.expect("connect the store")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_conformance_suite() {
+    let Some(url) = database_url("postgres_passes_the_conformance_suite") else { return };
+    for check in CHECKS {
+        let url2 = url.clone();
+        in_fresh_schema(&url, check, move |schema| async move {
+            let store = connect(&url2, &schema).await;
+            sundial_store::conformance::run(check, &store).await;
+            store.close();
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_data_conformance_suite() {
+    let Some(url) = database_url("postgres_passes_the_data_conformance_suite") else { return };
+    for check in sundial_store::data::conformance::CHECKS {
+        let url2 = url.clone();
+        in_fresh_schema(&url, check, move |schema| async move {
+            let store = connect(&url2, &schema).await;
+            sundial_store::data::conformance::run(check, &store).await;
+            store.close();
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrations_run_once_when_nodes_start_together() {
+    let Some(url) = database_url("migrations_run_once_when_nodes_start_together") else { return };
+    let url2 = url.clone();
+    in_fresh_schema(&url, "migrate", move |schema| async move {
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, schema) = (url2.clone(), schema.clone());
+                tokio::spawn(async move { PostgresStore::connect_schema(&url, 2, &schema).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for start in starts {
+            stores.push(start.await.expect("join").expect("every node connects"));
+        }
+        let client = admin_client(&url2).await;
+        let rows = client
+            .query(&format!("SELECT version FROM \"{schema}\".schema_migrations ORDER BY version"), &[])
+            .await
+            .expect("read the migrations");
+        let versions: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+        let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+        assert!(!versions.is_empty(), "no migration was recorded");
+        assert_eq!(versions, expected, "each migration is recorded once, in order");
+
+        // The nodes share one database: what one writes, another reads.
+        stores[0].agent_insert(&sundial_store::Agent::new("a", Utc::now())).await.expect("insert agent");
+        assert!(stores[3].agent_get("a").await.expect("get").is_some());
+        // A node that starts later finds nothing to migrate.
+        let late = connect(&url2, &schema).await;
+        assert_eq!(late.agent_list().await.expect("list").len(), 1);
+    })
+    .await;
+}
+
+/// `count` active interval jobs of agent `a`, all due at the same slot, stored through `store`.
+async fn insert_due_jobs(store: &PostgresStore, count: usize) -> Vec<sundial_core::Job> {
+    let mut jobs = Vec::with_capacity(count);
+    let mut batch = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (job, version) = sample_job(Schedule::Interval { seconds: 10 });
+        jobs.push(job.clone());
+        batch.push((job, Some(version)));
+    }
+    store.jobs_insert_batch(&batch).await.expect("insert jobs");
+    jobs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_record_each_slot_once() {
+    let Some(url) = database_url("two_nodes_record_each_slot_once") else { return };
+    let url2 = url.clone();
+    in_fresh_schema(&url, "record", move |schema| async move {
+        let nodes = [Arc::new(connect(&url2, &schema).await), Arc::new(connect(&url2, &schema).await)];
+
+        // 100 jobs due at one slot; four schedulers (two per node) each record all of them in one batch, in
+        // different orders: every slot is recorded once, and no batch deadlocks on another.
+        let jobs = Arc::new(insert_due_jobs(&nodes[0], 100).await);
+        let mut tasks = Vec::new();
+        for task in 0..4usize {
+            let (store, jobs) = (nodes[task % 2].clone(), jobs.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut order: Vec<usize> = (0..jobs.len()).collect();
+                match task {
+                    0 => {}
+                    1 => order.reverse(),
+                    _ => order.sort_by_key(|index| (index * 37 + task * 11) % 101),
+                }
+                let records: Vec<OccurrenceRecord> = order
+                    .iter()
+                    .map(|&index| {
+                        let job = &jobs[index];
+                        let slot = job.next_run_at.unwrap_or_default();
+                        OccurrenceRecord {
+                            job_id: job.id.clone(),
+                            expected_next_run_at: slot,
+                            next_run_at: Some(slot + Duration::seconds(10)),
+                            missed: 0,
+                            slots: vec![slot_execution(job, slot)],
+                        }
+                    })
+                    .collect();
+                store.occurrences_record(&records, Utc::now()).await.expect("record")
+            }));
+        }
+        let mut applied = 0;
+        for task in tasks {
+            applied += task.await.expect("join");
+        }
+        assert_eq!(applied, 100, "each job's slot is recorded by exactly one scheduler");
+        for job in jobs.iter() {
+            let (executions, total) = nodes[1].execution_list(&job.id, None, 10, 0).await.expect("list");
+            assert_eq!(total, 1, "job {} has {executions:?}", job.id);
+        }
+
+        // One job, 100 successive slots: four schedulers race the compare-and-set on its next slot.
+        let job = insert_due_jobs(&nodes[1], 1).await.remove(0);
+        let first = job.next_run_at.unwrap_or_default();
+        let last = first + Duration::seconds(10 * 99);
+        let mut tasks = Vec::new();
+        for task in 0..4usize {
+            let (store, job) = (nodes[task % 2].clone(), job.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut applied = 0;
+                loop {
+                    let current = store.job_get("a", &job.id).await.expect("get").expect("job");
+                    let Some(slot) = current.next_run_at.filter(|slot| *slot <= last) else { break };
+                    let record = OccurrenceRecord {
+                        job_id: job.id.clone(),
+                        expected_next_run_at: slot,
+                        next_run_at: Some(slot + Duration::seconds(10)),
+                        missed: 0,
+                        slots: vec![slot_execution(&job, slot)],
+                    };
+                    applied += store.occurrences_record(&[record], Utc::now()).await.expect("record");
+                }
+                applied
+            }));
+        }
+        let mut applied = 0;
+        for task in tasks {
+            applied += task.await.expect("join");
+        }
+        assert_eq!(applied, 100, "each of the 100 slots is recorded once");
+        let (executions, total) = nodes[0].execution_list(&job.id, None, 1000, 0).await.expect("list");
+        let slots: HashSet<Option<DateTime<Utc>>> =
+            executions.iter().map(|execution| execution.scheduled_for).collect();
+        assert_eq!((total, slots.len()), (100, 100), "one execution per slot");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_claim_each_execution_once() {
+    let Some(url) = database_url("two_nodes_claim_each_execution_once") else { return };
+    let url2 = url.clone();
+    in_fresh_schema(&url, "claim", move |schema| async move {
+        let nodes = [Arc::new(connect(&url2, &schema).await), Arc::new(connect(&url2, &schema).await)];
+        let job = insert_due_jobs(&nodes[0], 1).await.remove(0);
+        let first = job.next_run_at.unwrap_or_default();
+        let slots: Vec<_> = (0..1000).map(|index| slot_execution(&job, first + Duration::seconds(index))).collect();
+        let record = OccurrenceRecord {
+            job_id: job.id.clone(),
+            expected_next_run_at: first,
+            next_run_at: Some(first + Duration::seconds(1000)),
+            missed: 0,
+            slots,
+        };
+        assert_eq!(nodes[0].occurrences_record(&[record], first).await.expect("record"), 1);
+
+        let horizon = first + Duration::seconds(1000);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for (node, store) in nodes.iter().enumerate() {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("node-{node}");
+                let mut claimed = Vec::new();
+                loop {
+                    let batch = store
+                        .executions_claim(horizon, &owner, horizon + Duration::seconds(60), first, 50)
+                        .await
+                        .expect("claim");
+                    if batch.is_empty() {
+                        break;
+                    }
+                    claimed.extend(batch.into_iter().map(|execution| execution.id));
+                }
+                claimed
+            }));
+        }
+        let mut per_node = Vec::new();
+        for task in tasks {
+            per_node.push(task.await.expect("join"));
+        }
+        let elapsed = started.elapsed();
+        let all: HashSet<&String> = per_node.iter().flatten().collect();
+        let claims: usize = per_node.iter().map(Vec::len).sum();
+        assert_eq!((claims, all.len()), (1000, 1000), "every execution is claimed by exactly one node");
+        assert!(
+            per_node.iter().all(|claimed| !claimed.is_empty()),
+            "both nodes took part: {:?}",
+            per_node.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        println!(
+            "two nodes claimed 1000 executions ({} + {}) in {:.1} ms: {:.0} claims/s",
+            per_node[0].len(),
+            per_node[1].len(),
+            elapsed.as_secs_f64() * 1000.0,
+            1000.0 / elapsed.as_secs_f64()
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_start_an_execution_once() {
+    let Some(url) = database_url("two_nodes_start_an_execution_once") else { return };
+    let url2 = url.clone();
+    in_fresh_schema(&url, "start", move |schema| async move {
+        let nodes = [Arc::new(connect(&url2, &schema).await), Arc::new(connect(&url2, &schema).await)];
+        let job = insert_due_jobs(&nodes[0], 1).await.remove(0);
+        for round in 0..20 {
+            // A manual trigger is not claimed: both nodes may try to start it.
+            let mut execution = slot_execution(&job, job.next_run_at.unwrap_or_default());
+            execution.trigger = Trigger::Manual;
+            nodes[0].execution_insert(&execution).await.expect("insert");
+            let starts: Vec<_> = (0..2usize)
+                .map(|node| {
+                    let (store, id) = (nodes[node].clone(), execution.id.clone());
+                    tokio::spawn(async move {
+                        let now = Utc::now();
+                        store.execution_start(&id, &format!("node-{node}"), now + Duration::seconds(60), now).await
+                    })
+                })
+                .collect();
+            let mut started = 0;
+            for start in starts {
+                match start.await.expect("join").expect("start") {
+                    StartOutcome::Started(_) => started += 1,
+                    StartOutcome::Gone => {}
+                    other => panic!("round {round}: unexpected {other:?}"),
+                }
+            }
+            assert_eq!(started, 1, "round {round}: one node starts the execution");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deduplicated_messages_are_stored_once() {
+    let Some(url) = database_url("concurrent_deduplicated_messages_are_stored_once") else { return };
+    let url2 = url.clone();
+    in_fresh_schema(&url, "messages", move |schema| async move {
+        let nodes = [Arc::new(connect(&url2, &schema).await), Arc::new(connect(&url2, &schema).await)];
+        let sends: Vec<_> = (0..8usize)
+            .map(|task| {
+                let store = nodes[task % 2].clone();
+                tokio::spawn(async move {
+                    let content = json!({"type": "text", "text": "once"});
+                    store.message_insert("a", "u1", &content, None, Some("occ_1:0"), Utc::now()).await
+                })
+            })
+            .collect();
+        let mut ids = HashSet::new();
+        for send in sends {
+            ids.insert(send.await.expect("join").expect("insert").id);
+        }
+        assert_eq!(ids.len(), 1, "one message for one dedupe key");
+        assert_eq!(nodes[1].message_list("a", "u1", 0, 10).await.expect("list").len(), 1);
+        let text = json!({"type": "text", "text": "nul \u{0} inside"});
+        let stored = nodes[0].message_insert("a", "u1", &text, None, None, Utc::now()).await.expect("a NUL is stored");
+        assert_eq!(stored.content["text"], json!("nul \u{fffd} inside"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_takes_any_text() {
+    let Some(url) = database_url("search_takes_any_text") else { return };
+    let url2 = url.clone();
+    in_fresh_schema(&url, "search", move |schema| async move {
+        let store = connect(&url2, &schema).await;
+        let long_word = "x".repeat(3000);
+        let data = match json!({"text": format!("Ünïcode café, the end {long_word}")}) {
+            serde_json::Value::Object(object) => object,
+            _ => unreachable!("an object literal"),
+        };
+        let entry = DataEntry {
+            agent_id: "a".into(),
+            collection: "notes".into(),
+            id: sundial_store::new_id("ent"),
+            data,
+            search_text: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        store.data_entry_insert(&entry).await.expect("insert");
+        for text in ["ÜNÏCODE", "the", "CAFÉ end", long_word.as_str(), "it's \\ 'quoted' \"x\" :* & | !"] {
+            let query = SearchQuery { text: text.into(), limit: 10, threshold: 0.0 };
+            let hits = store.data_entry_search("a", "notes", &query).await.expect("search");
+            assert!(hits.len() <= 1, "{text}: {hits:?}");
+            if !text.starts_with("it's") {
+                assert_eq!(hits.first().map(|hit| hit.score), Some(1.0), "{text}: {hits:?}");
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_database_error() {
+    let outcome = PostgresStore::connect("postgres://postgres@127.0.0.1:1/test?connect_timeout=2", 1).await;
+    assert!(matches!(outcome, Err(StoreError::Database(_))), "{outcome:?}");
+    let outcome = PostgresStore::connect_schema("postgres://postgres@127.0.0.1:1/test", 1, "Bad-Name").await;
+    assert!(matches!(outcome, Err(StoreError::Database(_))), "{outcome:?}");
+}
