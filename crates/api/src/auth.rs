@@ -114,20 +114,22 @@ impl FromRequestParts<AppState> for Principal {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <key> header"))?;
-        let text = header.to_str().map_err(|_| ApiError::unauthorized("invalid Authorization header"))?;
+            .ok_or_else(|| ApiError::unauthorized("missing API key: send Authorization: Bearer <key>"))?;
+        let text = header
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("invalid API key: the Authorization header is not text"))?;
         let secret = text
             .strip_prefix("Bearer ")
             .or_else(|| text.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|secret| !secret.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <key>"))?;
+            .ok_or_else(|| ApiError::unauthorized("missing API key: send Authorization: Bearer <key>"))?;
         let key = state
             .engine
             .store()
             .key_find(&hash_key(secret))
             .await?
-            .ok_or_else(|| ApiError::unauthorized("invalid or revoked key"))?;
+            .ok_or_else(|| ApiError::unauthorized("invalid API key (unknown or revoked)"))?;
         let acting_user = match parts.headers.get("x-user-id") {
             None => None,
             Some(value) => {

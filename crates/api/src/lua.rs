@@ -19,8 +19,8 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use sundial_core::retry::json_type;
 use sundial_core::wire::{execution_view, version_view};
-use sundial_core::{CodeKind, FieldError, JsonObject, Schedule};
-use sundial_scheduler::{Caller, NewJob, NewVersion};
+use sundial_core::{CodeKind, Execution, FieldError, JsonObject, Schedule};
+use sundial_scheduler::{Caller, JobDetail, NewJob, NewVersion};
 use sundial_store::JobFilter;
 
 use crate::auth::Principal;
@@ -41,9 +41,16 @@ pub(crate) fn ok_status(status: StatusCode, data: Value) -> Response {
 /// How long an upload URL handed out by `blob-upload-urls` stays valid.
 const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
-/// Upload URLs handed out and not yet used: token → (agent, hash, expiry). Kept in memory: `lua push` uploads at once.
+/// Upload URLs handed out and not yet used, by token. Kept in memory: `lua push` uploads at once.
 #[derive(Clone, Default)]
-pub(crate) struct Uploads(Arc<Mutex<HashMap<String, (String, String, Instant)>>>);
+pub(crate) struct Uploads(Arc<Mutex<HashMap<String, UploadGrant>>>);
+
+/// What one upload URL allows: one blob of one agent, until a deadline.
+struct UploadGrant {
+    agent_id: String,
+    hash: String,
+    expiry: Instant,
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -95,7 +102,8 @@ fn gunzip(compressed: &[u8], field: &str) -> Result<String, FieldError> {
 }
 
 fn object(body: &Value) -> ApiResult<&JsonObject> {
-    body.as_object().ok_or_else(|| FieldError::new("body", format!("must be a JSON object, got {}", json_type(body))).into())
+    body.as_object()
+        .ok_or_else(|| FieldError::new("body", format!("must be a JSON object, got {}", json_type(body))).into())
 }
 
 fn string_field(body: &JsonObject, field: &str) -> ApiResult<Option<String>> {
@@ -118,7 +126,7 @@ async fn list_jobs(
     let include_dynamic = params.get("includeDynamic").is_some_and(|value| value == "true" || value == "1");
     let filter = JobFilter { include_dynamic, user_id: caller.user_id.clone(), limit: 10_000, ..JobFilter::default() };
     let jobs = state.engine.list_jobs(&caller, &filter).await?;
-    let views: Vec<Value> = jobs.iter().map(|detail| detail.view()).collect();
+    let views: Vec<Value> = jobs.iter().map(lua_job).collect();
     Ok(ok(json!({ "jobs": views })))
 }
 
@@ -135,7 +143,9 @@ async fn create_job(
     let dynamic = match fields.get("dynamic") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(flag)) => *flag,
-        Some(other) => return Err(FieldError::new("dynamic", format!("must be a boolean, got {}", json_type(other))).into()),
+        Some(other) => {
+            return Err(FieldError::new("dynamic", format!("must be a boolean, got {}", json_type(other))).into())
+        }
     };
     let Some(version) = fields.get("version").filter(|version| !version.is_null()) else {
         let name = string_field(fields, "name")?.filter(|name| !name.trim().is_empty());
@@ -149,7 +159,7 @@ async fn create_job(
         };
         let description = string_field(fields, "description")?;
         let detail = state.engine.create_job_shell(&caller, name, description, dynamic, metadata).await?;
-        return Ok(ok_status(StatusCode::CREATED, detail.view()));
+        return Ok(ok_status(StatusCode::CREATED, lua_job(&detail)));
     };
     let version = object(version).map_err(|_| ApiError::from(FieldError::new("version", "must be an object")))?;
     let code_text = string_field(version, "code")?.ok_or_else(|| FieldError::new("version.code", "is required"))?;
@@ -184,7 +194,7 @@ async fn create_job(
     })?;
     new.code = code;
     let detail = state.engine.create_job(&caller, new).await?;
-    Ok(ok_status(StatusCode::CREATED, detail.view()))
+    Ok(ok_status(StatusCode::CREATED, lua_job(&detail)))
 }
 
 async fn get_job(
@@ -193,7 +203,7 @@ async fn get_job(
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
-    Ok(ok(state.engine.job_detail(&caller, &job_id).await?.view()))
+    Ok(ok(lua_job(&state.engine.job_detail(&caller, &job_id).await?)))
 }
 
 async fn delete_job(
@@ -236,7 +246,12 @@ async fn push_version(
     }
     let mut new = NewVersion::parse(&native, state.engine.config())?.unwrap_or_default();
     if let Some(code) = code {
-        sundial_scheduler::engine::check_code_of_kind(&code, CodeKind::Module, "code", state.engine.config().max_code_bytes)?;
+        sundial_scheduler::engine::check_code_of_kind(
+            &code,
+            CodeKind::Module,
+            "code",
+            state.engine.config().max_code_bytes,
+        )?;
         new.code = Some(code);
         new.kind = Some(CodeKind::Module);
     }
@@ -263,7 +278,7 @@ async fn publish_version(
     Path((agent_id, job_id, version)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
     let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
-    Ok(ok(state.engine.publish_version(&caller, &job_id, &version).await?.view()))
+    Ok(ok(lua_job(&state.engine.publish_version(&caller, &job_id, &version).await?)))
 }
 
 async fn activate_job(
@@ -272,7 +287,7 @@ async fn activate_job(
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
-    Ok(ok(state.engine.activate(&caller, &job_id).await?.view()))
+    Ok(ok(lua_job(&state.engine.activate(&caller, &job_id).await?)))
 }
 
 async fn deactivate_job(
@@ -281,7 +296,7 @@ async fn deactivate_job(
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
-    Ok(ok(state.engine.deactivate(&caller, &job_id).await?.view()))
+    Ok(ok(lua_job(&state.engine.deactivate(&caller, &job_id).await?)))
 }
 
 async fn trigger_job(
@@ -297,7 +312,7 @@ async fn trigger_job(
         Some(_) => return Err(FieldError::new("versionId", "must be a string").into()),
     };
     let execution = state.engine.trigger(&caller, &job_id, version_id.as_deref()).await?;
-    Ok(ok(execution_view(&execution, false)))
+    Ok(ok(lua_execution(&execution)))
 }
 
 async fn list_executions(
@@ -310,8 +325,27 @@ async fn list_executions(
     let limit = parse_number(&params, "limit", 50, 1000)?;
     let offset = parse_number(&params, "offset", 0, 1_000_000_000)?;
     let (executions, total) = state.engine.executions(&caller, &job_id, None, limit, offset).await?;
-    let views: Vec<Value> = executions.iter().map(|execution| execution_view(execution, false)).collect();
+    let views: Vec<Value> = executions.iter().map(lua_execution).collect();
     Ok(ok(json!({"executions": views, "total": total, "limit": limit, "offset": offset})))
+}
+
+/// A job as lua-cli's `Job`: its `lastExecution` shaped as [`lua_execution`] does.
+fn lua_job(detail: &JobDetail) -> Value {
+    let mut view = detail.view();
+    if let Some(last) = &detail.last_execution {
+        view["lastExecution"] = lua_execution(last);
+    }
+    view
+}
+
+/// An execution as lua-cli's `JobExecution`, whose `startedAt` is a string: one that has not started yet (just queued,
+/// or a retry waiting out its backoff) shows when it was queued, so `lua jobs history` prints that time, not 1970.
+fn lua_execution(execution: &Execution) -> Value {
+    let mut view = execution_view(execution, false);
+    if view.get("startedAt").is_none_or(Value::is_null) {
+        view["startedAt"] = view["createdAt"].clone();
+    }
+    view
 }
 
 async fn replace_metadata(
@@ -497,18 +531,48 @@ async fn chat_history(
 
 // --- bundle uploads of `lua push` ---
 
+/// Blob keys as lua-cli sends them: a job bundle's `codeS3Hash` is the sha256 of the gzipped bundle (64 hex digits);
+/// a source-backup blob is keyed by the sha256 of the file's plain content, truncated to 16 hex digits
+/// (`hashContentTruncated`) or whole (lua-cli's `matchesFileHash` accepts both).
 fn hashes(body: &Value) -> ApiResult<Vec<String>> {
-    let list = body.get("hashes").and_then(Value::as_array).ok_or_else(|| FieldError::new("hashes", "must be an array"))?;
+    let list =
+        body.get("hashes").and_then(Value::as_array).ok_or_else(|| FieldError::new("hashes", "must be an array"))?;
     let mut hashes = Vec::with_capacity(list.len());
     for (index, hash) in list.iter().enumerate() {
-        let hash = hash.as_str().filter(|hash| hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()));
-        let hash = hash.ok_or_else(|| FieldError::new(format!("hashes[{index}]"), "must be a sha256 hex digest"))?;
+        let hash =
+            hash.as_str().filter(|hash| matches!(hash.len(), 16 | 64) && hash.chars().all(|c| c.is_ascii_hexdigit()));
+        let hash = hash.ok_or_else(|| {
+            FieldError::new(format!("hashes[{index}]"), "must be a sha256 hex digest (64 hex digits) or its first 16")
+        })?;
         hashes.push(hash.to_ascii_lowercase());
     }
     if hashes.len() > 1000 {
         return Err(FieldError::new("hashes", "must hold at most 1000 hashes").into());
     }
     Ok(hashes)
+}
+
+/// Hex sha256.
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Whether an uploaded blob is the content its key names: the sha256 of the bytes as sent (a job bundle's gzip), or —
+/// for a source-backup blob, which lua-cli gzips before the PUT but keys by its plain content — of the gunzipped
+/// bytes; a 16-digit key is a prefix of that digest.
+fn blob_matches(hash: &str, body: &[u8]) -> bool {
+    if sha256_hex(body).starts_with(hash) {
+        return true;
+    }
+    if !body.starts_with(&[0x1f, 0x8b]) {
+        return false;
+    }
+    let mut plain = Vec::new();
+    let limit = 4 * MAX_BODY_BYTES as u64;
+    match flate2::read::GzDecoder::new(body).take(limit + 1).read_to_end(&mut plain) {
+        Ok(read) if (read as u64) <= limit => sha256_hex(&plain).starts_with(hash),
+        _ => false,
+    }
 }
 
 async fn blob_upload_urls(
@@ -524,11 +588,12 @@ async fn blob_upload_urls(
     let mut urls = Map::new();
     let mut uploads = state.uploads.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let now = Instant::now();
-    uploads.retain(|_, (_, _, expiry)| *expiry > now);
+    uploads.retain(|_, grant| grant.expiry > now);
     for hash in hashes(&body)? {
         let token = crate::auth::new_secret("up");
         urls.insert(hash.clone(), json!(format!("http://{host}/developer/blobs/{token}")));
-        uploads.insert(token, (caller.agent_id.clone(), hash, now + UPLOAD_URL_LIFETIME));
+        uploads
+            .insert(token, UploadGrant { agent_id: caller.agent_id.clone(), hash, expiry: now + UPLOAD_URL_LIFETIME });
     }
     Ok(ok(json!({ "urls": urls })))
 }
@@ -543,8 +608,10 @@ async fn check_blobs(
     let wanted = hashes(&body)?;
     let existing = state.engine.store().blobs_existing(&caller.agent_id, &wanted).await?;
     let missing: Vec<&String> = wanted.iter().filter(|hash| !existing.contains(hash)).collect();
-    let results: Map<String, Value> =
-        wanted.iter().map(|hash| (hash.clone(), json!(if existing.contains(hash) { "exists" } else { "missing" }))).collect();
+    let results: Map<String, Value> = wanted
+        .iter()
+        .map(|hash| (hash.clone(), json!(if existing.contains(hash) { "exists" } else { "missing" })))
+        .collect();
     Ok(ok(json!({"missing": missing, "existing": existing, "results": results})))
 }
 
@@ -559,20 +626,51 @@ async fn backup_manifest(
     Ok(ok(json!({"stored": true, "files": files})))
 }
 
-/// `PUT <upload url>`: the gzipped bundle, no credentials — the URL's token is the capability. The content must hash
-/// to the announced sha256.
+/// `PUT <upload url>`: a gzipped bundle or backup file, no credentials — the URL's token is the capability. The
+/// content must hash to the announced key (see [`blob_matches`]).
 async fn upload_blob(State(state): State<AppState>, Path(token): Path<String>, body: Bytes) -> ApiResult<Response> {
     let grant = {
         let mut uploads = state.uploads.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         uploads.remove(&token)
     };
-    let Some((agent_id, hash, _)) = grant.filter(|(_, _, expiry)| *expiry > Instant::now()) else {
+    let Some(UploadGrant { agent_id, hash, .. }) = grant.filter(|grant| grant.expiry > Instant::now()) else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "unknown or expired upload URL"));
     };
-    let digest: String = Sha256::digest(&body).iter().map(|byte| format!("{byte:02x}")).collect();
-    if digest != hash {
-        return Err(FieldError::new("body", format!("sha256 is {digest}, expected {hash}")).into());
+    if !blob_matches(&hash, &body) {
+        let digest = sha256_hex(&body);
+        return Err(FieldError::new("body", format!("sha256 is {digest}, which does not match {hash}")).into());
     }
     state.engine.store().blob_put(&agent_id, &hash, &body, Utc::now()).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::{blob_matches, sha256_hex};
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).expect("gzip");
+        encoder.finish().expect("gzip")
+    }
+
+    #[test]
+    fn a_bundle_is_keyed_by_the_sha256_of_its_gzip() {
+        let bundle = gzip(b"module.exports.default = {};");
+        assert!(blob_matches(&sha256_hex(&bundle), &bundle));
+        assert!(!blob_matches(&sha256_hex(b"something else"), &bundle));
+    }
+
+    #[test]
+    fn a_backup_file_is_keyed_by_its_plain_content_whole_or_truncated() {
+        let plain = b"export const agent = 1;\n";
+        let uploaded = gzip(plain);
+        let digest = sha256_hex(plain);
+        assert!(blob_matches(&digest, &uploaded));
+        assert!(blob_matches(&digest[..16], &uploaded));
+        assert!(!blob_matches(&sha256_hex(b"another file")[..16], &uploaded));
+        assert!(!blob_matches(&digest[..16], b"not gzip at all"));
+    }
 }

@@ -42,6 +42,17 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`. Default: text.
     #[arg(long, env = "SUNDIAL_LOG_FORMAT")]
     log_format: Option<String>,
+    /// Database: a PostgreSQL URL (`postgres://user@host:5432/db`) for several nodes on one database. Default: the
+    /// embedded SQLite file `<data-dir>/sundial.db`.
+    #[arg(long, env = "SUNDIAL_DATABASE")]
+    database: Option<String>,
+    /// PostgreSQL schema to use (created if missing). Default: public.
+    #[arg(long, env = "SUNDIAL_DATABASE_SCHEMA")]
+    database_schema: Option<String>,
+    /// Seconds a node holds a claim or a running execution without a heartbeat; another node takes over after it.
+    /// Default: 10.
+    #[arg(long, env = "SUNDIAL_LEASE_SECONDS")]
+    lease_seconds: Option<u32>,
     /// Active jobs one agent may have. Default: 100000.
     #[arg(long, env = "SUNDIAL_MAX_ACTIVE_JOBS")]
     max_active_jobs: Option<u64>,
@@ -63,6 +74,9 @@ struct ConfigFile {
     log_format: Option<String>,
     max_active_jobs: Option<u64>,
     max_creations_per_minute: Option<u32>,
+    database: Option<String>,
+    database_schema: Option<String>,
+    lease_seconds: Option<u32>,
 }
 
 /// The resolved configuration.
@@ -77,6 +91,9 @@ struct Settings {
     log_format: String,
     max_active_jobs: u64,
     max_creations_per_minute: u32,
+    database: Option<String>,
+    database_schema: Option<String>,
+    lease_seconds: u32,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -107,7 +124,20 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
         log_format: args.log_format.or(file.log_format).unwrap_or_else(|| "text".into()),
         max_active_jobs: args.max_active_jobs.or(file.max_active_jobs).unwrap_or(100_000),
         max_creations_per_minute: args.max_creations_per_minute.or(file.max_creations_per_minute).unwrap_or(100_000),
+        database: args.database.or(file.database),
+        database_schema: args.database_schema.or(file.database_schema),
+        lease_seconds: args.lease_seconds.or(file.lease_seconds).unwrap_or(10),
     };
+    if settings.lease_seconds < 2 {
+        bail!("lease_seconds: must be at least 2");
+    }
+    if let Some(url) = &settings.database {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!(
+                "database: expected a postgres:// URL, got {url:?} (leave it unset for the embedded SQLite database)"
+            );
+        }
+    }
     if settings.workers == 0 || settings.workers > 1024 {
         bail!("workers: must be between 1 and 1024, got {}", settings.workers);
     }
@@ -134,18 +164,25 @@ fn init_logging(format: &str) {
     }
 }
 
-/// Creates agent `default` and the admin key on the first start; honours `SUNDIAL_API_KEY`.
+/// Creates agent `default` and the admin key on the first start; honours `SUNDIAL_API_KEY`. Several nodes starting
+/// together on one database may race here: whoever loses finds the winner's rows.
 async fn first_run(store: &dyn Store) -> anyhow::Result<()> {
     let configured = std::env::var("SUNDIAL_API_KEY").ok().filter(|key| !key.trim().is_empty());
     if store.agent_get("default").await?.is_none() {
-        let agent = Agent::new("default", chrono::Utc::now());
-        store.agent_insert(&agent).await?;
+        match store.agent_insert(&Agent::new("default", chrono::Utc::now())).await {
+            Ok(()) | Err(sundial_store::StoreError::Conflict(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
     }
     if let Some(key) = &configured {
         if store.key_find(&hash_key(key)).await?.is_none() {
-            create_key(store, Some("default"), None, true, Some(key.clone()))
-                .await
-                .map_err(|error| anyhow::anyhow!("{}", error.message))?;
+            let created = create_key(store, Some("default"), None, true, Some(key.clone())).await;
+            if created.is_err() && store.key_find(&hash_key(key)).await?.is_none() {
+                anyhow::bail!(
+                    "cannot store the admin key: {}",
+                    created.err().map(|error| error.message).unwrap_or_default()
+                );
+            }
             eprintln!("sundial: admin key taken from SUNDIAL_API_KEY");
         }
         return Ok(());
@@ -166,9 +203,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(&settings.log_format);
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
-    let database = settings.data_dir.join("sundial.db");
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&database).with_context(|| format!("cannot open database {}", database.display()))?);
+    // Every client (webhooks, fetch, PostgreSQL) is built after this.
+    sundial_scheduler::outbound::tls_ready();
+    let store: Arc<dyn Store> = match &settings.database {
+        Some(url) => {
+            let store = match &settings.database_schema {
+                Some(schema) => sundial_store_postgres::PostgresStore::connect_schema(url, 16, schema).await,
+                None => sundial_store_postgres::PostgresStore::connect(url, 16).await,
+            };
+            Arc::new(store.context("cannot connect to the PostgreSQL database")?)
+        }
+        None => {
+            let database = settings.data_dir.join("sundial.db");
+            let store = SqliteStore::open(&database);
+            Arc::new(store.with_context(|| format!("cannot open database {}", database.display()))?)
+        }
+    };
     first_run(store.as_ref()).await?;
 
     let program = std::env::current_exe().context("cannot find the sundial executable for sandbox workers")?;
@@ -181,10 +231,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_timeout_seconds: settings.max_timeout,
         max_active_jobs_per_agent: settings.max_active_jobs,
         max_creations_per_minute: settings.max_creations_per_minute,
+        single_node: settings.database.is_none(),
         ..EngineConfig::default()
     };
     config.schedule_limits.min_interval_seconds = settings.min_interval;
-    config.lease = Duration::seconds(30);
+    config.lease = Duration::seconds(i64::from(settings.lease_seconds));
     let engine = Engine::new(store, Arc::new(SystemClock), pool.clone(), config);
     let scheduler = engine.start().await.context("cannot start the scheduler")?;
 

@@ -47,6 +47,9 @@ pub struct EngineConfig {
     pub retention: Duration,
     /// Pruning keeps at least this many executions per job.
     pub keep_per_job: usize,
+    /// Whether this node is the only one on its store (SQLite): then, at start-up, every execution still running
+    /// belonged to a dead process. With several nodes, only expired leases tell.
+    pub single_node: bool,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +68,7 @@ impl Default for EngineConfig {
             lease: Duration::seconds(30),
             retention: Duration::days(30),
             keep_per_job: 100,
+            single_node: true,
         }
     }
 }

@@ -21,6 +21,7 @@ pub struct Metrics {
     executions: Family<Labels, Counter>,
     skipped: Counter,
     missed: Counter,
+    refused: Counter,
     queue_depth: Gauge,
     active_jobs: Gauge,
     workers_busy: Gauge,
@@ -41,6 +42,12 @@ impl Metrics {
         registry.register("skipped_slots", "Slots not run because the previous run was still running", skipped.clone());
         let missed = Counter::default();
         registry.register("missed_slots", "Slots missed while no scheduler ran, and not caught up", missed.clone());
+        let refused = Counter::default();
+        registry.register(
+            "late_results_refused",
+            "Outcomes refused because another node had taken the execution over (lease expired)",
+            refused.clone(),
+        );
         let queue_depth = Gauge::default();
         registry.register("queue_depth", "Pending executions due now or earlier", queue_depth.clone());
         let active_jobs = Gauge::default();
@@ -56,6 +63,7 @@ impl Metrics {
             executions,
             skipped,
             missed,
+            refused,
             queue_depth,
             active_jobs,
             workers_busy,
@@ -80,6 +88,11 @@ impl Metrics {
     /// Slots that were missed and not run.
     pub fn missed(&self, count: u64) {
         self.missed.inc_by(count);
+    }
+
+    /// A node's late outcome was refused: the execution had been taken over.
+    pub fn refused_late_result(&self) {
+        self.refused.inc();
     }
 
     /// The text exposition format.

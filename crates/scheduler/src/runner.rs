@@ -36,6 +36,8 @@ use crate::host::{ExecutionHost, HostAdapter};
 const MISFIRE_THRESHOLD_SECONDS: i64 = 5;
 /// At most this many slots of one job are recorded per pass (a 1-second interval with a long lookahead).
 const MAX_SLOTS_PER_PASS: usize = 1000;
+/// Tries to record an outcome while the store is unreachable (≈ 14 s in all).
+const FINISH_ATTEMPTS: u32 = 10;
 /// Batch sizes of the record and claim steps.
 const RECORD_BATCH: usize = 500;
 const CLAIM_BATCH: usize = 2000;
@@ -72,12 +74,15 @@ impl Engine {
     }
 
     /// Releases claims of earlier processes and finishes their running executions as `abandoned` (with retries
-    /// per policy).
+    /// per policy): on a single node every earlier owner is dead; with several, only those whose lease expired.
     async fn recover(&self) -> Result<(), sundial_store::StoreError> {
         let store = self.store();
         let node = &self.config().node_id;
-        store.executions_release_claims(node).await?;
-        let orphans = store.executions_orphaned(self.now(), Some(node)).await?;
+        if self.config().single_node {
+            store.executions_release_claims(node).await?;
+        }
+        let live_owner = self.config().single_node.then_some(node.as_str());
+        let orphans = store.executions_orphaned(self.now(), live_owner).await?;
         for orphan in orphans {
             self.abandon(orphan).await?;
         }
@@ -256,8 +261,8 @@ impl Engine {
                 }
                 Ok(StartOutcome::Gone) => return,
                 Err(error) => {
-                    // The claim's lease runs out and the execution is claimed again later.
-                    tracing::error!(execution = %execution_id, %error, "cannot start execution");
+                    // The claim's lease runs out and the execution is claimed again (by any node).
+                    tracing::error!(execution = %execution_id, %error, "cannot start execution; leaving it to a later claim");
                     return;
                 }
             }
@@ -362,12 +367,25 @@ impl Engine {
             job_effect: after.job,
             lease_owner,
         };
-        match self.store().execution_finish(&finish).await {
-            Ok(true) => self.shared.metrics.finished(outcome.status),
-            Ok(false) => {
-                tracing::warn!(execution = %execution.id, "late result refused: the execution is no longer ours")
+        // A store outage (a database restart) should not cost a finished run: keep trying for about a lease. If
+        // another node abandoned the run meanwhile, the fenced write is refused and its retry stands.
+        let mut attempt = 0u32;
+        loop {
+            match self.store().execution_finish(&finish).await {
+                Ok(true) => self.shared.metrics.finished(outcome.status),
+                Ok(false) => {
+                    self.shared.metrics.refused_late_result();
+                    tracing::warn!(execution = %execution.id, "late result refused: the execution is no longer ours")
+                }
+                Err(error) if attempt < FINISH_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::warn!(execution = %execution.id, %error, attempt, "cannot record execution outcome yet");
+                    tokio::time::sleep(StdDuration::from_millis(250 * u64::from(attempt))).await;
+                    continue;
+                }
+                Err(error) => tracing::error!(execution = %execution.id, %error, "cannot record execution outcome"),
             }
-            Err(error) => tracing::error!(execution = %execution.id, %error, "cannot record execution outcome"),
+            break;
         }
         if has_retry {
             self.wake();
@@ -466,9 +484,11 @@ async fn run_loop(engine: Engine, mut stopped: watch::Receiver<bool>) {
 }
 
 /// Extends this node's leases, then abandons (and retries per policy) running executions whose lease ran out —
-/// their node stopped heartbeating.
+/// their node stopped heartbeating. After this node could not reach the store, it waits one lease before sweeping:
+/// an outage of the store expires every node's leases at once, and the live nodes need a moment to renew theirs.
 async fn heartbeat(engine: Engine, mut stopped: watch::Receiver<bool>) {
     let every = (engine.config().lease / 3).to_std().unwrap_or(StdDuration::from_secs(10));
+    let mut sweep_not_before = engine.now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -478,6 +498,10 @@ async fn heartbeat(engine: Engine, mut stopped: watch::Receiver<bool>) {
         let lease_until = now + engine.config().lease;
         if let Err(error) = engine.store().executions_heartbeat(&engine.config().node_id, lease_until).await {
             tracing::error!(%error, "lease heartbeat failed");
+            sweep_not_before = now + engine.config().lease;
+            continue;
+        }
+        if now < sweep_not_before {
             continue;
         }
         match engine.store().executions_orphaned(now, None).await {

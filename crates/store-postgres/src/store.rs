@@ -1039,8 +1039,8 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         execute(
             &client,
-            "UPDATE executions SET lease_until = $2 WHERE lease_owner = $1 AND status IN ('pending', 'running') \
-             AND id IN (SELECT id FROM executions WHERE lease_owner = $1 AND status IN ('pending', 'running') \
+            "UPDATE executions SET lease_until = $2 WHERE lease_owner = $1 AND status = 'running' \
+             AND id IN (SELECT id FROM executions WHERE lease_owner = $1 AND status = 'running' \
                ORDER BY id FOR UPDATE)",
             &[&owner, &millis(lease_until)],
         )

@@ -278,6 +278,11 @@ async fn claim_start_finish(store: &dyn Store) {
     assert!(store.executions_claim(at(9), "node-1", at(30), at(8), 10).await.expect("claim").is_empty());
     let claimed = store.executions_claim(at(10), "node-1", at(30), at(8), 10).await.expect("claim");
     assert_eq!(claimed.iter().map(|execution| &execution.id).collect::<Vec<_>>(), [&slot.id]);
+    assert_eq!(
+        store.executions_heartbeat("node-1", at(60)).await.expect("heartbeat"),
+        0,
+        "a pending claim was extended"
+    );
     let rival = store.executions_claim(at(10), "node-2", at(30), at(9), 10).await.expect("claim");
     assert!(rival.is_empty(), "a held claim was taken by another node");
     assert!(matches!(

@@ -1364,7 +1364,7 @@ impl Store for SqliteStore {
         self.write(move |transaction| {
             transaction
                 .execute(
-                    "UPDATE executions SET lease_until = ?2 WHERE lease_owner = ?1 AND status IN ('pending', 'running')",
+                    "UPDATE executions SET lease_until = ?2 WHERE lease_owner = ?1 AND status = 'running'",
                     params![owner, millis(lease_until)],
                 )
                 .map(|count| count as u64)
