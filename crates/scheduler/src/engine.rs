@@ -514,7 +514,12 @@ impl Engine {
 
     /// Prometheus text exposition of the engine's metrics.
     pub async fn metrics_text(&self) -> String {
-        let stats = self.shared.store.stats(self.now()).await.unwrap_or_default();
+        // A store that does not answer (a network partition) must not hang the scrape: report zeros then.
+        let stats = tokio::time::timeout(std::time::Duration::from_secs(1), self.shared.store.stats(self.now()))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         let pool = self.shared.pool.stats();
         self.shared.metrics.encode(&stats, &pool)
     }

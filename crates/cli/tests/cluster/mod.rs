@@ -9,6 +9,9 @@ use serde_json::{json, Value};
 
 use crate::support::{eventually, Server};
 
+/// The cluster tests restart the database and cut nodes off: they run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The database URL for these tests, or `None` (the test says it was skipped).
 fn database_url() -> Option<String> {
     let url = std::env::var("SUNDIAL_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty());
@@ -51,6 +54,7 @@ async fn all_executions(server: &Server) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_fire_every_slot_once_through_a_node_kill_and_a_database_restart() {
     let Some(url) = database_url() else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let schema = format!("cluster_{}", std::process::id());
     let key = "sk_test_cluster";
     let flags = ["--database", url.as_str(), "--database-schema", schema.as_str(), "--lease-seconds", "3"];
@@ -78,8 +82,12 @@ async fn three_nodes_fire_every_slot_once_through_a_node_kill_and_a_database_res
     let (status, created) = nodes[0].post("/v1/agents/default/jobs/batch", json!({"jobs": jobs})).await;
     assert_eq!(status, 201, "{created}");
 
-    // Kill a node in the middle of the window, restart the database, then bring the node back.
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    // Kill a node in the middle of the window while it runs a job, restart the database, then bring the node back.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    eventually(10, "node 2 to be running a job", || async {
+        (gauge(&nodes[1], "sundial_sandbox_workers_busy").await >= 1.0).then_some(())
+    })
+    .await;
     nodes[1].kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let restarted = restart_database();
@@ -141,4 +149,179 @@ fn drop_schema(url: &str, schema: &str) {
         .args([url, "-q", "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
         .stdout(std::process::Stdio::null())
         .status();
+}
+
+/// Runs a command, failing the test with its output when it fails.
+fn run(program: &str, args: &[&str]) {
+    let output = std::process::Command::new(program).args(args).output().expect("run command");
+    assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A network namespace joined to the host by a veth pair: host side `10.213.N.1`, namespace side `10.213.N.2`.
+struct Namespace {
+    name: String,
+    host_address: String,
+    inner_address: String,
+}
+
+impl Namespace {
+    fn create(index: u32) -> Namespace {
+        let name = format!("sdnet{index}");
+        let (host, inner) = (format!("sdh{index}"), format!("sdn{index}"));
+        let _ = std::process::Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = std::process::Command::new("ip").args(["link", "del", &host]).status();
+        let (host_address, inner_address) = (format!("10.213.{index}.1"), format!("10.213.{index}.2"));
+        run("ip", &["netns", "add", &name]);
+        run("ip", &["link", "add", &host, "type", "veth", "peer", "name", &inner]);
+        run("ip", &["link", "set", &inner, "netns", &name]);
+        run("ip", &["addr", "add", &format!("{host_address}/30"), "dev", &host]);
+        run("ip", &["link", "set", &host, "up"]);
+        run("ip", &["netns", "exec", &name, "ip", "addr", "add", &format!("{inner_address}/30"), "dev", &inner]);
+        run("ip", &["netns", "exec", &name, "ip", "link", "set", &inner, "up"]);
+        run("ip", &["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        Namespace { name, host_address, inner_address }
+    }
+
+    /// Drops (or, with `false`, lets through again) every packet the namespace sends to port 5432.
+    fn cut_database(&self, cut: bool) {
+        let action = if cut { "-A" } else { "-D" };
+        run(
+            "ip",
+            &["netns", "exec", &self.name, "iptables", action, "OUTPUT", "-p", "tcp", "--dport", "5432", "-j", "DROP"],
+        );
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Forwards `listen` to PostgreSQL on loopback (the database listens on 127.0.0.1 only).
+async fn database_proxy(listen: &str) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.expect("bind the database proxy");
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    })
+}
+
+/// `sundial_fires_total` of a node.
+async fn fires(server: &Server) -> f64 {
+    gauge(server, "sundial_fires_total").await
+}
+
+/// One unlabelled metric of a node.
+async fn gauge(server: &Server, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.url)).await.expect("metrics").text().await.expect("text");
+    text.lines()
+        .find(|line| line.split_whitespace().next() == Some(name))
+        .and_then(|line| line.split_whitespace().last())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_stops_firing_and_the_others_take_over() {
+    let Some(url) = database_url() else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
+    if !std::process::Command::new("iptables").arg("-V").output().is_ok_and(|output| output.status.success()) {
+        eprintln!("skipped: iptables is not installed");
+        return;
+    }
+    let namespace = Namespace::create(std::process::id() % 200 + 20);
+    let proxy = database_proxy(&format!("{}:5432", namespace.host_address)).await;
+    let schema = format!("partition_{}", std::process::id());
+    let key = "sk_test_partition";
+    let inside_url = url.replace("127.0.0.1", &namespace.host_address).replace("localhost", &namespace.host_address);
+    let flags = |url: &str| {
+        vec![
+            "--database".to_owned(),
+            url.to_owned(),
+            "--database-schema".into(),
+            schema.clone(),
+            "--lease-seconds".into(),
+            "3".into(),
+        ]
+    };
+    let host_flags = flags(&url);
+    let inside_flags = flags(&inside_url);
+    let host_flags: Vec<&str> = host_flags.iter().map(String::as_str).collect();
+    let inside_flags: Vec<&str> = inside_flags.iter().map(String::as_str).collect();
+    let directories: Vec<tempfile::TempDir> =
+        (0..2).map(|_| tempfile::tempdir().expect("temporary directory")).collect();
+    let host_node = Server::start_with(directories[0].path(), key, &host_flags);
+    let cut_node = Server::start_in_namespace(
+        &namespace.name,
+        &namespace.inner_address,
+        directories[1].path(),
+        key,
+        &inside_flags,
+    );
+
+    let count = 300;
+    let start = Utc::now() + chrono::Duration::milliseconds(2000);
+    let jobs: Vec<Value> = (0..count)
+        .map(|index| {
+            let due = start + chrono::Duration::milliseconds(8000 * index / count);
+            json!({
+                "name": format!("p-{index}"),
+                "schedule": {"type": "once", "executeAt": sundial_core::wire::instant(due)},
+                "retry": {"maxAttempts": 2, "backoffSeconds": 1},
+                "code": "async () => { await new Promise((resolve) => setTimeout(resolve, 20)); return 1; }",
+            })
+        })
+        .collect();
+    let (status, created) = host_node.post("/v1/agents/default/jobs/batch", json!({"jobs": jobs})).await;
+    assert_eq!(status, 201, "{created}");
+
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let before_cut = fires(&cut_node).await;
+    namespace.cut_database(true);
+    // Within its lease the cut-off node stops firing; it stays stopped while cut off.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let after_lease = fires(&cut_node).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let later = fires(&cut_node).await;
+    namespace.cut_database(false);
+    assert!(before_cut > 0.0, "the node inside the namespace never fired before the cut");
+    assert_eq!(after_lease, later, "the cut-off node kept firing without its database");
+
+    eventually(90, "every job to complete", || async {
+        let executions = all_executions(&host_node).await;
+        let done: std::collections::HashSet<String> = executions
+            .iter()
+            .filter(|execution| execution["status"] == "completed")
+            .map(|execution| execution["jobId"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        (done.len() == count as usize).then_some(())
+    })
+    .await;
+    // Give the node that came back time to finish whatever it was holding, then look for duplicates.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let executions = all_executions(&host_node).await;
+    let mut scheduled: HashMap<String, usize> = HashMap::new();
+    let mut completed: HashMap<String, usize> = HashMap::new();
+    for execution in &executions {
+        if execution["trigger"] == "schedule" {
+            *scheduled.entry(execution["jobId"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+        }
+        if execution["status"] == "completed" {
+            *completed.entry(execution["occurrenceId"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+        }
+    }
+    assert_eq!(scheduled.len(), count as usize, "an occurrence was lost");
+    assert!(scheduled.values().all(|fired| *fired == 1), "a slot fired twice");
+    assert!(completed.values().all(|done| *done == 1), "an occurrence completed twice");
+    eprintln!("partition: fires of the cut-off node {before_cut} before, {after_lease} after its lease, {later} later");
+    drop(cut_node);
+    drop(host_node);
+    proxy.abort();
+    drop_schema(&url, &schema);
 }

@@ -127,9 +127,22 @@ impl Server {
 
     /// Starts the real binary with extra `serve` flags.
     pub fn start_with(data_dir: &Path, key: &str, flags: &[&str]) -> Server {
+        let mut command = Command::new(binary());
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        Server::spawn(command, data_dir, key, flags)
+    }
+
+    /// Starts the real binary inside the network namespace `namespace`, listening on `address`.
+    pub fn start_in_namespace(namespace: &str, address: &str, data_dir: &Path, key: &str, flags: &[&str]) -> Server {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", namespace]).arg(binary()).args(["serve", "--listen", &format!("{address}:0")]);
+        Server::spawn(command, data_dir, key, flags)
+    }
+
+    fn spawn(mut command: Command, data_dir: &Path, key: &str, flags: &[&str]) -> Server {
         sundial_scheduler::outbound::tls_ready();
-        let mut child = Command::new(binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--data-dir"])
+        let mut child = command
+            .args(["--workers", "2", "--data-dir"])
             .arg(data_dir)
             .args(flags)
             .env("SUNDIAL_API_KEY", key)
