@@ -1096,3 +1096,39 @@ async fn wall_clock_jumps_never_fire_a_slot_twice() {
     assert_eq!(slots.last(), Some(&utc("2030-01-01T00:00:40Z")), "the grid resumes where it was: {slots:?}");
     test.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_object_in_a_job_has_lua_clis_methods() {
+    let start = utc("2030-01-01T00:00:00Z");
+    let mut test = TestEngine::start(start).await;
+    let data = json!({"name": "Ada", "plan": "free", "visits": 1}).as_object().cloned().unwrap_or_default();
+    test.store.user_put("a", "u1", &data, start).await.expect("user");
+    let code = "async (job) => {
+        const user = await job.user();
+        const before = { data: user.data, profile: user._luaProfile, name: user.name };
+        const patched = await user.patch({ set: { plan: 'pro' }, unset: ['visits'] });
+        const unset = await patched.unset('plan');
+        unset.city = 'Paris';
+        const saved = await unset.save();
+        const cleared = await (await User.get('u1')).clear();
+        return { before, patched: patched.data, unset: unset.data, saved: saved.data, cleared: cleared.data };
+    }";
+    let body =
+        json!({"name": "profile", "schedule": {"type": "interval", "seconds": 3600}, "activate": false, "code": code});
+    let job = test.create(body, Some("u1")).await;
+    test.engine.trigger(&TestEngine::caller(Some("u1")), &job.job.id, None).await.expect("trigger");
+    let executions = test.wait_final(&job.job.id, 1).await;
+    assert_eq!(executions[0].status, ExecutionStatus::Completed, "{:?}", executions[0].error);
+    assert_eq!(
+        executions[0].result,
+        Some(json!({
+            "before": {"data": {"name": "Ada", "plan": "free", "visits": 1},
+                       "profile": {"userId": "u1", "fullName": "Ada", "mobileNumbers": [], "emailAddresses": []}, "name": "Ada"},
+            "patched": {"name": "Ada", "plan": "pro"},
+            "unset": {"name": "Ada", "city": "Paris"},
+            "saved": {"name": "Ada", "city": "Paris"},
+            "cleared": {},
+        }))
+    );
+    test.stop().await;
+}

@@ -13,6 +13,9 @@ use sundial_store::JobFilter;
 
 use crate::engine::{Caller, Engine, EngineError, NewJob};
 
+/// Fields of a user object that are not data (lua-cli keeps them apart).
+const RESERVED_USER_FIELDS: [&str; 2] = ["userId", "_luaProfile"];
+
 /// Messages one execution may send.
 pub const MAX_MESSAGES_PER_EXECUTION: u32 = 100;
 /// Jobs one execution may create.
@@ -94,9 +97,31 @@ impl ExecutionHost {
                     return Err("user.update: data must be an object".into());
                 };
                 let mut data = data.clone();
-                data.remove("userId");
+                data.retain(|key, _| !RESERVED_USER_FIELDS.contains(&key.as_str()));
                 engine
                     .store()
+                    .user_put(&self.caller.agent_id, &user_id, &data, engine.now())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                self.user_view(&user_id).await
+            }
+            "user.patch" => {
+                let user_id = text("userId").ok_or("user.patch: userId must be a string")?;
+                let store = engine.store();
+                let record =
+                    store.user_get(&self.caller.agent_id, &user_id).await.map_err(|error| error.to_string())?;
+                let mut data = record.map(|record| record.data).unwrap_or_default();
+                if let Some(set) = args.get("set").and_then(Value::as_object) {
+                    data.extend(
+                        set.iter()
+                            .filter(|(key, _)| !RESERVED_USER_FIELDS.contains(&key.as_str()))
+                            .map(|(key, value)| (key.clone(), value.clone())),
+                    );
+                }
+                for key in args.get("unset").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                    data.remove(key);
+                }
+                store
                     .user_put(&self.caller.agent_id, &user_id, &data, engine.now())
                     .await
                     .map_err(|error| error.to_string())?;
@@ -167,15 +192,17 @@ impl ExecutionHost {
     async fn user_view(&self, user_id: &str) -> Result<Value, String> {
         let record =
             self.engine.store().user_get(&self.caller.agent_id, user_id).await.map_err(|error| error.to_string())?;
+        let data = record.map(|record| record.data).unwrap_or_default();
+        let full_name = data.get("fullName").or(data.get("name")).cloned().unwrap_or(Value::Null);
         let mut object = Map::new();
         object.insert("userId".into(), json!(user_id));
-        if let Some(record) = record {
-            for (key, value) in record.data {
-                if key != "userId" {
-                    object.insert(key, value);
-                }
+        for (key, value) in data {
+            if !RESERVED_USER_FIELDS.contains(&key.as_str()) {
+                object.insert(key, value);
             }
         }
+        let profile = json!({"userId": user_id, "fullName": full_name, "mobileNumbers": [], "emailAddresses": []});
+        object.insert("_luaProfile".into(), profile);
         Ok(Value::Object(object))
     }
 }

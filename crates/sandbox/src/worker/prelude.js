@@ -8,7 +8,8 @@
 //
 // Host calls resolve with the host's JSON answer; a host error rejects with `new Error(message)`. The methods and
 // their arguments (the `Host` trait's contract):
-//   job.user {jobId} · user.send {userId, messages} · user.update {userId, data} · User.get {userId}
+//   job.user {jobId} · user.send {userId, messages} · user.update {userId, data} · user.patch {userId, set, unset}
+//   · User.get {userId}
 //   job.updateMetadata {jobId, patch} → {metadata} · job.trigger {jobId, versionId?} · job.delete {jobId}
 //   job.activate / job.deactivate {jobId} → Job · Jobs.create {config, code} → Job · Jobs.getJob {jobId} → Job
 //   Jobs.getAll {includeDynamic} → [Job] · Data.<method> / Products.<method> / fetch {args: [...]}
@@ -1208,13 +1209,38 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
     return target;
   }
 
+  // A user as lua-cli's UserDataInstance presents one: the data fields as properties (and as `data`), plus
+  // `_luaProfile`, and methods that write through the host.
+  const USER_RESERVED = ['userId', '_luaProfile'];
   class UserInstance {
+    get data() {
+      const fields = {};
+      const keys = ObjectKeys(this);
+      for (let i = 0; i < keys.length; i++) {
+        if (USER_RESERVED.indexOf(keys[i]) < 0) fields[keys[i]] = this[keys[i]];
+      }
+      return fields;
+    }
     async send(messages) {
       await hostCall('user.send', { userId: this.userId, messages });
       return true;
     }
     async update(data) {
       return makeUser(await hostCall('user.update', { userId: this.userId, data }));
+    }
+    async patch(change) {
+      const set = change && typeof change === 'object' && change.set ? change.set : {};
+      const unset = change && typeof change === 'object' && ArrayIsArray(change.unset) ? change.unset : [];
+      return makeUser(await hostCall('user.patch', { userId: this.userId, set, unset }));
+    }
+    async unset(...keys) {
+      return this.patch({ unset: keys });
+    }
+    async clear() {
+      return makeUser(await hostCall('user.update', { userId: this.userId, data: {} }));
+    }
+    async save() {
+      return makeUser(await hostCall('user.update', { userId: this.userId, data: this.data }));
     }
   }
   function makeUser(json) {
