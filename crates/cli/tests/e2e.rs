@@ -1132,3 +1132,36 @@ async fn the_user_object_in_a_job_has_lua_clis_methods() {
     );
     test.stop().await;
 }
+
+/// lua-cli's `compressForPush`: gzip, then base64.
+fn compress_for_push(source: &str) -> String {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(source.as_bytes()).expect("gzip");
+    base64::engine::general_purpose::STANDARD.encode(encoder.finish().expect("gzip"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lua_cli_job_code_that_is_not_a_function_gets_a_clear_400() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(directory.path(), "sk_test_lua_code");
+    let body = |code: String| {
+        json!({"dynamic": true, "name": "r", "schedule": {"type": "interval", "seconds": 60}, "activate": true,
+               "version": {"version": "1.0.0", "code": code}})
+    };
+    let cases = [
+        (compress_for_push("42"), "version.code: must be the source of a JavaScript function"),
+        ("not base64 at all!".to_owned(), "version.code: must be base64 of gzipped JavaScript"),
+        (compress_for_push("").chars().rev().collect::<String>(), "version.code: must be"),
+    ];
+    for (code, expected) in cases {
+        let (status, answer) = server.post("/developer/jobs/default", body(code)).await;
+        assert_eq!(status, 400, "{answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(expected), "{message:?} does not start with {expected:?}");
+    }
+    let (status, answer) = server.post("/developer/jobs/default", body(compress_for_push("async (job) => 1"))).await;
+    assert_eq!((status, answer["success"].clone()), (201, json!(true)), "{answer}");
+    assert_eq!(answer["data"]["activeVersion"]["version"], "1.0.0");
+}
