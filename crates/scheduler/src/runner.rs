@@ -375,7 +375,15 @@ impl Engine {
                 Ok(true) => self.shared.metrics.finished(outcome.status),
                 Ok(false) => {
                     self.shared.metrics.refused_late_result();
-                    tracing::warn!(execution = %execution.id, "late result refused: the execution is no longer ours")
+                    tracing::warn!(execution = %execution.id, "late result refused: the execution is no longer ours");
+                    let note = format!(
+                        "late result refused: node {} finished this run ({}) after another node had taken it over",
+                        self.config().node_id,
+                        outcome.status.as_str()
+                    );
+                    if let Err(error) = self.store().execution_note(&execution.id, &note).await {
+                        tracing::warn!(%error, "cannot record the refused late result");
+                    }
                 }
                 Err(error) if attempt < FINISH_ATTEMPTS => {
                     attempt += 1;

@@ -1035,6 +1035,18 @@ impl Store for PostgresStore {
         Ok(finished)
     }
 
+    async fn execution_note(&self, id: &str, note: &str) -> Result<bool> {
+        let client = self.client().await?;
+        let changed = execute(
+            &client,
+            "UPDATE executions SET error = COALESCE(error || E'\\n', '') || $2 \
+             WHERE id = $1 AND status NOT IN ('pending', 'running')",
+            &[&id, &note.replace('\0', "\u{fffd}")],
+        )
+        .await?;
+        Ok(changed > 0)
+    }
+
     async fn executions_heartbeat(&self, owner: &str, lease_until: DateTime<Utc>) -> Result<u64> {
         let client = self.client().await?;
         execute(

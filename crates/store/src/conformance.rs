@@ -432,6 +432,12 @@ async fn orphans_and_prune(store: &dyn Store) {
         ..finish(&slot.id, ExecutionStatus::Abandoned, JobEffect::CountFailure, None)
     };
     assert!(store.execution_finish(&abandoned).await.expect("finish"));
+    assert!(store.execution_note(&slot.id, "late result refused: completed").await.expect("note"));
+    let noted = store.execution_get("a", &slot.id).await.expect("get").expect("execution");
+    assert_eq!(noted.error.as_deref(), Some("late result refused: completed"));
+    assert!(store.execution_note(&slot.id, "again").await.expect("note"));
+    let noted = store.execution_get("a", &slot.id).await.expect("get").expect("execution");
+    assert_eq!(noted.error.as_deref(), Some("late result refused: completed\nagain"));
 
     // Pruning keeps the newest `keep` per job and never touches unfinished executions.
     let mut executions = Vec::new();

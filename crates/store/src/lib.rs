@@ -388,6 +388,8 @@ pub trait Store: DataStore + Send + Sync + 'static {
     /// Records the final outcome, the retry and the job effect in one transaction. False when the execution is not
     /// running any more (or the fencing owner does not match): nothing is written then.
     async fn execution_finish(&self, finish: &ExecutionFinish) -> Result<bool>;
+    /// Appends a line to a final execution's error text (a late result from a node that lost the execution).
+    async fn execution_note(&self, id: &str, note: &str) -> Result<bool>;
     /// Extends the leases of running executions of `owner`. Claims of pending executions are not extended: a claim
     /// that is not started within its lease (an overloaded node, a failed start) goes back to every node.
     async fn executions_heartbeat(&self, owner: &str, lease_until: DateTime<Utc>) -> Result<u64>;

@@ -1359,6 +1359,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn execution_note(&self, id: &str, note: &str) -> Result<bool> {
+        let (id, note) = (id.to_owned(), note.to_owned());
+        self.write(move |transaction| {
+            let changed = transaction
+                .execute(
+                    "UPDATE executions SET error = COALESCE(error || char(10), '') || ?2 \
+                     WHERE id = ?1 AND status NOT IN ('pending', 'running')",
+                    params![id, note],
+                )
+                .map_err(database)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
     async fn executions_heartbeat(&self, owner: &str, lease_until: DateTime<Utc>) -> Result<u64> {
         let owner = owner.to_owned();
         self.write(move |transaction| {
