@@ -456,6 +456,8 @@ pub(crate) struct Shared {
     pub(crate) messages: broadcast::Sender<MessageEvent>,
     pub(crate) pool: sundial_sandbox::Pool,
     creations: Mutex<HashMap<String, (i64, u32)>>,
+    /// Agents' `env` variables as job code sees them, read from the store at most once a second per agent.
+    agent_env: Mutex<HashMap<String, (std::time::Instant, Arc<std::collections::BTreeMap<String, String>>)>>,
 }
 
 /// The engine: cheap to clone, shared by the API, the scheduler loop and the host calls of running jobs.
@@ -483,6 +485,7 @@ impl Engine {
                 messages,
                 pool,
                 creations: Mutex::new(HashMap::new()),
+                agent_env: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -522,6 +525,32 @@ impl Engine {
             .unwrap_or_default();
         let pool = self.shared.pool.stats();
         self.shared.metrics.encode(&stats, &pool)
+    }
+
+    /// The agent's `env` variables (string values only), cached for a second: executions of one agent in a burst
+    /// share one read.
+    pub(crate) async fn agent_env(&self, agent_id: &str) -> Arc<std::collections::BTreeMap<String, String>> {
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+        {
+            let cache = self.shared.agent_env.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some((read_at, env)) = cache.get(agent_id) {
+                if read_at.elapsed() < FRESH {
+                    return env.clone();
+                }
+            }
+        }
+        let env: std::collections::BTreeMap<String, String> = match self.shared.store.agent_get(agent_id).await {
+            Ok(Some(agent)) => agent
+                .env
+                .into_iter()
+                .filter_map(|(key, value)| value.as_str().map(|text| (key, text.to_owned())))
+                .collect(),
+            _ => Default::default(),
+        };
+        let env = Arc::new(env);
+        let mut cache = self.shared.agent_env.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.insert(agent_id.to_owned(), (std::time::Instant::now(), env.clone()));
+        env
     }
 
     /// Wakes the scheduler loop (new or changed work).

@@ -16,7 +16,7 @@
 //! Beside it run a heartbeat that extends this node's leases and an upkeep task that prunes old executions.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -248,8 +248,7 @@ impl Engine {
             let lease_until = now + self.config().lease;
             match store.execution_start(&execution_id, &self.config().node_id, lease_until, now).await {
                 Ok(StartOutcome::Started(started)) => {
-                    let started = *started;
-                    self.run(started.execution, started.job, started.version).await;
+                    self.run(*started).await;
                     return;
                 }
                 Ok(StartOutcome::NotRun(status)) => {
@@ -269,26 +268,18 @@ impl Engine {
         }
     }
 
-    async fn run(&self, execution: Execution, job: Job, version: JobVersion) {
+    async fn run(&self, started: sundial_store::Started) {
+        let sundial_store::Started { execution, job, version, versions } = started;
         let started = execution.started_at.unwrap_or_else(|| self.now());
         if execution.trigger == Trigger::Schedule {
             let lateness = (started - execution.due_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
             self.shared.metrics.fired(lateness);
         }
-        let store = self.store();
-        let env = match store.agent_get(&job.agent_id).await {
-            Ok(Some(agent)) => agent
-                .env
-                .into_iter()
-                .filter_map(|(key, value)| value.as_str().map(|text| (key, text.to_owned())))
-                .collect(),
-            _ => BTreeMap::new(),
-        };
-        let versions = store.version_list(&job.id).await.unwrap_or_else(|_| vec![version.clone()]);
+        let env = self.agent_env(&job.agent_id).await;
         let request = RunRequest {
             code: version.code.clone(),
             job: sandbox_job(&job, &version, &versions, &execution),
-            env,
+            env: (*env).clone(),
             timeout: StdDuration::from_secs(u64::from(version.timeout_seconds)),
             kind: match version.kind {
                 sundial_core::CodeKind::Function => sundial_sandbox::CodeKind::Function,

@@ -409,7 +409,10 @@ async fn start(
     execution.started_at = Some(now);
     let mut job = job;
     job.last_run_at = Some(now);
-    Ok(StartOutcome::Started(Box::new(Started { execution, job, version })))
+    let sql = format!("SELECT {VERSION_COLUMNS} FROM job_versions WHERE job_id = $1 ORDER BY created_at, id");
+    let rows = query(transaction, &sql, &[&job.id]).await?;
+    let versions = rows_to(&rows, |row| version_from_row(row, 0))?;
+    Ok(StartOutcome::Started(Box::new(Started { execution, job, version, versions })))
 }
 
 /// The body of [`Store::execution_finish`] inside its transaction.

@@ -494,6 +494,16 @@ fn get_version(transaction: &Transaction<'_>, version_id: &str) -> Result<Option
         .map_err(database)
 }
 
+fn list_versions(transaction: &Transaction<'_>, job_id: &str) -> Result<Vec<JobVersion>> {
+    let mut statement = transaction
+        .prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM job_versions WHERE job_id = ?1 ORDER BY created_at, id"
+        ))
+        .map_err(database)?;
+    let rows = statement.query_map([job_id], version_from_row).map_err(database)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)
+}
+
 fn get_execution(transaction: &Transaction<'_>, id: &str) -> Result<Option<Execution>> {
     transaction
         .prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1"))
@@ -1084,16 +1094,7 @@ impl Store for SqliteStore {
 
     async fn version_list(&self, job_id: &str) -> Result<Vec<JobVersion>> {
         let job_id = job_id.to_owned();
-        self.write(move |transaction| {
-            let mut statement = transaction
-                .prepare_cached(&format!(
-                    "SELECT {VERSION_COLUMNS} FROM job_versions WHERE job_id = ?1 ORDER BY created_at, id"
-                ))
-                .map_err(database)?;
-            let rows = statement.query_map([job_id], version_from_row).map_err(database)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)
-        })
-        .await
+        self.write(move |transaction| list_versions(transaction, &job_id)).await
     }
 
     async fn jobs_due(&self, horizon: DateTime<Utc>, limit: usize) -> Result<Vec<DueJob>> {
@@ -1283,7 +1284,8 @@ impl Store for SqliteStore {
             execution.started_at = Some(now);
             let mut job = job;
             job.last_run_at = Some(now);
-            Ok(StartOutcome::Started(Box::new(Started { execution, job, version })))
+            let versions = list_versions(transaction, &job.id)?;
+            Ok(StartOutcome::Started(Box::new(Started { execution, job, version, versions })))
         })
         .await
     }
