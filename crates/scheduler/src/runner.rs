@@ -38,9 +38,9 @@ const MISFIRE_THRESHOLD_SECONDS: i64 = 5;
 const MAX_SLOTS_PER_PASS: usize = 1000;
 /// Tries to record an outcome while the store is unreachable (≈ 14 s in all).
 const FINISH_ATTEMPTS: u32 = 10;
-/// Batch sizes of the record and claim steps.
+/// Batch sizes of the record and claim steps (one store call each per pass of the loop).
 const RECORD_BATCH: usize = 500;
-const CLAIM_BATCH: usize = 2000;
+const CLAIM_BATCH: usize = 1000;
 
 /// The running scheduler: stop it with [`SchedulerHandle::shutdown`].
 pub struct SchedulerHandle {
@@ -214,30 +214,20 @@ impl Engine {
         }
     }
 
-    /// Records due slots, then claims due executions. Returns what was claimed.
-    async fn record_and_claim(&self) -> Result<Vec<Execution>, sundial_store::StoreError> {
+    /// Records one batch of due slots, then claims one batch of due executions. Answers what was claimed and
+    /// whether more work may be waiting (the loop then fires what is due and comes back at once instead of sleeping).
+    async fn record_and_claim(&self) -> Result<(Vec<Execution>, bool), sundial_store::StoreError> {
         let store = self.store();
         let now = self.now();
         let horizon = now + self.config().lookahead;
-        loop {
-            let due = store.jobs_due(horizon, RECORD_BATCH).await?;
-            let records: Vec<OccurrenceRecord> = due.iter().filter_map(|due| self.plan(due, now, horizon)).collect();
-            let applied = if records.is_empty() { 0 } else { store.occurrences_record(&records, now).await? };
-            if due.len() < RECORD_BATCH || applied == 0 {
-                break;
-            }
-        }
+        let due = store.jobs_due(horizon, RECORD_BATCH).await?;
+        let records: Vec<OccurrenceRecord> = due.iter().filter_map(|due| self.plan(due, now, horizon)).collect();
+        let applied = if records.is_empty() { 0 } else { store.occurrences_record(&records, now).await? };
+        let more_slots = due.len() == RECORD_BATCH && applied > 0;
         let lease_until = now + self.config().lease;
-        let mut claimed = Vec::new();
-        loop {
-            let batch = store.executions_claim(horizon, &self.config().node_id, lease_until, now, CLAIM_BATCH).await?;
-            let full = batch.len() == CLAIM_BATCH;
-            claimed.extend(batch);
-            if !full {
-                break;
-            }
-        }
-        Ok(claimed)
+        let claimed = store.executions_claim(horizon, &self.config().node_id, lease_until, now, CLAIM_BATCH).await?;
+        let more_claims = claimed.len() == CLAIM_BATCH;
+        Ok((claimed, more_slots || more_claims))
     }
 
     /// Starts and runs one claimed execution.
@@ -450,8 +440,10 @@ async fn run_loop(engine: Engine, mut stopped: watch::Receiver<bool>) {
         if *stopped.borrow() {
             return;
         }
+        let mut more = false;
         match engine.record_and_claim().await {
-            Ok(claimed) => {
+            Ok((claimed, more_work)) => {
+                more = more_work;
                 for execution in claimed {
                     if queued.insert(execution.id.clone()) {
                         heap.push(Reverse((execution.due_at, execution.id)));
@@ -468,6 +460,11 @@ async fn run_loop(engine: Engine, mut stopped: watch::Receiver<bool>) {
             let Some(Reverse((_, id))) = heap.pop() else { break };
             queued.remove(&id);
             tokio::spawn(engine.clone().dispatch(id));
+        }
+        if more {
+            // A backlog (a burst of slots): keep recording and claiming, firing as instants come.
+            tokio::task::yield_now().await;
+            continue;
         }
         let mut wake_at = now + engine.config().poll_interval;
         if let Some(Reverse((due_at, _))) = heap.peek() {
