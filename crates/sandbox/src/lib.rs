@@ -89,7 +89,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use pool::{Pool, PoolStats};
+pub use pool::{Pool, PoolStats, Reservation};
 pub use protocol::TestAction;
 pub use worker::worker_main;
 

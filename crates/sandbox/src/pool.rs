@@ -143,21 +143,18 @@ impl Pool {
     /// Runs one execution on a free worker, waiting for one if all are busy. Never panics: every failure, including
     /// a crashed worker or a shut-down pool, is an [`Outcome`].
     pub async fn run(&self, request: RunRequest, host: Arc<dyn Host>) -> Outcome {
-        let started = Instant::now();
-        let timeout = request.timeout.min(crate::MAX_TIMEOUT);
-        let message =
-            self.run_message(request.code, request.kind, false, request.job.to_string(), request.env, timeout);
-        let message = match message {
-            Ok(message) => message,
-            Err(e) => {
-                return Outcome::failed(format!("the job's code and data cannot be sent: {e}"), Vec::new(), started)
-            }
-        };
-        let mut lease = match self.inner.clone().lease().await {
-            Ok(lease) => lease,
-            Err(e) => return Outcome::failed(format!("no sandbox worker available: {e}"), Vec::new(), started),
-        };
-        lease.drive(message, Some(host), timeout).await
+        match self.reserve().await {
+            Ok(reservation) => reservation.run(request, host).await,
+            Err(error) => Outcome::failed(error, Vec::new(), Instant::now()),
+        }
+    }
+
+    /// Waits for a free worker and keeps it for one run. A scheduler reserves before it marks an execution
+    /// started, so that `running` means running, not waiting for a worker; dropping the reservation unused gives
+    /// the worker back.
+    pub async fn reserve(&self) -> std::result::Result<Reservation, String> {
+        let lease = self.inner.clone().lease().await.map_err(|e| format!("no sandbox worker available: {e}"))?;
+        Ok(Reservation { pool: self.clone(), lease })
     }
 
     /// Reads a module job's definition without running it: evaluates `code` in a fresh runtime on a worker (same
@@ -429,6 +426,29 @@ impl Worker {
 }
 
 /// A worker and a permit, held for one run. Dropping it hands the worker back (or replaces it) in the background.
+/// A worker kept for one run ([`Pool::reserve`]).
+pub struct Reservation {
+    pool: Pool,
+    lease: Lease,
+}
+
+impl Reservation {
+    /// Runs one execution on the reserved worker. Never panics; every failure is an Outcome.
+    pub async fn run(mut self, request: RunRequest, host: Arc<dyn Host>) -> Outcome {
+        let started = Instant::now();
+        let timeout = request.timeout.min(crate::MAX_TIMEOUT);
+        let message =
+            self.pool.run_message(request.code, request.kind, false, request.job.to_string(), request.env, timeout);
+        let message = match message {
+            Ok(message) => message,
+            Err(e) => {
+                return Outcome::failed(format!("the job's code and data cannot be sent: {e}"), Vec::new(), started)
+            }
+        };
+        self.lease.drive(message, Some(host), timeout).await
+    }
+}
+
 struct Lease {
     inner: Arc<Inner>,
     worker: Option<Worker>,

@@ -230,15 +230,24 @@ impl Engine {
         Ok((claimed, more_slots || more_claims))
     }
 
-    /// Starts and runs one claimed execution.
+    /// Starts and runs one claimed execution: first a sandbox worker is reserved, then the store moves the
+    /// execution to `running` — so `running` means a worker has it, and an execution still waiting for a worker
+    /// stays a pending claim that another node may take over.
     async fn dispatch(self, execution_id: String) {
         let store = self.store().clone();
         loop {
+            let reservation = match self.shared.pool.reserve().await {
+                Ok(reservation) => reservation,
+                Err(error) => {
+                    tracing::error!(execution = %execution_id, %error, "no sandbox worker; leaving it to a later claim");
+                    return;
+                }
+            };
             let now = self.now();
             let lease_until = now + self.config().lease;
             match store.execution_start(&execution_id, &self.config().node_id, lease_until, now).await {
                 Ok(StartOutcome::Started(started)) => {
-                    self.run(*started).await;
+                    self.run(*started, reservation).await;
                     return;
                 }
                 Ok(StartOutcome::NotRun(status)) => {
@@ -246,6 +255,7 @@ impl Engine {
                     return;
                 }
                 Ok(StartOutcome::Busy) => {
+                    drop(reservation);
                     self.shared.clock.sleep_until(now + Duration::milliseconds(200)).await;
                 }
                 Ok(StartOutcome::Gone) => return,
@@ -258,7 +268,7 @@ impl Engine {
         }
     }
 
-    async fn run(&self, started: sundial_store::Started) {
+    async fn run(&self, started: sundial_store::Started, reservation: sundial_sandbox::Reservation) {
         let sundial_store::Started { execution, job, version, versions } = started;
         let started = execution.started_at.unwrap_or_else(|| self.now());
         if execution.trigger == Trigger::Schedule {
@@ -277,7 +287,7 @@ impl Engine {
             },
         };
         let host = Arc::new(HostAdapter(Arc::new(ExecutionHost::new(self.clone(), &job, &execution))));
-        let outcome = self.shared.pool.run(request, host).await;
+        let outcome = reservation.run(request, host).await;
         let status = match outcome.status {
             OutcomeStatus::Completed => ExecutionStatus::Completed,
             OutcomeStatus::Failed => ExecutionStatus::Failed,
