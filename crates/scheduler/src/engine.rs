@@ -447,6 +447,9 @@ pub struct MessageEvent {
     pub seq: i64,
 }
 
+/// An agent's `env` variables as job code reads them.
+pub(crate) type AgentEnv = Arc<std::collections::BTreeMap<String, String>>;
+
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -457,7 +460,7 @@ pub(crate) struct Shared {
     pub(crate) pool: sundial_sandbox::Pool,
     creations: Mutex<HashMap<String, (i64, u32)>>,
     /// Agents' `env` variables as job code sees them, read from the store at most once a second per agent.
-    agent_env: Mutex<HashMap<String, (std::time::Instant, Arc<std::collections::BTreeMap<String, String>>)>>,
+    agent_env: Mutex<HashMap<String, (std::time::Instant, AgentEnv)>>,
 }
 
 /// The engine: cheap to clone, shared by the API, the scheduler loop and the host calls of running jobs.
@@ -529,7 +532,7 @@ impl Engine {
 
     /// The agent's `env` variables (string values only), cached for a second: executions of one agent in a burst
     /// share one read.
-    pub(crate) async fn agent_env(&self, agent_id: &str) -> Arc<std::collections::BTreeMap<String, String>> {
+    pub(crate) async fn agent_env(&self, agent_id: &str) -> AgentEnv {
         const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
         {
             let cache = self.shared.agent_env.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

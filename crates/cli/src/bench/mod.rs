@@ -1,0 +1,288 @@
+//! `sundial bench`: the workloads of `bench/workloads.md` (W1 burst, W2 spread, W3 recurring, W4 memory) and
+//! Sundial's own W5 (a million scheduled jobs, restart) and W6 (`kill -9` during W2), run through the HTTP API.
+//!
+//! Each run prints one JSON line on stdout (progress goes to stderr). Without `--server` every run gets a server of
+//! its own — this executable as `sundial serve` on a fresh temporary data directory — which is stopped and removed
+//! at the end of the run; with `--server` the runs use that server, each as a fresh agent.
+
+mod api;
+mod server;
+mod stats;
+mod workloads;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::Args;
+use serde_json::{json, Map, Value};
+
+use api::Api;
+use server::{OwnedServer, Target};
+
+/// Flags of `sundial bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Workload: W1, W2, W3, W4, W5, W6 or all (W1 to W6 in order).
+    workload: String,
+    /// Use this running server (e.g. http://127.0.0.1:7777) instead of starting one per run.
+    #[arg(long)]
+    server: Option<String>,
+    /// API key for --server: an admin key (a fresh agent is created per run), or the key of --agent.
+    #[arg(long)]
+    key: Option<String>,
+    /// Run every workload as this existing agent instead of a fresh agent per run.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Process id of --server, to report its RSS and CPU time (null without it).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Runs of each workload (one JSON line each).
+    #[arg(long, default_value_t = 1)]
+    runs: u32,
+    /// W5's number of scheduled jobs.
+    #[arg(long, default_value_t = 1_000_000)]
+    n: usize,
+    /// Sandbox worker processes of the server the bench starts.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Jobs per batch-create request (at most 10000).
+    #[arg(long, default_value_t = 5000)]
+    batch: usize,
+    /// Batch-create requests in flight at once (at most 50).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Hard wall-clock limit of one run in seconds. Default: 240, W5 1800.
+    #[arg(long)]
+    limit_s: Option<u64>,
+    /// Keep the data directory and log of a server the bench started when its run failed.
+    #[arg(long)]
+    keep_failed: bool,
+}
+
+/// One of the workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    W1,
+    W2,
+    W3,
+    W4,
+    W5,
+    W6,
+}
+
+impl Workload {
+    const ALL: [Workload; 6] = [Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5, Workload::W6];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::W1 => "W1",
+            Workload::W2 => "W2",
+            Workload::W3 => "W3",
+            Workload::W4 => "W4",
+            Workload::W5 => "W5",
+            Workload::W6 => "W6",
+        }
+    }
+
+    fn parse(text: &str) -> anyhow::Result<Vec<Workload>> {
+        if text.eq_ignore_ascii_case("all") {
+            return Ok(Workload::ALL.to_vec());
+        }
+        match Workload::ALL.into_iter().find(|workload| workload.name().eq_ignore_ascii_case(text)) {
+            Some(workload) => Ok(vec![workload]),
+            None => bail!("workload: expected W1, W2, W3, W4, W5, W6 or all, got {text:?}"),
+        }
+    }
+
+    fn default_limit(self) -> Duration {
+        match self {
+            Workload::W5 => Duration::from_secs(1800),
+            _ => Duration::from_secs(240),
+        }
+    }
+}
+
+/// What a workload works with: the server, the flags, and the report it fills as it goes (so that what was
+/// measured before a failure or the hard limit is still printed).
+pub struct Run<'a> {
+    target: &'a mut Target,
+    args: &'a BenchArgs,
+    workload: Workload,
+    /// Unique per run: part of agent and job names.
+    tag: String,
+    report: Map<String, Value>,
+    config: Map<String, Value>,
+    /// When the run must be over.
+    deadline: Instant,
+}
+
+impl Run<'_> {
+    /// Records a field of the run's JSON line.
+    fn put(&mut self, key: &str, value: impl Into<Value>) {
+        self.report.insert(key.to_owned(), value.into());
+    }
+
+    /// Records a field of the run's `config`.
+    fn configure(&mut self, key: &str, value: impl Into<Value>) {
+        self.config.insert(key.to_owned(), value.into());
+    }
+
+    /// A client of the server as the agent of `--agent`, or as a fresh agent created for this run.
+    async fn agent(&mut self, label: &str) -> anyhow::Result<Api> {
+        let admin = Api::new(self.target.base_url(), self.target.key(), "default")?;
+        if let Some(agent) = &self.args.agent {
+            return Ok(admin.as_agent(agent, self.target.key()));
+        }
+        let agent = format!("bench-{}-{label}", self.tag);
+        let key = admin.create_agent(&agent).await?;
+        Ok(admin.as_agent(&agent, &key))
+    }
+
+    /// Whether the bench started the server (and removes it with its data at the end of the run).
+    fn owns_server(&self) -> bool {
+        matches!(self.target, Target::Owned(_))
+    }
+
+    /// Time left before the hard limit.
+    fn time_left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+fn progress(message: impl std::fmt::Display) {
+    eprintln!("bench: {message}");
+}
+
+/// Runs the chosen workloads and prints one JSON line per run.
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let workloads = Workload::parse(&args.workload)?;
+    if args.runs == 0 {
+        bail!("runs: must be at least 1");
+    }
+    if args.batch == 0 || args.batch > 10_000 {
+        bail!("batch: must be between 1 and 10000, got {}", args.batch);
+    }
+    if args.concurrency == 0 || args.concurrency > 50 {
+        bail!("concurrency: must be between 1 and 50, got {}", args.concurrency);
+    }
+    if args.server.is_some() && args.key.is_none() {
+        bail!("--server needs --key (an admin key, or the key of --agent)");
+    }
+    let mut failed = false;
+    for workload in workloads {
+        for run in 1..=args.runs {
+            progress(format_args!("{} run {run}/{}", workload.name(), args.runs));
+            let line = run_once(&args, workload, run).await;
+            failed |= !line["error"].is_null();
+            println!("{line}");
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// One run of one workload: the server, the workload under its hard limit, and the JSON line.
+async fn run_once(args: &BenchArgs, workload: Workload, run: u32) -> Value {
+    let limit = args.limit_s.map(Duration::from_secs).unwrap_or_else(|| workload.default_limit());
+    let began = Instant::now();
+    let loadavg_start = server::load_average();
+    let client_cpu_start = server::own_cpu_seconds();
+    let client_rss_start = server::rss_mb(std::process::id());
+    let tag = sundial_store::new_id("r").trim_start_matches("r_").chars().skip(12).collect::<String>();
+    let target = match &args.server {
+        Some(url) => Ok(Target::External {
+            base_url: url.clone(),
+            key: args.key.clone().unwrap_or_default(),
+            pid: args.server_pid,
+        }),
+        None => OwnedServer::start(args.workers).await.map(|server| Target::Owned(Box::new(server))),
+    };
+    let mut error: Option<String> = None;
+    let mut timed_out = false;
+    let mut report = Map::new();
+    let mut config = Map::new();
+    let (mut server_cpu, mut server_rss) = (None, (None, None));
+    match target {
+        Err(start_error) => error = Some(format!("{start_error:#}")),
+        Ok(mut target) => {
+            let cpu_start = target.cpu_seconds();
+            server_rss.0 = target.rss_mb();
+            let mut context = Run {
+                target: &mut target,
+                args,
+                workload,
+                tag,
+                report: Map::new(),
+                config: Map::new(),
+                deadline: began + limit,
+            };
+            match tokio::time::timeout(limit.saturating_sub(began.elapsed()), workloads::run(&mut context)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(run_error)) => error = Some(format!("{run_error:#}")),
+                Err(_) => {
+                    timed_out = true;
+                    error = Some(format!("the run passed its hard limit of {} s", limit.as_secs()));
+                }
+            }
+            report = std::mem::take(&mut context.report);
+            config = std::mem::take(&mut context.config);
+            server_rss.1 = target.rss_mb();
+            server_cpu = match (cpu_start, target.cpu_seconds()) {
+                (Some(start), Some(end)) => Some(end - start),
+                _ => None,
+            };
+            if let Target::Owned(server) = target {
+                let keep = args.keep_failed && error.is_some();
+                if let Err(stop_error) = (*server).shut_down(keep).await {
+                    progress(format_args!("cannot stop the server: {stop_error:#}"));
+                }
+            }
+        }
+    }
+    if let Some(message) = &error {
+        progress(format_args!("{} run {run} failed: {message}", workload.name()));
+    }
+    timed_out |= report.get("timed_out").and_then(Value::as_bool).unwrap_or(false);
+    let client_cpu = match (client_cpu_start, server::own_cpu_seconds()) {
+        (Some(start), Some(end)) => Some(round3(end - start)),
+        _ => None,
+    };
+    let mut line = Map::new();
+    line.insert("peer".into(), json!("sundial"));
+    line.insert("peer_version".into(), json!(env!("CARGO_PKG_VERSION")));
+    line.insert("workload".into(), json!(workload.name()));
+    line.insert("run".into(), json!(run));
+    let mut full_config = Map::new();
+    full_config.insert("workers".into(), json!(args.workers));
+    full_config.insert("batch_size".into(), json!(args.batch));
+    full_config.insert("create_requests_in_flight".into(), json!(args.concurrency));
+    full_config.insert(
+        "server".into(),
+        json!(if args.server.is_some() { "external" } else { "own per run (fresh data dir, engine defaults)" }),
+    );
+    full_config.insert("agent".into(), json!(args.agent.clone().unwrap_or_else(|| "fresh per run".into())));
+    full_config.insert("code".into(), json!(workloads::CODE));
+    full_config.extend(config);
+    line.insert("config".into(), Value::Object(full_config));
+    line.insert("loadavg_start".into(), json!(loadavg_start));
+    line.insert("loadavg_end".into(), json!(server::load_average()));
+    line.insert("client_cpu_s".into(), json!(client_cpu));
+    line.insert("server_cpu_s".into(), json!(server_cpu.map(round3)));
+    line.insert("client_rss_mb_start".into(), json!(client_rss_start.map(round1)));
+    line.insert("client_rss_mb_end".into(), json!(server::rss_mb(std::process::id()).map(round1)));
+    line.insert("server_rss_mb_start".into(), json!(server_rss.0.map(round1)));
+    line.insert("server_rss_mb_end".into(), json!(server_rss.1.map(round1)));
+    line.extend(report);
+    line.insert("timed_out".into(), json!(timed_out));
+    line.insert("error".into(), json!(error));
+    line.insert("wall_s".into(), json!(round3(began.elapsed().as_secs_f64())));
+    Value::Object(line)
+}
+
+fn round1(value: f64) -> f64 {
+    stats::round1(value)
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}

@@ -1,0 +1,318 @@
+//! The server under test: one the bench starts itself (a `sundial serve` child on a fresh data directory, which it
+//! can stop, `kill -9` and restart) or an existing one given by URL; and what `/proc` says about its processes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on every Linux userland ABI).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// How long a started server may take to print its address.
+const STARTUP_LIMIT: Duration = Duration::from_secs(120);
+
+/// How long a stopped server may take to exit after SIGTERM before it is killed.
+const STOP_LIMIT: Duration = Duration::from_secs(20);
+
+/// The server a run talks to.
+pub enum Target {
+    /// Started by the bench for this run.
+    Owned(Box<OwnedServer>),
+    /// Given with `--server`; its process (for RSS and CPU) only with `--server-pid`.
+    External {
+        /// `http://host:port`.
+        base_url: String,
+        /// The admin key, or the key of `--agent`.
+        key: String,
+        /// Its process id, when known.
+        pid: Option<u32>,
+    },
+}
+
+impl Target {
+    /// `http://host:port` of the server.
+    pub fn base_url(&self) -> &str {
+        match self {
+            Target::Owned(server) => &server.base_url,
+            Target::External { base_url, .. } => base_url,
+        }
+    }
+
+    /// The key the bench was given (the admin key of an owned server).
+    pub fn key(&self) -> &str {
+        match self {
+            Target::Owned(server) => &server.key,
+            Target::External { key, .. } => key,
+        }
+    }
+
+    /// The server's process id, when known.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Target::Owned(server) => server.pid,
+            Target::External { pid, .. } => *pid,
+        }
+    }
+
+    /// The owned server, or why a workload that needs one cannot run.
+    pub fn owned(&mut self) -> anyhow::Result<&mut OwnedServer> {
+        match self {
+            Target::Owned(server) => Ok(server),
+            Target::External { .. } => {
+                bail!("this workload stops and restarts the server: run it without --server so the bench owns one")
+            }
+        }
+    }
+
+    /// CPU seconds used so far by the server and its sandbox workers (for an owned server, over all its restarts).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let earlier = match self {
+            Target::Owned(server) => server.earlier_cpu_seconds,
+            Target::External { .. } => 0.0,
+        };
+        match self.pid() {
+            Some(pid) => tree_cpu_seconds(pid).map(|now| earlier + now),
+            None => matches!(self, Target::Owned(_)).then_some(earlier),
+        }
+    }
+
+    /// Resident set size of the server process in MB.
+    pub fn rss_mb(&self) -> Option<f64> {
+        self.pid().and_then(rss_mb)
+    }
+
+    /// Summed resident set size of the server's child processes (its sandbox workers) in MB.
+    pub fn workers_rss_mb(&self) -> Option<f64> {
+        self.pid().map(|pid| children(pid).into_iter().filter_map(rss_mb).sum())
+    }
+
+    /// Size of the SQLite database and its WAL in MB (only known for an owned server).
+    pub fn database_mb(&self) -> Option<f64> {
+        match self {
+            Target::Owned(server) => Some(server.database_bytes() as f64 / 1e6),
+            Target::External { .. } => None,
+        }
+    }
+}
+
+/// A `sundial serve` child process on a data directory of its own.
+pub struct OwnedServer {
+    executable: PathBuf,
+    root: PathBuf,
+    data_dir: PathBuf,
+    key: String,
+    workers: usize,
+    child: Option<Child>,
+    pid: Option<u32>,
+    base_url: String,
+    earlier_cpu_seconds: f64,
+}
+
+impl OwnedServer {
+    /// Starts `sundial serve` (this executable) on a fresh temporary data directory with a random admin key.
+    pub async fn start(workers: usize) -> anyhow::Result<OwnedServer> {
+        let executable = std::env::current_exe().context("cannot find the sundial executable")?;
+        let root = std::env::temp_dir().join(format!("sundial-bench-{}", sundial_store::new_id("run")));
+        let data_dir = root.join("data");
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        let mut server = OwnedServer {
+            executable,
+            root,
+            data_dir,
+            key: sundial_store::new_id("sk_bench"),
+            workers,
+            child: None,
+            pid: None,
+            base_url: String::new(),
+            earlier_cpu_seconds: 0.0,
+        };
+        if let Err(error) = server.spawn().await {
+            server.remove_files(false);
+            return Err(error);
+        }
+        Ok(server)
+    }
+
+    /// The server's log (its stderr), kept in the run's temporary directory.
+    pub fn log_path(&self) -> PathBuf {
+        self.root.join("server.log")
+    }
+
+    /// Starts the server process on the data directory and waits for its `listening on` line. Returns how long
+    /// that took.
+    pub async fn spawn(&mut self) -> anyhow::Result<Duration> {
+        if self.child.is_some() {
+            bail!("the server is already running");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .with_context(|| format!("cannot open {}", self.log_path().display()))?;
+        let mut command = Command::new(&self.executable);
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--workers", &self.workers.to_string()])
+            .env("SUNDIAL_API_KEY", &self.key)
+            .env_remove("SUNDIAL_CONFIG")
+            .env_remove("SUNDIAL_DATA_DIR")
+            .env_remove("SUNDIAL_LISTEN")
+            .env_remove("SUNDIAL_WORKERS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let began = Instant::now();
+        let mut child = command.spawn().context("cannot start the sundial server")?;
+        let pid = child.id();
+        let stdout = child.stdout.take().context("the server's stdout is not piped")?;
+        self.child = Some(child);
+        self.pid = pid;
+        let mut lines = BufReader::new(stdout).lines();
+        let address = tokio::time::timeout(STARTUP_LIMIT, async {
+            while let Some(line) = lines.next_line().await.context("cannot read the server's stdout")? {
+                if let Some(rest) = line.strip_prefix("sundial: listening on ") {
+                    return rest
+                        .split_whitespace()
+                        .next()
+                        .map(str::to_owned)
+                        .with_context(|| format!("no address in {line:?}"));
+                }
+            }
+            bail!("the server exited before it listened (see {})", self.log_path().display())
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("the server did not listen within {STARTUP_LIMIT:?}"))??;
+        let elapsed = began.elapsed();
+        // Keep reading stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.base_url = address;
+        Ok(elapsed)
+    }
+
+    /// Stops the server with SIGTERM (SIGKILL after a while) and waits for it. Returns how long it took.
+    pub async fn stop(&mut self) -> anyhow::Result<Duration> {
+        let Some(mut child) = self.child.take() else { return Ok(Duration::ZERO) };
+        self.account_cpu();
+        let began = Instant::now();
+        if let Some(pid) = self.pid.take() {
+            let sent = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if !sent.is_ok_and(|status| status.success()) {
+                child.start_kill().context("cannot stop the server")?;
+            }
+        }
+        if tokio::time::timeout(STOP_LIMIT, child.wait()).await.is_err() {
+            eprintln!("bench: the server did not stop within {STOP_LIMIT:?} after SIGTERM; killing it");
+            child.start_kill().context("cannot kill the server")?;
+            child.wait().await.context("cannot wait for the server")?;
+        }
+        Ok(began.elapsed())
+    }
+
+    /// Kills the server with SIGKILL (`kill -9`) and waits for it.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        self.account_cpu();
+        self.pid = None;
+        child.start_kill().context("cannot kill the server")?;
+        child.wait().await.context("cannot wait for the killed server")?;
+        Ok(())
+    }
+
+    /// Adds the CPU time of the running process to the total before it goes away.
+    fn account_cpu(&mut self) {
+        if let Some(seconds) = self.pid.and_then(tree_cpu_seconds) {
+            self.earlier_cpu_seconds += seconds;
+        }
+    }
+
+    /// Bytes of `sundial.db` and `sundial.db-wal`.
+    pub fn database_bytes(&self) -> u64 {
+        ["sundial.db", "sundial.db-wal"]
+            .iter()
+            .filter_map(|name| std::fs::metadata(self.data_dir.join(name)).ok())
+            .map(|metadata| metadata.len())
+            .sum()
+    }
+
+    /// Stops the server and removes its directory (kept, with its log, when `keep` is set).
+    pub async fn shut_down(mut self, keep: bool) -> anyhow::Result<()> {
+        let stopped = self.stop().await;
+        self.remove_files(keep);
+        stopped.map(|_| ())
+    }
+
+    fn remove_files(&self, keep: bool) {
+        if keep {
+            eprintln!("bench: kept the server's data and log in {}", self.root.display());
+        } else if let Err(error) = std::fs::remove_dir_all(&self.root) {
+            eprintln!("bench: cannot remove {}: {error}", self.root.display());
+        }
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (which may hold spaces), starting with the state.
+fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(Path::new("/proc").join(pid).join("stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// utime + stime of one process in seconds, plus cutime + cstime (its exited, reaped children) with `reaped`.
+fn process_cpu_seconds(pid: &str, reaped: bool) -> Option<f64> {
+    let fields = stat_fields(pid)?;
+    // After the name: state(0) ppid(1) … utime(11) stime(12) cutime(13) cstime(14).
+    let end = if reaped { 15 } else { 13 };
+    let ticks: f64 = fields.get(11..end)?.iter().filter_map(|field| field.parse::<f64>().ok()).sum();
+    Some(ticks / TICKS_PER_SECOND)
+}
+
+/// The direct children of a process (the server's sandbox workers).
+pub fn children(pid: u32) -> Vec<u32> {
+    let parent = pid.to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()))
+        .filter(|child| stat_fields(&child.to_string()).is_some_and(|fields| fields.get(1) == Some(&parent)))
+        .collect()
+}
+
+/// CPU seconds of a process, its reaped children and its live children.
+pub fn tree_cpu_seconds(pid: u32) -> Option<f64> {
+    let own = process_cpu_seconds(&pid.to_string(), true)?;
+    let live: f64 = children(pid).into_iter().filter_map(|child| process_cpu_seconds(&child.to_string(), true)).sum();
+    Some(own + live)
+}
+
+/// `VmRSS` of a process in MB.
+pub fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kilobytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kilobytes / 1024.0)
+}
+
+/// CPU seconds this process (the bench) has used, without the servers it started and reaped.
+pub fn own_cpu_seconds() -> Option<f64> {
+    process_cpu_seconds("self", false)
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_whitespace().map(|field| field.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
+}
