@@ -25,7 +25,7 @@ use sundial_store::JobFilter;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::native::{job_caller, message_view, parse_number};
+use crate::native::{job_caller, message_view, parse_number, trigger};
 use crate::{AppState, JsonBody, MAX_BODY_BYTES};
 
 /// A success answer in lua-cli's envelope.
@@ -306,12 +306,7 @@ async fn trigger_job(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
-    let version_id = match body.get("versionId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(version)) => Some(version.clone()),
-        Some(_) => return Err(FieldError::new("versionId", "must be a string").into()),
-    };
-    let execution = state.engine.trigger(&caller, &job_id, version_id.as_deref()).await?;
+    let execution = trigger(&state, &caller, &job_id, &body).await?;
     Ok(ok(lua_execution(&execution)))
 }
 

@@ -515,6 +515,21 @@ async fn deactivate_job(
     Ok(Json(state.engine.deactivate(&caller, &job_id).await?.view()))
 }
 
+/// Runs a job now, on the version named by the body's optional `versionId` (an id or a semver string).
+pub(crate) async fn trigger(
+    state: &AppState,
+    caller: &Caller,
+    job_id: &str,
+    body: &Value,
+) -> ApiResult<sundial_core::Execution> {
+    let version_id = match body.get("versionId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(version)) => Some(version.clone()),
+        Some(_) => return Err(FieldError::new("versionId", "must be a string").into()),
+    };
+    Ok(state.engine.trigger(caller, job_id, version_id.as_deref()).await?)
+}
+
 async fn trigger_job(
     State(state): State<AppState>,
     principal: Principal,
@@ -522,12 +537,7 @@ async fn trigger_job(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
-    let version_id = match body.get("versionId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(version)) => Some(version.clone()),
-        Some(_) => return Err(FieldError::new("versionId", "must be a string").into()),
-    };
-    let execution = state.engine.trigger(&caller, &job_id, version_id.as_deref()).await?;
+    let execution = trigger(&state, &caller, &job_id, &body).await?;
     Ok((StatusCode::ACCEPTED, Json(execution_view(&execution, false))).into_response())
 }
 
