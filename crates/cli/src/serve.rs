@@ -27,7 +27,8 @@ pub struct ServeArgs {
     /// Address to listen on. Default: `127.0.0.1:7777`.
     #[arg(long, env = "SUNDIAL_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Sandbox worker processes. Default: 4.
+    /// Sandbox worker processes. Default: 8 (a worker waits on the store around each run, so more workers than
+    /// cores keep the cores busy).
     #[arg(long, env = "SUNDIAL_WORKERS")]
     workers: Option<usize>,
     /// Largest job timeout in seconds. Default: 600.
@@ -117,7 +118,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
     let settings = Settings {
         data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("sundial-data")),
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7777))),
-        workers: args.workers.or(file.workers).unwrap_or(4),
+        workers: args.workers.or(file.workers).unwrap_or(8),
         max_timeout: args.max_timeout.or(file.max_timeout).unwrap_or(600),
         memory_limit_mb: args.memory_limit_mb.or(file.memory_limit_mb).unwrap_or(64),
         min_interval: args.min_interval.or(file.min_interval).unwrap_or(1),

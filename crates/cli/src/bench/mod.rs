@@ -44,7 +44,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1_000_000)]
     n: usize,
     /// Sandbox worker processes of the server the bench starts.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     workers: usize,
     /// Jobs per batch-create request (at most 10000).
     #[arg(long, default_value_t = 5000)]
