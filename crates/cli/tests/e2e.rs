@@ -251,7 +251,8 @@ async fn the_seed_reminder_fires_on_time_and_reaches_the_users_conversation() {
     let (status, _) =
         send(server.request(reqwest::Method::PUT, "/v1/agents/default/users/u1").json(&json!({"name": "Ada"}))).await;
     assert_eq!(status, 200);
-    let due = Utc::now() + chrono::Duration::seconds(2);
+    // Instants travel with millisecond precision.
+    let due = chrono::SubsecRound::trunc_subsecs(Utc::now() + chrono::Duration::seconds(2), 3);
     let request = server
         .request(reqwest::Method::POST, "/v1/agents/default/jobs")
         .header("X-User-Id", "u1")
