@@ -375,6 +375,7 @@ async fn create_jobs(
     State(state): State<AppState>,
     principal: Principal,
     Path(agent_id): Path<String>,
+    Query(params): Params,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let caller = principal.caller_for(&state, &agent_id).await?;
@@ -391,7 +392,18 @@ async fn create_jobs(
         batch.push(new);
     }
     let created = state.engine.create_jobs(&caller, batch).await?;
-    let jobs: Vec<Value> = created.iter().map(|detail| detail.view()).collect();
+    // `?view=ids` answers only what a bulk client needs: building full views is most of the work of a big batch.
+    let ids_only = params.get("view").is_some_and(|view| view == "ids");
+    let jobs: Vec<Value> = created
+        .iter()
+        .map(|detail| {
+            if ids_only {
+                json!({"id": detail.job.id, "nextRunAt": detail.job.next_run_at.map(instant)})
+            } else {
+                detail.view()
+            }
+        })
+        .collect();
     Ok((StatusCode::CREATED, Json(json!({ "jobs": jobs }))).into_response())
 }
 

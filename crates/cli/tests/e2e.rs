@@ -522,8 +522,10 @@ async fn kill_9_while_jobs_are_due_then_restart_runs_every_occurrence_once() {
             })
         })
         .collect();
-    let (status, created) = server.post("/v1/agents/default/jobs/batch", json!({"jobs": jobs})).await;
+    let (status, created) = server.post("/v1/agents/default/jobs/batch?view=ids", json!({"jobs": jobs})).await;
     assert_eq!(status, 201, "{created}");
+    let first = created["jobs"][0].as_object().cloned().unwrap_or_default();
+    assert_eq!(first.keys().collect::<Vec<_>>(), ["id", "nextRunAt"], "view=ids answers ids and next runs only");
     let ids: Vec<String> = created["jobs"]
         .as_array()
         .expect("jobs")

@@ -69,6 +69,15 @@ impl Default for JobPolicy {
 }
 
 impl JobPolicy {
+    /// The stored form: `{}` for the defaults (most jobs), the full object otherwise. Reading fills in defaults.
+    pub fn stored(&self) -> serde_json::Value {
+        if *self == JobPolicy::default() {
+            serde_json::Value::Object(serde_json::Map::new())
+        } else {
+            serde_json::to_value(self).unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new()))
+        }
+    }
+
     /// Validates an untrusted `policy` value; `null` gives the defaults.
     pub fn parse(value: &Value) -> Result<JobPolicy, FieldError> {
         let object = match value {
@@ -104,5 +113,22 @@ impl JobPolicy {
             policy.max_consecutive_failures = Some(count as u32);
         }
         Ok(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policies_are_stored_empty_and_read_back_whole() {
+        assert_eq!(JobPolicy::default().stored(), serde_json::json!({}));
+        let read: JobPolicy = serde_json::from_value(JobPolicy::default().stored())
+            .unwrap_or_else(|_| JobPolicy { overlap: Overlap::Allow, ..JobPolicy::default() });
+        assert_eq!(read, JobPolicy::default());
+        let custom =
+            JobPolicy { overlap: Overlap::QueueOne, max_consecutive_failures: Some(3), ..JobPolicy::default() };
+        let read: Option<JobPolicy> = serde_json::from_value(custom.stored()).ok();
+        assert_eq!(read, Some(custom));
     }
 }

@@ -159,7 +159,7 @@ async fn insert_job(client: &impl GenericClient, job: &Job) -> Result<()> {
             &job.active,
             &job.status.as_str(),
             &jsonb(&job.metadata),
-            &jsonb(&job.policy),
+            &jsonb(&job.policy.stored()),
             &job.active_version_id,
             &millis(job.anchor_at),
             &opt_millis(job.next_run_at),
@@ -803,7 +803,7 @@ impl Store for PostgresStore {
                 &job.id,
                 &text(&job.name),
                 &opt_text(job.description.as_deref()),
-                &jsonb(&job.policy),
+                &jsonb(&job.policy.stored()),
                 &millis(job.updated_at),
             ],
         )

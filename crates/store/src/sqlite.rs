@@ -404,7 +404,7 @@ fn insert_job(transaction: &Transaction<'_>, job: &Job) -> Result<()> {
                 job.active,
                 job.status.as_str(),
                 to_json(&job.metadata),
-                to_json(&job.policy),
+                to_json(&job.policy.stored()),
                 job.active_version_id,
                 millis(job.anchor_at),
                 opt_millis(job.next_run_at),
@@ -950,7 +950,7 @@ impl Store for SqliteStore {
                 .execute(
                     "UPDATE jobs SET name = ?2, description = ?3, policy = ?4, updated_at = ?5 \
                      WHERE id = ?1 AND deleted_at IS NULL",
-                    params![job.id, job.name, job.description, to_json(&job.policy), millis(job.updated_at)],
+                    params![job.id, job.name, job.description, to_json(&job.policy.stored()), millis(job.updated_at)],
                 )
                 .map_err(database)?;
             Ok(changed > 0)

@@ -137,7 +137,7 @@ impl Api {
         while jobs.peek().is_some() {
             chunks.push(jobs.by_ref().take(batch.max(1)).collect::<Vec<Value>>());
         }
-        let url = self.url(&format!("/v1/agents/{}/jobs/batch", self.agent));
+        let url = self.url(&format!("/v1/agents/{}/jobs/batch?view=ids", self.agent));
         let pages: Vec<anyhow::Result<Vec<String>>> = stream::iter(chunks)
             .map(|chunk| {
                 let url = url.clone();
