@@ -1168,3 +1168,28 @@ async fn lua_cli_job_code_that_is_not_a_function_gets_a_clear_400() {
     assert_eq!((status, answer["success"].clone()), (201, json!(true)), "{answer}");
     assert_eq!(answer["data"]["activeVersion"]["version"], "1.0.0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_downtime_is_counted_without_walking_every_slot_and_catches_up_the_newest() {
+    let start = utc("2030-01-01T00:00:00Z");
+    let mut test = TestEngine::start(start).await;
+    let job = test
+        .create(
+            json!({"name": "every-second", "schedule": {"type": "interval", "seconds": 1}, "code": "async () => 1"}),
+            None,
+        )
+        .await;
+    // Four hours without a scheduler: 14,400 slots, far more than are walked one by one.
+    test.clock.advance(chrono::Duration::hours(4));
+    test.engine.wake();
+    test.wait_final(&job.job.id, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Slots older than five seconds are missed: 00:00:01 … 03:59:54. run_once runs the newest of them; the slots from
+    // 03:59:55 on are merely late and run as usual.
+    let executions = test.executions(&job.job.id).await;
+    let oldest = executions.iter().filter_map(|execution| execution.scheduled_for).min();
+    assert_eq!(oldest, Some(utc("2030-01-01T03:59:54Z")), "the catch-up run is not the newest missed slot");
+    let stored = test.engine.job(&TestEngine::caller(None), &job.job.id).await.expect("job");
+    assert_eq!(stored.missed_slots, 14_393, "every missed slot but the one caught up is counted");
+    test.stop().await;
+}

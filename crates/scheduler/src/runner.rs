@@ -117,7 +117,7 @@ impl Engine {
         let compiled = match due.version.schedule.compile() {
             Ok(compiled) => compiled,
             Err(error) => {
-                tracing::error!(job = %job.id, %error, "stored schedule no longer compiles; deactivating");
+                tracing::error!(job = %job.id, %error, "stored schedule no longer compiles; no further slots");
                 return Some(OccurrenceRecord {
                     job_id: job.id.clone(),
                     expected_next_run_at: expected,
@@ -141,6 +141,8 @@ impl Engine {
         let mut slots = Vec::new();
         let mut missed_slots = Vec::new();
         let mut missed_count = 0u64;
+        let mut jumped = false;
+        let grace = Duration::seconds(job.policy.misfire_grace_seconds.min(i64::MAX as u64 / 1000) as i64);
         let mut slot = Some(expected);
         while let Some(at) = slot {
             if at > horizon || slots.len() >= MAX_SLOTS_PER_PASS {
@@ -152,11 +154,13 @@ impl Engine {
                     missed_slots.remove(0);
                 }
                 missed_slots.push(at);
-                // Far behind: jump over the gap instead of walking it slot by slot.
-                if missed_count > 10_000 {
-                    let skipped = compiled.count_slots(at, misfire_before, job.anchor_at, u64::MAX / 2);
-                    missed_count += skipped;
-                    slot = compiled.next_after(misfire_before, job.anchor_at);
+                // Far behind: count the old part of the gap instead of walking it slot by slot, and walk only the
+                // last grace period, where the newest missed slots (the ones a catch-up may run) are.
+                let resume = misfire_before - grace;
+                if missed_count > 10_000 && !jumped && resume > at {
+                    jumped = true;
+                    missed_count += compiled.count_slots(at, resume, job.anchor_at, u64::MAX / 2);
+                    slot = compiled.next_after(resume, job.anchor_at);
                     continue;
                 }
             } else {
@@ -167,14 +171,11 @@ impl Engine {
         let caught_up: Vec<DateTime<Utc>> = match job.policy.misfire {
             Misfire::Skip => Vec::new(),
             Misfire::RunAll => missed_slots,
-            Misfire::RunOnce => {
-                let grace = Duration::seconds(job.policy.misfire_grace_seconds.min(i64::MAX as u64 / 1000) as i64);
-                missed_slots
-                    .last()
-                    .filter(|newest| now - **newest <= grace)
-                    .map(|newest| vec![*newest])
-                    .unwrap_or_default()
-            }
+            Misfire::RunOnce => missed_slots
+                .last()
+                .filter(|newest| now - **newest <= grace)
+                .map(|newest| vec![*newest])
+                .unwrap_or_default(),
         };
         let missed = missed_count - caught_up.len() as u64;
         if missed > 0 {
