@@ -7,9 +7,10 @@
 //!    compare-and-set makes a slot recorded exactly once). Slots long past (downtime) go through the misfire policy.
 //! 2. **Claim** — pending executions due within the lookahead (slots, retries, manual triggers) are claimed under a
 //!    lease and put on an in-memory timer heap.
-//! 3. **Fire** — every heap entry whose instant has come is dispatched: the store moves it to `running` (or
-//!    `skipped` by the overlap policy), the sandbox pool runs it, and its outcome, retry and effect on the job are
-//!    written in one transaction.
+//! 3. **Fire** — every heap entry whose instant has come is dispatched: a sandbox worker is reserved, then the store
+//!    moves the execution to `running` (or `skipped` by the overlap policy), the worker runs it, and its outcome,
+//!    retry and effect on the job are written in one transaction. While a burst is being recorded and claimed, due
+//!    entries fire between batches.
 //! 4. **Sleep** — until the earliest heap entry, the poll interval, or a wake-up from a change (a new job, a trigger,
 //!    a retry).
 //!
