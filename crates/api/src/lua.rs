@@ -376,11 +376,7 @@ async fn named_user(state: &AppState, principal: &Principal, agent_id: &str, use
 /// A user's data as lua-cli reads it: the data fields plus `_luaProfile`.
 fn lua_user(user_id: &str, data: &JsonObject) -> Value {
     let mut object = data.clone();
-    let full_name = data.get("fullName").or(data.get("name")).cloned().unwrap_or(Value::Null);
-    object.insert(
-        "_luaProfile".into(),
-        json!({"userId": user_id, "fullName": full_name, "mobileNumbers": [], "emailAddresses": []}),
-    );
+    object.insert("_luaProfile".into(), sundial_core::wire::lua_profile(user_id, data));
     Value::Object(object)
 }
 

@@ -24,6 +24,13 @@ fn put(object: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
+/// lua-cli's `_luaProfile` of a user: the id, a full name taken from the data's `fullName` or `name`, and no phone
+/// numbers or e-mail addresses (Sundial keeps none).
+pub fn lua_profile(user_id: &str, data: &Map<String, Value>) -> Value {
+    let full_name = data.get("fullName").or(data.get("name")).cloned().unwrap_or(Value::Null);
+    json!({"userId": user_id, "fullName": full_name, "mobileNumbers": [], "emailAddresses": []})
+}
+
 /// A version as `JobVersion` on the wire. The code is not inlined (it has its own endpoint).
 pub fn version_view(version: &JobVersion, active_version_id: Option<&str>) -> Value {
     let mut object = Map::new();

@@ -796,25 +796,7 @@ impl Engine {
             None => self.active_version(&job).await?,
         };
         let now = self.now();
-        let execution = Execution {
-            id: new_id("exe"),
-            agent_id: job.agent_id.clone(),
-            job_id: job.id.clone(),
-            version_id: version.id,
-            occurrence_id: new_id("occ"),
-            status: ExecutionStatus::Pending,
-            trigger: Trigger::Manual,
-            scheduled_for: None,
-            due_at: now,
-            started_at: None,
-            completed_at: None,
-            duration_ms: None,
-            result: None,
-            error: None,
-            retry_count: 0,
-            logs: Vec::new(),
-            created_at: now,
-        };
+        let execution = crate::runner::first_attempt(&job, &version.id, Trigger::Manual, None, now, now);
         self.shared.store.execution_insert(&execution).await?;
         self.wake();
         Ok(execution)

@@ -188,12 +188,12 @@ impl ExecutionHost {
         }
     }
 
-    /// `{userId, ...data}` of a user of the execution's agent (a user without a record has no fields).
+    /// `{userId, ...data, _luaProfile}` of a user of the execution's agent (a user without a record has no fields).
     async fn user_view(&self, user_id: &str) -> Result<Value, String> {
         let record =
             self.engine.store().user_get(&self.caller.agent_id, user_id).await.map_err(|error| error.to_string())?;
         let data = record.map(|record| record.data).unwrap_or_default();
-        let full_name = data.get("fullName").or(data.get("name")).cloned().unwrap_or(Value::Null);
+        let profile = sundial_core::wire::lua_profile(user_id, &data);
         let mut object = Map::new();
         object.insert("userId".into(), json!(user_id));
         for (key, value) in data {
@@ -201,7 +201,6 @@ impl ExecutionHost {
                 object.insert(key, value);
             }
         }
-        let profile = json!({"userId": user_id, "fullName": full_name, "mobileNumbers": [], "emailAddresses": []});
         object.insert("_luaProfile".into(), profile);
         Ok(Value::Object(object))
     }

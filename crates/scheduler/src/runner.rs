@@ -135,7 +135,7 @@ impl Engine {
                 expected_next_run_at: expected,
                 next_run_at: None,
                 missed: 0,
-                slots: vec![self.slot_execution(job, &due.version, expected, now)],
+                slots: vec![first_attempt(job, &due.version.id, Trigger::Schedule, Some(expected), expected, now)],
             });
         }
         let misfire_before = now - Duration::seconds(MISFIRE_THRESHOLD_SECONDS);
@@ -183,8 +183,11 @@ impl Engine {
             self.shared.metrics.missed(missed);
             tracing::info!(job = %job.id, missed, "slots missed while no scheduler ran");
         }
-        let executions =
-            caught_up.into_iter().chain(slots).map(|at| self.slot_execution(job, &due.version, at, now)).collect();
+        let executions = caught_up
+            .into_iter()
+            .chain(slots)
+            .map(|at| first_attempt(job, &due.version.id, Trigger::Schedule, Some(at), at, now))
+            .collect();
         Some(OccurrenceRecord {
             job_id: job.id.clone(),
             expected_next_run_at: expected,
@@ -192,28 +195,6 @@ impl Engine {
             missed,
             slots: executions,
         })
-    }
-
-    fn slot_execution(&self, job: &Job, version: &JobVersion, at: DateTime<Utc>, now: DateTime<Utc>) -> Execution {
-        Execution {
-            id: new_id("exe"),
-            agent_id: job.agent_id.clone(),
-            job_id: job.id.clone(),
-            version_id: version.id.clone(),
-            occurrence_id: new_id("occ"),
-            status: ExecutionStatus::Pending,
-            trigger: Trigger::Schedule,
-            scheduled_for: Some(at),
-            due_at: at,
-            started_at: None,
-            completed_at: None,
-            duration_ms: None,
-            result: None,
-            error: None,
-            retry_count: 0,
-            logs: Vec::new(),
-            created_at: now,
-        }
     }
 
     /// Records one batch of due slots, then claims one batch of due executions. Answers what was claimed and
@@ -391,6 +372,36 @@ impl Engine {
         if has_retry {
             self.wake();
         }
+    }
+}
+
+/// The first attempt of a new occurrence (a scheduled slot) or of a manual trigger: pending, due at `due_at`.
+pub(crate) fn first_attempt(
+    job: &Job,
+    version_id: &str,
+    trigger: Trigger,
+    scheduled_for: Option<DateTime<Utc>>,
+    due_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Execution {
+    Execution {
+        id: new_id("exe"),
+        agent_id: job.agent_id.clone(),
+        job_id: job.id.clone(),
+        version_id: version_id.to_owned(),
+        occurrence_id: new_id("occ"),
+        status: ExecutionStatus::Pending,
+        trigger,
+        scheduled_for,
+        due_at,
+        started_at: None,
+        completed_at: None,
+        duration_ms: None,
+        result: None,
+        error: None,
+        retry_count: 0,
+        logs: Vec::new(),
+        created_at: now,
     }
 }
 
