@@ -414,6 +414,11 @@ pub fn after_outcome(
             return AfterOutcome { retry_at: Some(now + delay), job: JobEffect::None };
         }
     }
+    if status == ExecutionStatus::Abandoned && execution.retry_count == 0 {
+        // The node running it died: execution is at-least-once, so a first attempt gets one more try at once even
+        // without a retry policy. A second death is not retried again (the job itself may be what kills nodes).
+        return AfterOutcome { retry_at: Some(now), job: JobEffect::None };
+    }
     if !scheduled {
         return AfterOutcome { retry_at: None, job: JobEffect::None };
     }
@@ -425,4 +430,51 @@ pub fn after_outcome(
         JobEffect::CountFailure
     };
     AfterOutcome { retry_at: None, job }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(retry_count: u32) -> Execution {
+        let at = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        Execution {
+            id: "exe_1".into(),
+            agent_id: "agt_1".into(),
+            job_id: "job_1".into(),
+            version_id: "ver_1".into(),
+            occurrence_id: "occ_1".into(),
+            status: ExecutionStatus::Running,
+            trigger: if retry_count == 0 { Trigger::Schedule } else { Trigger::Retry },
+            scheduled_for: Some(at),
+            due_at: at,
+            started_at: Some(at),
+            completed_at: None,
+            duration_ms: None,
+            result: None,
+            error: None,
+            retry_count,
+            logs: Vec::new(),
+            created_at: at,
+        }
+    }
+
+    fn decide(status: ExecutionStatus, execution: &Execution, retry: Option<&RetryPolicy>) -> AfterOutcome {
+        let now = execution.due_at + chrono::Duration::seconds(5);
+        after_outcome(status, execution, retry, true, &JobPolicy::default(), 0, now, 0.5)
+    }
+
+    #[test]
+    fn an_abandoned_first_attempt_is_retried_once_at_once_without_a_policy() {
+        let first = attempt(0);
+        let now = first.due_at + chrono::Duration::seconds(5);
+        let after = decide(ExecutionStatus::Abandoned, &first, None);
+        assert_eq!((after.retry_at, after.job), (Some(now), JobEffect::None));
+        // Its retry dying as well fails the once job: no endless retries of a job that may kill nodes.
+        let after = decide(ExecutionStatus::Abandoned, &attempt(1), None);
+        assert_eq!((after.retry_at, after.job), (None, JobEffect::FailOnce));
+        // Any other failure without a policy is final.
+        let after = decide(ExecutionStatus::Failed, &first, None);
+        assert_eq!((after.retry_at, after.job), (None, JobEffect::FailOnce));
+    }
 }

@@ -87,7 +87,7 @@ mod worker;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use pool::{Pool, PoolStats, Reservation};
 pub use protocol::TestAction;
@@ -192,7 +192,13 @@ pub struct RunRequest {
     pub timeout: Duration,
     /// What `code` is.
     pub kind: CodeKind,
+    /// When the job's code should start, if not at once: the worker sets the run up first and then waits for this
+    /// instant, so a run prepared ahead of its due time starts on it. At most [`MAX_START_DELAY`] ahead.
+    pub start_at: Option<Instant>,
 }
+
+/// The furthest ahead of its start a run may be handed to a worker.
+pub const MAX_START_DELAY: Duration = Duration::from_secs(1);
 
 /// What a job's code is: the source of one function (a dynamic job) or of a whole job file (a pre-defined job).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -194,7 +194,14 @@ impl Pool {
             return Outcome::failed(error.into(), Vec::new(), started);
         }
         let timeout = timeout.min(crate::MAX_TIMEOUT);
-        let message = match self.run_message(code, kind, true, "null".into(), BTreeMap::new(), timeout) {
+        let message = match protocol::encode(&ToWorker::Run(self.run_message(
+            code,
+            kind,
+            true,
+            "null".into(),
+            BTreeMap::new(),
+            timeout,
+        ))) {
             Ok(message) => message,
             Err(e) => return Outcome::failed(format!("the job's code cannot be sent: {e}"), Vec::new(), started),
         };
@@ -202,10 +209,10 @@ impl Pool {
             Ok(lease) => lease,
             Err(e) => return Outcome::failed(format!("no sandbox worker available: {e}"), Vec::new(), started),
         };
-        lease.drive(message, None, timeout).await
+        lease.drive(message, None, timeout, Duration::ZERO).await
     }
 
-    /// Encodes a `run` message with the pool's limits.
+    /// A `run` message with the pool's limits, starting at once.
     fn run_message(
         &self,
         code: String,
@@ -214,9 +221,9 @@ impl Pool {
         job: String,
         env: BTreeMap<String, String>,
         timeout: Duration,
-    ) -> io::Result<Vec<u8>> {
+    ) -> RunMessage {
         let limits = &self.inner.config.limits;
-        protocol::encode(&ToWorker::Run(RunMessage {
+        RunMessage {
             code,
             kind,
             describe,
@@ -228,7 +235,8 @@ impl Pool {
             max_log_line_bytes: limits.max_log_line_bytes,
             max_result_bytes: limits.max_result_bytes,
             max_host_calls_in_flight: limits.max_host_calls_in_flight,
-        }))
+            start_delay_us: 0,
+        }
     }
 
     /// Test hook, not for production use: makes a worker perform `action` (abort as an engine crash would, or try to
@@ -244,7 +252,7 @@ impl Pool {
             Ok(message) => message,
             Err(e) => return Outcome::failed(e.to_string(), Vec::new(), started),
         };
-        lease.drive(message, None, TEST_ACTION_TIMEOUT).await
+        lease.drive(message, None, TEST_ACTION_TIMEOUT, Duration::ZERO).await
     }
 
     /// Counters for metrics.
@@ -437,15 +445,18 @@ impl Reservation {
     pub async fn run(mut self, request: RunRequest, host: Arc<dyn Host>) -> Outcome {
         let started = Instant::now();
         let timeout = request.timeout.min(crate::MAX_TIMEOUT);
-        let message =
-            self.pool.run_message(request.code, request.kind, false, request.job.to_string(), request.env, timeout);
-        let message = match message {
+        let delay = request.start_at.map(|at| at.saturating_duration_since(started)).unwrap_or_default();
+        let delay = delay.min(crate::MAX_START_DELAY);
+        let job = request.job.to_string();
+        let mut message = self.pool.run_message(request.code, request.kind, false, job, request.env, timeout);
+        message.start_delay_us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        let message = match protocol::encode(&ToWorker::Run(message)) {
             Ok(message) => message,
             Err(e) => {
                 return Outcome::failed(format!("the job's code and data cannot be sent: {e}"), Vec::new(), started)
             }
         };
-        self.lease.drive(message, Some(host), timeout).await
+        self.lease.drive(message, Some(host), timeout, delay).await
     }
 }
 
@@ -483,9 +494,15 @@ impl Drop for Lease {
 
 impl Lease {
     /// Sends `message` and serves the worker until the run ends. The timeout (and the outcome's duration) count from
-    /// here, not from when the caller started waiting for a free worker.
-    async fn drive(&mut self, message: Vec<u8>, host: Option<Arc<dyn Host>>, timeout: Duration) -> Outcome {
-        let started = Instant::now();
+    /// here plus the run's start delay, not from when the caller started waiting for a free worker.
+    async fn drive(
+        &mut self,
+        message: Vec<u8>,
+        host: Option<Arc<dyn Host>>,
+        timeout: Duration,
+        start_delay: Duration,
+    ) -> Outcome {
+        let started = Instant::now() + start_delay;
         let limits = self.inner.config.limits.clone();
         let memory_limit = self.inner.config.memory_limit_bytes;
         let kill_at =

@@ -72,6 +72,9 @@ pub(crate) struct RunMessage {
     pub max_log_line_bytes: usize,
     pub max_result_bytes: usize,
     pub max_host_calls_in_flight: usize,
+    /// How long after receiving the message the job's code starts (microseconds; the setup is done meanwhile).
+    #[serde(default)]
+    pub start_delay_us: u64,
 }
 
 /// A message from a worker to the pool.

@@ -102,6 +102,7 @@ fn request(code: &str) -> RunRequest {
         env: [("API_BASE".to_owned(), "https://example.test".to_owned())].into(),
         timeout: Duration::from_secs(5),
         kind: CodeKind::Function,
+        start_at: None,
     }
 }
 
@@ -419,6 +420,60 @@ async fn work_left_behind_by_a_run_does_not_harm_the_worker() {
     assert_completed(&run(&pool, code).await, json!("left"));
     assert_completed(&run(&pool, "() => typeof cycle").await, json!("undefined"));
     assert_eq!(pool.stats().restarts, 0);
+}
+
+#[tokio::test]
+async fn nothing_of_an_earlier_run_acts_in_a_later_one() {
+    // One worker, one kept runtime: a timer, a host call and a finalizer left behind by a run must neither log nor
+    // call the host on behalf of the next run.
+    let pool = pool(1).await;
+    let first_host = Arc::new(FakeHost::default());
+    let code = "async (job) => { setTimeout(() => { console.log('late'); job.updateMetadata({ late: true }); }, 30); \
+                new FinalizationRegistry(() => { console.log('finalized'); job.delete(); }).register({}, 1); \
+                return 'first'; }";
+    assert_completed(&run_with(&pool, &first_host, code).await, json!("first"));
+    let second_host = Arc::new(FakeHost::default());
+    let code = "async () => { await new Promise((resolve) => setTimeout(resolve, 120)); return 'second'; }";
+    let second = run_with(&pool, &second_host, code).await;
+    assert_completed(&second, json!("second"));
+    assert!(second.logs.is_empty(), "{:?}", second.logs);
+    assert!(second_host.calls().is_empty(), "{:?}", second_host.calls());
+    assert_eq!(pool.stats().restarts, 0);
+}
+
+#[tokio::test]
+async fn a_run_handed_over_early_starts_on_its_instant() {
+    let pool = pool(1).await;
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let start_at = Instant::now() + Duration::from_millis(80);
+    let early = RunRequest { start_at: Some(start_at), ..request("() => Date.now()") };
+    let outcome = pool.run(early, Arc::new(FakeHost::default())).await;
+    assert_eq!(outcome.status, OutcomeStatus::Completed, "{:?}", outcome.error);
+    let started: i64 = serde_json::from_value(outcome.result.clone().unwrap()).unwrap();
+    assert!(started >= before + 79, "the code started {} ms after the request, before its instant", started - before);
+    assert!(Instant::now() >= start_at);
+    // The time limit and the duration count from the instant, not from the hand-over.
+    let waiting = RunRequest {
+        start_at: Some(Instant::now() + Duration::from_millis(300)),
+        timeout: Duration::from_millis(200),
+        ..request("() => 'in time'")
+    };
+    assert_completed(&pool.run(waiting, Arc::new(FakeHost::default())).await, json!("in time"));
+}
+
+#[tokio::test]
+async fn library_globals_load_on_first_use_and_can_be_replaced() {
+    let pool = pool(1).await;
+    let code = "async () => { const before = typeof URL; URL = 5; const replaced = URL; \
+                const lua = await import('lua-cli'); \
+                return [before, replaced, typeof fetch, typeof TextEncoder, typeof lua.LuaJob, \
+                        Object.keys(globalThis).includes('console')]; }";
+    assert_completed(&run(&pool, code).await, json!(["function", 5, "function", "function", "function", false]));
+    let code = "() => { globalThis.console = { log: () => 'mine' }; return [console.log(), typeof URLSearchParams]; }";
+    assert_completed(&run(&pool, code).await, json!(["mine", "function"]));
+    // A function job that never touches the library can still import the built-in module.
+    let code = "async () => { const { defineJob } = await import('sundial'); return typeof defineJob; }";
+    assert_completed(&run(&pool, code).await, json!("function"));
 }
 
 #[tokio::test]

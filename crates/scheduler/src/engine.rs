@@ -41,6 +41,10 @@ pub struct EngineConfig {
     pub lookahead: Duration,
     /// The longest the scheduler sleeps before looking at the store again.
     pub poll_interval: Duration,
+    /// How long before its instant a run is handed to a sandbox worker. The execution is marked `running` and the
+    /// worker sets the run up meanwhile, then starts the job's code on the instant; `startedAt` is never before
+    /// the due time.
+    pub fire_lead: Duration,
     /// How long a claim or a running execution stays this node's without a heartbeat.
     pub lease: Duration,
     /// Executions older than this are pruned.
@@ -65,6 +69,7 @@ impl Default for EngineConfig {
             max_code_bytes: 1024 * 1024,
             lookahead: Duration::milliseconds(1500),
             poll_interval: Duration::milliseconds(500),
+            fire_lead: Duration::milliseconds(3),
             lease: Duration::seconds(30),
             retention: Duration::days(30),
             keep_per_job: 100,

@@ -1,20 +1,20 @@
 //! The scheduler's run loop.
 //!
-//! One loop per node, in four steps, repeated:
+//! Two tasks per node:
 //!
-//! 1. **Record** — active jobs whose next slot falls within `now + lookahead` get their slots recorded as occurrences
-//!    with a pending execution each, and their `next_run_at` advanced, in one transaction per batch (the store's
-//!    compare-and-set makes a slot recorded exactly once). Slots long past (downtime) go through the misfire policy.
-//! 2. **Claim** — pending executions due within the lookahead (slots, retries, manual triggers) are claimed under a
-//!    lease and put on an in-memory timer heap.
-//! 3. **Fire** — every heap entry whose instant has come is dispatched: a sandbox worker is reserved, then the store
-//!    moves the execution to `running` (or `skipped` by the overlap policy), the worker runs it, and its outcome,
-//!    retry and effect on the job are written in one transaction. While a burst is being recorded and claimed, due
-//!    entries fire between batches.
-//! 4. **Sleep** — until the earliest heap entry, the poll interval, or a wake-up from a change (a new job, a trigger,
-//!    a retry).
+//! * **Record and claim** — active jobs whose next slot falls within `now + lookahead` get their slots recorded as
+//!   occurrences with a pending execution each, and their `next_run_at` advanced, in one transaction per batch (the
+//!   store's compare-and-set makes a slot recorded exactly once). Slots long past (downtime) go through the misfire
+//!   policy. Then pending executions due within the lookahead (slots, retries, manual triggers) are claimed under
+//!   a lease and handed to the timer. The task repeats at once while a burst is being recorded, and otherwise
+//!   sleeps for the poll interval or until a change wakes it (a new job, a trigger, a retry).
+//! * **Fire** — the timer keeps the claimed executions in an in-memory heap and does no store I/O of its own: a
+//!   fire lead before each instant, it dispatches the execution. Dispatching reserves a sandbox worker, then the
+//!   store moves the execution to `running` (or `skipped` by the overlap policy), the worker sets the run up and
+//!   starts the job's code on the instant, and the outcome, retry and effect on the job are written in one
+//!   transaction.
 //!
-//! Beside it run a heartbeat that extends this node's leases and an upkeep task that prunes old executions.
+//! Beside them run a heartbeat that extends this node's leases and an upkeep task that prunes old executions.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
@@ -27,7 +27,7 @@ use sundial_core::policy::{Misfire, MAX_CATCH_UP_RUNS};
 use sundial_core::{after_outcome, Execution, ExecutionStatus, Job, JobVersion, LogLine, Trigger};
 use sundial_sandbox::{OutcomeStatus, RunRequest};
 use sundial_store::{new_id, DueJob, ExecutionFinish, OccurrenceRecord, StartOutcome};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::Engine;
@@ -65,8 +65,10 @@ impl Engine {
     pub async fn start(&self) -> Result<SchedulerHandle, sundial_store::StoreError> {
         self.recover().await?;
         let (stop, stopped) = watch::channel(false);
+        let (timer, claimed) = mpsc::unbounded_channel();
         let tasks = vec![
-            tokio::spawn(run_loop(self.clone(), stopped.clone())),
+            tokio::spawn(claim_loop(self.clone(), timer, stopped.clone())),
+            tokio::spawn(fire_loop(self.clone(), claimed, stopped.clone())),
             tokio::spawn(heartbeat(self.clone(), stopped.clone())),
             tokio::spawn(upkeep(self.clone(), stopped.clone())),
             tokio::spawn(crate::outbound::deliver_webhooks(self.clone(), stopped)),
@@ -215,8 +217,9 @@ impl Engine {
 
     /// Starts and runs one claimed execution: first a sandbox worker is reserved, then the store moves the
     /// execution to `running` — so `running` means a worker has it, and an execution still waiting for a worker
-    /// stays a pending claim that another node may take over.
-    async fn dispatch(self, execution_id: String) {
+    /// stays a pending claim that another node may take over. Dispatched up to the fire lead before its instant,
+    /// the execution is recorded as started at the instant, and the worker starts the code on it.
+    async fn dispatch(self, execution_id: String, due_at: DateTime<Utc>) {
         let store = self.store().clone();
         loop {
             let reservation = match self.shared.pool.reserve().await {
@@ -228,7 +231,8 @@ impl Engine {
             };
             let now = self.now();
             let lease_until = now + self.config().lease;
-            match store.execution_start(&execution_id, &self.config().node_id, lease_until, now).await {
+            let started_at = now.max(due_at);
+            match store.execution_start(&execution_id, &self.config().node_id, lease_until, started_at).await {
                 Ok(StartOutcome::Started(started)) => {
                     self.run(*started, reservation).await;
                     return;
@@ -259,6 +263,9 @@ impl Engine {
             self.shared.metrics.fired(lateness);
         }
         let env = self.agent_env(&job.agent_id).await;
+        // A run dispatched ahead of its instant starts on it (never more than the fire lead ahead, whatever the
+        // clock says).
+        let ahead = (started - self.now()).clamp(Duration::zero(), self.config().fire_lead);
         let request = RunRequest {
             code: version.code.clone(),
             job: sandbox_job(&job, &version, &versions, &execution),
@@ -268,6 +275,11 @@ impl Engine {
                 sundial_core::CodeKind::Function => sundial_sandbox::CodeKind::Function,
                 sundial_core::CodeKind::Module => sundial_sandbox::CodeKind::Module,
             },
+            start_at: ahead
+                .to_std()
+                .ok()
+                .filter(|ahead| !ahead.is_zero())
+                .map(|ahead| std::time::Instant::now() + ahead),
         };
         let host = Arc::new(HostAdapter(Arc::new(ExecutionHost::new(self.clone(), &job, &execution))));
         let outcome = reservation.run(request, host).await;
@@ -456,9 +468,8 @@ fn sandbox_job(job: &Job, version: &JobVersion, versions: &[JobVersion], executi
     })
 }
 
-async fn run_loop(engine: Engine, mut stopped: watch::Receiver<bool>) {
-    let mut heap: BinaryHeap<Reverse<(DateTime<Utc>, String)>> = BinaryHeap::new();
-    let mut queued: HashSet<String> = HashSet::new();
+/// Records slots and claims executions, handing what it claimed to the timer.
+async fn claim_loop(engine: Engine, timer: mpsc::UnboundedSender<Vec<Execution>>, mut stopped: watch::Receiver<bool>) {
     loop {
         if *stopped.borrow() {
             return;
@@ -467,37 +478,65 @@ async fn run_loop(engine: Engine, mut stopped: watch::Receiver<bool>) {
         match engine.record_and_claim().await {
             Ok((claimed, more_work)) => {
                 more = more_work;
-                for execution in claimed {
-                    if queued.insert(execution.id.clone()) {
-                        heap.push(Reverse((execution.due_at, execution.id)));
-                    }
+                if !claimed.is_empty() && timer.send(claimed).is_err() {
+                    return;
                 }
             }
             Err(error) => tracing::error!(%error, "scheduler pass failed; retrying"),
         }
-        let now = engine.now();
-        while let Some(Reverse((due_at, _))) = heap.peek() {
-            if *due_at > now {
-                break;
-            }
-            let Some(Reverse((_, id))) = heap.pop() else { break };
-            queued.remove(&id);
-            tokio::spawn(engine.clone().dispatch(id));
-        }
         if more {
-            // A backlog (a burst of slots): keep recording and claiming, firing as instants come.
+            // A backlog (a burst of slots): keep recording and claiming; the timer fires as instants come.
             tokio::task::yield_now().await;
             continue;
         }
-        let mut wake_at = now + engine.config().poll_interval;
-        if let Some(Reverse((due_at, _))) = heap.peek() {
-            wake_at = wake_at.min(*due_at);
-        }
-        let sleep = engine.shared.clock.sleep_until(wake_at);
+        let sleep = engine.shared.clock.sleep_until(engine.now() + engine.config().poll_interval);
         tokio::select! {
             _ = sleep => {}
             _ = engine.shared.wake.notified() => {}
             _ = stopped.changed() => {}
+        }
+    }
+}
+
+/// Keeps the claimed executions on a heap and dispatches each a fire lead before its instant.
+async fn fire_loop(
+    engine: Engine,
+    mut claimed: mpsc::UnboundedReceiver<Vec<Execution>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut heap: BinaryHeap<Reverse<(DateTime<Utc>, String)>> = BinaryHeap::new();
+    let mut queued: HashSet<String> = HashSet::new();
+    let lead = engine.config().fire_lead;
+    loop {
+        let horizon = engine.now() + lead;
+        while let Some(Reverse((due_at, _))) = heap.peek() {
+            if *due_at > horizon {
+                break;
+            }
+            let Some(Reverse((due_at, id))) = heap.pop() else { break };
+            queued.remove(&id);
+            tokio::spawn(engine.clone().dispatch(id, due_at));
+        }
+        let next = heap.peek().map(|Reverse((due_at, _))| *due_at - lead);
+        let sleep = async {
+            match next {
+                Some(at) => engine.shared.clock.sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            batch = claimed.recv() => match batch {
+                Some(batch) => {
+                    for execution in batch {
+                        if queued.insert(execution.id.clone()) {
+                            heap.push(Reverse((execution.due_at, execution.id)));
+                        }
+                    }
+                }
+                None => return,
+            },
+            _ = stopped.changed() => return,
         }
     }
 }

@@ -2,33 +2,69 @@
 //!
 //! QuickJS turns a refused allocation into an `out of memory` error, which job code can catch (sometimes it even
 //! surfaces as a bare `null`). The flag set here stays set, so the run ends `killed` whatever the job does next, and
-//! the interrupt handler reads it to stop the job at its next check.
+//! the interrupt handler reads it to stop the job at its next check. The worker keeps one runtime from run to run,
+//! so the cap is set anew for each run ([`Meter::arm`]): what the runtime already holds plus the run's limit.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rquickjs::allocator::{Allocator, RustAllocator};
 
-/// Counts the bytes QuickJS holds and refuses allocations beyond `limit`.
+/// What a runtime's allocator holds, its cap, and whether it refused an allocation. Shared between the allocator
+/// and the engine (one thread uses both; the atomics only make the sharing safe to express).
+#[derive(Default)]
+pub(crate) struct Meter {
+    limit: AtomicUsize,
+    used: AtomicUsize,
+    exceeded: AtomicBool,
+}
+
+impl Meter {
+    /// Caps the runtime at what it holds now plus `limit` bytes, for the run about to start.
+    pub(crate) fn arm(&self, limit: usize) {
+        let used = self.used.load(Ordering::Relaxed);
+        self.limit.store(used.saturating_add(limit), Ordering::Relaxed);
+    }
+
+    /// Whether an allocation was refused: the run hit the cap (and the runtime must not be used again).
+    pub(crate) fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Relaxed)
+    }
+
+    /// The bytes the runtime holds.
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts the bytes QuickJS holds and refuses allocations beyond the meter's limit.
 pub(crate) struct CappedAllocator {
-    limit: usize,
-    used: usize,
-    exceeded: Arc<AtomicBool>,
+    meter: Arc<Meter>,
 }
 
 impl CappedAllocator {
-    /// An allocator capped at `limit` bytes that sets `exceeded` (for good) when it refuses an allocation.
-    pub(crate) fn new(limit: usize, exceeded: Arc<AtomicBool>) -> Self {
-        CappedAllocator { limit, used: 0, exceeded }
+    /// An allocator that counts into `meter`, refuses to grow past its limit and then sets its flag for good.
+    pub(crate) fn new(meter: Arc<Meter>) -> Self {
+        CappedAllocator { meter }
     }
 
     fn refuse(&self) -> *mut u8 {
-        self.exceeded.store(true, Ordering::SeqCst);
+        self.meter.exceeded.store(true, Ordering::Relaxed);
         std::ptr::null_mut()
     }
 
     fn fits(&self, additional: usize) -> bool {
-        self.used.checked_add(additional).is_some_and(|total| total <= self.limit)
+        let limit = self.meter.limit.load(Ordering::Relaxed);
+        self.meter.used().checked_add(additional).is_some_and(|total| total <= limit)
+    }
+
+    fn add(&self, bytes: usize) {
+        self.meter.used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn sub(&self, bytes: usize) {
+        let used = self.meter.used();
+        self.meter.used.store(used.saturating_sub(bytes), Ordering::Relaxed);
     }
 }
 
@@ -44,7 +80,7 @@ unsafe impl Allocator for CappedAllocator {
             return self.refuse();
         }
         // SAFETY: `ptr` was just allocated by `RustAllocator`.
-        self.used += unsafe { RustAllocator::usable_size(ptr) };
+        self.add(unsafe { RustAllocator::usable_size(ptr) });
         ptr
     }
 
@@ -63,7 +99,7 @@ unsafe impl Allocator for CappedAllocator {
             return self.refuse();
         }
         // SAFETY: `ptr` was just allocated by `RustAllocator`.
-        self.used += unsafe { RustAllocator::usable_size(ptr) };
+        self.add(unsafe { RustAllocator::usable_size(ptr) });
         ptr
     }
 
@@ -73,7 +109,7 @@ unsafe impl Allocator for CappedAllocator {
         }
         // SAFETY: the caller guarantees `ptr` came from this allocator, i.e. from `RustAllocator`.
         unsafe {
-            self.used = self.used.saturating_sub(RustAllocator::usable_size(ptr));
+            self.sub(RustAllocator::usable_size(ptr));
             RustAllocator.dealloc(ptr);
         }
     }
@@ -99,7 +135,8 @@ unsafe impl Allocator for CappedAllocator {
         }
         // SAFETY: `new_ptr` was just returned by `RustAllocator`.
         let new = unsafe { RustAllocator::usable_size(new_ptr) };
-        self.used = self.used.saturating_sub(old) + new;
+        self.sub(old);
+        self.add(new);
         new_ptr
     }
 

@@ -1,15 +1,22 @@
-//! One execution: a fresh QuickJS runtime and context, the prelude, the job's function or file, and the verdict.
-//! Describing a job file is an execution too, one whose host calls all fail and whose result is the definition.
+//! One execution: a fresh QuickJS context (in the worker's kept runtime), the prelude, the job's function or file,
+//! and the verdict. Describing a job file is an execution too, one whose host calls all fail and whose result is the
+//! definition.
 //!
 //! The deadline is enforced twice: QuickJS's interrupt handler stops running JS (and stays armed while the prelude
 //! serializes the result, the error text and log lines, since getters and `toJSON` run job code), and a wall-clock
 //! timeout around the event loop ends a job that waits on a promise that never settles. Elapsed time is checked
 //! once more after the run. A run that hit a limit is reported and the process exits without touching the runtime
-//! again; otherwise the runtime and context are dropped and the worker reports itself idle.
+//! again.
+//!
+//! Otherwise the context is dropped and the runtime kept for the next run, but only when the run left nothing
+//! behind: after a full garbage collection (which also queues any finalizer the job registered) the runtime must
+//! have no pending job and no pending future (a timer, a host call), or it is dropped and the next run gets a new
+//! one. Contexts of one runtime share no objects; and every native a run's context holds checks that its run is
+//! still the current one, so nothing of an earlier run can log, call the host or settle in a later one.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,8 +25,8 @@ use rquickjs::prelude::Opt;
 use rquickjs::{ArrayBuffer, AsyncContext, AsyncRuntime, CatchResultExt, Ctx, Function, Module, Object, Promise};
 use tokio::sync::oneshot;
 
-use super::alloc::CappedAllocator;
-use super::modules::{self, JobLoader, JobResolver, IMPORT_REFUSED_CODE, PRELUDE_NAME};
+use super::alloc::{CappedAllocator, Meter};
+use super::modules::{self, JobLoader, JobResolver, IMPORT_REFUSED_CODE, LIBRARY_NAME, PRELUDE_NAME};
 use super::{exit_now, syntax, Channel, HostReply};
 use crate::protocol::{FromWorker, RunMessage, MAX_ERROR_BYTES, MAX_HOST_ARGS_BYTES};
 use crate::{CodeKind, LogLine, OutcomeStatus};
@@ -27,16 +34,28 @@ use crate::{CodeKind, LogLine, OutcomeStatus};
 /// The JavaScript that builds the job's world: globals, the job object, serialization. See the file itself.
 const PRELUDE: &str = include_str!("prelude.js");
 
-/// Compiles the prelude to QuickJS bytecode once per worker: loading bytecode into each fresh context takes about a
-/// tenth of the time parsing the source would.
-pub(crate) fn compile_prelude() -> Result<Vec<u8>, String> {
+/// The rest of the job's world, loaded into a run's context on first use. See the file itself.
+const LIBRARY: &str = include_str!("library.js");
+
+/// The prelude and its library as QuickJS bytecode.
+pub(crate) struct Bytecode {
+    prelude: Vec<u8>,
+    library: Rc<Vec<u8>>,
+}
+
+/// Compiles the prelude and its library to QuickJS bytecode once per worker: loading bytecode into each fresh
+/// context takes about a tenth of the time parsing the source would.
+pub(crate) fn compile_prelude() -> Result<Bytecode, String> {
     let runtime = rquickjs::Runtime::new().map_err(|e| e.to_string())?;
     let context = rquickjs::Context::full(&runtime).map_err(|e| e.to_string())?;
     context.with(|ctx| {
-        let module = Module::declare(ctx.clone(), PRELUDE_NAME, PRELUDE)
-            .catch(&ctx)
-            .map_err(|e| format!("the prelude does not compile: {e}"))?;
-        module.write(WriteOptions::default()).map_err(|e| e.to_string())
+        let compile = |name: &str, source: &str| {
+            let module = Module::declare(ctx.clone(), name, source)
+                .catch(&ctx)
+                .map_err(|e| format!("{name} does not compile: {e}"))?;
+            module.write(WriteOptions::default()).map_err(|e| e.to_string())
+        };
+        Ok(Bytecode { prelude: compile(PRELUDE_NAME, PRELUDE)?, library: Rc::new(compile(LIBRARY_NAME, LIBRARY)?) })
     })
 }
 
@@ -45,6 +64,10 @@ const MAX_TIMER_MS: f64 = 2_147_483_647.0;
 
 /// The most random bytes one `crypto.getRandomValues` call may ask for, as in browsers.
 const MAX_RANDOM_BYTES: usize = 65_536;
+
+/// Runs on one kept runtime before it is replaced anyway, so that nothing slow to free (interned strings, shapes)
+/// accumulates without bound.
+const RUNS_PER_RUNTIME: u32 = 10_000;
 
 /// How the job's function ended, as the prelude reported it.
 enum Settled {
@@ -65,6 +88,9 @@ enum Verdict {
 /// State shared by the native functions of one execution.
 struct RunState {
     channel: Rc<Channel>,
+    /// This run's number; the natives act only while it is the engine's current run.
+    run: u64,
+    current: Rc<Cell<u64>>,
     started: Instant,
     max_log_lines: usize,
     max_log_line_bytes: usize,
@@ -77,101 +103,174 @@ struct RunState {
     settled: RefCell<Option<oneshot::Sender<Settled>>>,
 }
 
-/// Runs one execution and reports it; exits the process when the run hit a limit.
-pub(crate) async fn execute(channel: Rc<Channel>, prelude: &[u8], run: RunMessage) {
-    let started = Instant::now();
-    let timeout = Duration::from_millis(run.timeout_ms).min(crate::MAX_TIMEOUT);
-    let deadline = started + timeout;
-    let exceeded = Arc::new(AtomicBool::new(false));
-    let (settled_tx, settled_rx) = oneshot::channel();
-    let state = Rc::new(RunState {
-        channel: channel.clone(),
-        started,
-        max_log_lines: run.max_log_lines,
-        max_log_line_bytes: run.max_log_line_bytes,
-        max_host_calls_in_flight: run.max_host_calls_in_flight,
-        describing: run.describe,
-        lines: Cell::new(0),
-        dropped: Cell::new(0),
-        in_flight: Rc::new(Cell::new(0)),
-        settled: RefCell::new(Some(settled_tx)),
-    });
+/// A runtime kept from run to run, with its memory meter and the deadline its interrupt handler reads.
+struct Kept {
+    runtime: AsyncRuntime,
+    meter: Arc<Meter>,
+    /// The current run's deadline, in nanoseconds after `epoch`.
+    deadline: Arc<AtomicU64>,
+    epoch: Instant,
+    runs: u32,
+}
 
-    let runtime = match AsyncRuntime::new_with_alloc(CappedAllocator::new(run.memory_limit_bytes, exceeded.clone())) {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            report(&state, &run, Verdict::Failed(format!("cannot create a JS runtime: {e}")));
-            channel.send(&FromWorker::Idle);
-            return;
-        }
-    };
-    let flag = exceeded.clone();
-    runtime
-        .set_interrupt_handler(Some(Box::new(move || flag.load(Ordering::Relaxed) || Instant::now() >= deadline)))
-        .await;
-    runtime.set_loader(JobResolver, JobLoader).await;
-    let context = match AsyncContext::full(&runtime).await {
-        Ok(context) => context,
-        Err(e) => {
-            if exceeded.load(Ordering::SeqCst) {
-                report(&state, &run, Verdict::Killed);
-                exit_now(0);
-            }
-            report(&state, &run, Verdict::Failed(format!("cannot create a JS context: {e}")));
-            drop(runtime);
-            channel.send(&FromWorker::Idle);
-            return;
-        }
-    };
-
-    let env_json = serde_json::to_string(&run.env).unwrap_or_else(|_| "{}".to_owned());
-    let run_state = state.clone();
-    let job_json = run.job.clone();
-    let source = Source {
-        form: match run.kind {
-            CodeKind::Function => "function",
-            CodeKind::Module if syntax::is_es_module(&run.code) => "esm",
-            CodeKind::Module => "cjs",
-        },
-        code: run.code.clone(),
-        describe: run.describe,
-    };
-    let max_result_bytes = run.max_result_bytes;
-    let waited = tokio::time::timeout_at(
-        deadline.into(),
-        context.async_with(async move |ctx| {
-            start(&ctx, prelude, &run_state, source, job_json, env_json, max_result_bytes)
-                .catch(&ctx)
-                .map_err(|e| format!("the sandbox could not start the job: {e}"))?;
-            settled_rx.await.map_err(|_| "the job's promise was abandoned".to_owned())
-        }),
-    )
-    .await;
-
-    let elapsed = started.elapsed();
-    let verdict = if exceeded.load(Ordering::SeqCst) {
-        Verdict::Killed
-    } else if waited.is_err() || elapsed >= timeout {
-        Verdict::Timeout
-    } else {
-        match waited {
-            Ok(Ok(Settled::Returned(Some(text)))) if text.len() > run.max_result_bytes => {
-                Verdict::Failed(result_too_large(run.max_result_bytes))
-            }
-            Ok(Ok(Settled::Returned(text))) => Verdict::Completed(text),
-            Ok(Ok(Settled::Threw(error))) | Ok(Err(error)) => Verdict::Failed(truncate(error, MAX_ERROR_BYTES)),
-            Err(_) => Verdict::Timeout,
-        }
-    };
-    let hit_limit = matches!(verdict, Verdict::Timeout | Verdict::Killed);
-    report(&state, &run, verdict);
-    if hit_limit {
-        // The runtime may be mid-way through anything; never touch it again.
-        exit_now(0);
+impl Kept {
+    async fn new() -> rquickjs::Result<Kept> {
+        let meter = Arc::new(Meter::default());
+        meter.arm(usize::MAX);
+        let runtime = AsyncRuntime::new_with_alloc(CappedAllocator::new(meter.clone()))?;
+        let epoch = Instant::now();
+        let deadline = Arc::new(AtomicU64::new(0));
+        let (flag, until) = (meter.clone(), deadline.clone());
+        runtime
+            .set_interrupt_handler(Some(Box::new(move || {
+                flag.exceeded() || epoch.elapsed().as_nanos() as u64 >= until.load(Ordering::Relaxed)
+            })))
+            .await;
+        runtime.set_loader(JobResolver, JobLoader).await;
+        Ok(Kept { runtime, meter, deadline, epoch, runs: 0 })
     }
-    drop(context);
-    drop(runtime);
-    channel.send(&FromWorker::Idle);
+
+    /// Sets the cap and the deadline for the run about to start.
+    fn arm(&self, memory_limit: usize, deadline: Instant) {
+        self.meter.arm(memory_limit);
+        let nanos = deadline.saturating_duration_since(self.epoch).as_nanos();
+        self.deadline.store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Whether the runtime may serve another run: nothing of the last one is left to run. Collects its garbage
+    /// first, which also queues the callbacks of any finalization registry the run left.
+    async fn reusable(&self) -> bool {
+        if self.runs >= RUNS_PER_RUNTIME {
+            return false;
+        }
+        self.runtime.run_gc().await;
+        !self.runtime.is_job_pending().await && !self.meter.exceeded()
+    }
+}
+
+/// The worker's JavaScript engine: the prelude's bytecode and the runtime kept between runs.
+pub(crate) struct Engine {
+    channel: Rc<Channel>,
+    bytecode: Bytecode,
+    kept: Option<Kept>,
+    /// The number of the current run (see [`RunState::run`]).
+    current: Rc<Cell<u64>>,
+}
+
+impl Engine {
+    pub(crate) fn new(channel: Rc<Channel>, bytecode: Bytecode) -> Engine {
+        Engine { channel, bytecode, kept: None, current: Rc::new(Cell::new(0)) }
+    }
+
+    /// Runs one execution and reports it; exits the process when the run hit a limit.
+    pub(crate) async fn execute(&mut self, run: RunMessage) {
+        let channel = self.channel.clone();
+        // The job starts after the delay the pool asked for; its time limit counts from then.
+        let delay = Duration::from_micros(run.start_delay_us).min(crate::MAX_START_DELAY);
+        let started = Instant::now() + delay;
+        let timeout = Duration::from_millis(run.timeout_ms).min(crate::MAX_TIMEOUT);
+        let deadline = started + timeout;
+        let (settled_tx, settled_rx) = oneshot::channel();
+        let run_number = self.current.get() + 1;
+        self.current.set(run_number);
+        let state = Rc::new(RunState {
+            channel: channel.clone(),
+            run: run_number,
+            current: self.current.clone(),
+            started,
+            max_log_lines: run.max_log_lines,
+            max_log_line_bytes: run.max_log_line_bytes,
+            max_host_calls_in_flight: run.max_host_calls_in_flight,
+            describing: run.describe,
+            lines: Cell::new(0),
+            dropped: Cell::new(0),
+            in_flight: Rc::new(Cell::new(0)),
+            settled: RefCell::new(Some(settled_tx)),
+        });
+
+        let kept = match self.kept.take() {
+            Some(kept) => kept,
+            None => match Kept::new().await {
+                Ok(kept) => kept,
+                Err(e) => {
+                    report(&state, &run, Verdict::Failed(format!("cannot create a JS runtime: {e}")));
+                    channel.send(&FromWorker::Idle);
+                    return;
+                }
+            },
+        };
+        kept.arm(run.memory_limit_bytes, deadline);
+        let context = match AsyncContext::full(&kept.runtime).await {
+            Ok(context) => context,
+            Err(e) => {
+                if kept.meter.exceeded() {
+                    report(&state, &run, Verdict::Killed);
+                    exit_now(0);
+                }
+                report(&state, &run, Verdict::Failed(format!("cannot create a JS context: {e}")));
+                channel.send(&FromWorker::Idle);
+                return;
+            }
+        };
+
+        let env_json = serde_json::to_string(&run.env).unwrap_or_else(|_| "{}".to_owned());
+        let run_state = state.clone();
+        let job_json = run.job.clone();
+        let source = Source {
+            form: match run.kind {
+                CodeKind::Function => "function",
+                CodeKind::Module if syntax::is_es_module(&run.code) => "esm",
+                CodeKind::Module => "cjs",
+            },
+            code: run.code.clone(),
+            describe: run.describe,
+        };
+        let max_result_bytes = run.max_result_bytes;
+        let bytecode = &self.bytecode;
+        let waited = tokio::time::timeout_at(
+            deadline.into(),
+            context.async_with(async move |ctx| {
+                let go = start(&ctx, bytecode, &run_state, source, job_json, env_json, max_result_bytes)
+                    .catch(&ctx)
+                    .map_err(|e| format!("the sandbox could not start the job: {e}"))?;
+                wait_until(started);
+                go.call::<_, ()>(()).catch(&ctx).map_err(|e| format!("the sandbox could not start the job: {e}"))?;
+                settled_rx.await.map_err(|_| "the job's promise was abandoned".to_owned())
+            }),
+        )
+        .await;
+
+        let elapsed = Instant::now().saturating_duration_since(started);
+        let verdict = if kept.meter.exceeded() {
+            Verdict::Killed
+        } else if waited.is_err() || elapsed >= timeout {
+            Verdict::Timeout
+        } else {
+            match waited {
+                Ok(Ok(Settled::Returned(Some(text)))) if text.len() > run.max_result_bytes => {
+                    Verdict::Failed(result_too_large(run.max_result_bytes))
+                }
+                Ok(Ok(Settled::Returned(text))) => Verdict::Completed(text),
+                Ok(Ok(Settled::Threw(error))) | Ok(Err(error)) => Verdict::Failed(truncate(error, MAX_ERROR_BYTES)),
+                Err(_) => Verdict::Timeout,
+            }
+        };
+        let hit_limit = matches!(verdict, Verdict::Timeout | Verdict::Killed);
+        // From here on nothing of this run may act, whatever is still queued in the runtime.
+        self.current.set(run_number + 1);
+        report(&state, &run, verdict);
+        if hit_limit {
+            // The runtime may be mid-way through anything; never touch it again.
+            exit_now(0);
+        }
+        drop(context);
+        let mut kept = kept;
+        kept.runs += 1;
+        if kept.reusable().await {
+            self.kept = Some(kept);
+        }
+        channel.send(&FromWorker::Idle);
+    }
 }
 
 /// The error text of a result over the cap.
@@ -239,21 +338,34 @@ struct Source {
     describe: bool,
 }
 
-/// Evaluates the prelude and hands it the natives, the code and the job; the prelude starts the job.
+/// Blocks the worker's thread until `at`: sleeps until shortly before it, then spins, so that the job starts on the
+/// instant rather than up to a timer tick late. Nothing else has to run on this thread meanwhile.
+fn wait_until(at: Instant) {
+    const SPIN: Duration = Duration::from_micros(150);
+    let left = at.saturating_duration_since(Instant::now());
+    if left > SPIN {
+        std::thread::sleep(left - SPIN);
+    }
+    while Instant::now() < at {
+        std::hint::spin_loop();
+    }
+}
+
+/// Evaluates the prelude and hands it the natives, the code and the job; answers the function that starts the job.
 fn start<'js>(
     ctx: &Ctx<'js>,
-    prelude: &[u8],
+    bytecode: &Bytecode,
     state: &Rc<RunState>,
     source: Source,
     job_json: String,
     env_json: String,
     max_result_bytes: usize,
-) -> rquickjs::Result<()> {
+) -> rquickjs::Result<Function<'js>> {
     // SAFETY: the bytecode was written by `compile_prelude` in this very process, from our own source.
-    let module = unsafe { Module::load(ctx.clone(), prelude) }?;
+    let module = unsafe { Module::load(ctx.clone(), &bytecode.prelude) }?;
     let (module, _evaluated) = module.eval()?;
     let prelude: Function = module.get("default")?;
-    let natives = natives(ctx, state)?;
+    let natives = natives(ctx, state, bytecode.library.clone())?;
     let limits = Object::new(ctx.clone())?;
     limits.set("maxResultBytes", max_result_bytes as f64)?;
     limits.set("maxLogLineBytes", state.max_log_line_bytes as f64)?;
@@ -262,12 +374,22 @@ fn start<'js>(
     options.set("form", source.form)?;
     options.set("describe", source.describe)?;
     options.set("importRefusedCode", IMPORT_REFUSED_CODE)?;
-    prelude.call::<_, ()>((natives, source.code, job_json, env_json, limits, options))
+    prelude.call::<_, Function>((natives, source.code, job_json, env_json, limits, options))
 }
 
 /// The native functions the prelude builds on. They are passed to the prelude, never put on the global object.
-fn natives<'js>(ctx: &Ctx<'js>, state: &Rc<RunState>) -> rquickjs::Result<Object<'js>> {
+fn natives<'js>(ctx: &Ctx<'js>, state: &Rc<RunState>, library: Rc<Vec<u8>>) -> rquickjs::Result<Object<'js>> {
     let natives = Object::new(ctx.clone())?;
+
+    natives.set(
+        "library",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>| -> rquickjs::Result<Function<'js>> {
+            // SAFETY: the bytecode was written by `compile_prelude` in this very process, from our own source.
+            let module = unsafe { Module::load(ctx.clone(), &library) }?;
+            let (module, _evaluated) = module.eval()?;
+            module.get("default")
+        })?,
+    )?;
 
     let log_state = state.clone();
     natives
@@ -321,7 +443,15 @@ fn natives<'js>(ctx: &Ctx<'js>, state: &Rc<RunState>) -> rquickjs::Result<Object
 }
 
 impl RunState {
+    /// Whether this run is still the one the worker is running (a later run's natives are other objects).
+    fn is_current(&self) -> bool {
+        self.current.get() == self.run
+    }
+
     fn log(&self, level: String, message: String) {
+        if !self.is_current() {
+            return;
+        }
         let written = self.lines.get();
         if written >= self.max_log_lines {
             self.dropped.set(self.dropped.get() + 1);
@@ -341,6 +471,10 @@ impl RunState {
 
     /// Sends a host call and returns a promise of its reply: `"o<json>"` for a value, `"e<message>"` for an error.
     fn host_call<'js>(&self, ctx: &Ctx<'js>, method: String, args: String) -> rquickjs::Result<Promise<'js>> {
+        if !self.is_current() {
+            let message = format!("e{method}: the execution has ended");
+            return Promise::wrap_future(ctx, async move { message });
+        }
         if self.describing {
             let message = format!("e{method}: host calls are not available while describing a job");
             return Promise::wrap_future(ctx, async move { message });

@@ -1,4 +1,5 @@
-//! The sandbox worker process: hardens itself, greets the pool, then runs one execution per request.
+//! The sandbox worker process: hardens itself, greets the pool, then runs one execution per request,
+//! each in a fresh context of a runtime it keeps while runs leave nothing behind.
 //!
 //! Threads: the main thread runs executions on a single-threaded tokio runtime (QuickJS runtimes cannot move
 //! between threads); a reader thread reads frames from stdin, hands `run`/`test` requests to the main thread and
@@ -100,7 +101,7 @@ pub fn worker_main() -> ExitCode {
     // SAFETY: `setup_descriptors` returned a fresh descriptor that nothing else owns.
     let out = unsafe { File::from_raw_fd(out_fd) };
 
-    let prelude = match engine::compile_prelude() {
+    let bytecode = match engine::compile_prelude() {
         Ok(bytecode) => bytecode,
         Err(e) => {
             eprintln!("sundial sandbox worker: {e}");
@@ -139,9 +140,10 @@ pub fn worker_main() -> ExitCode {
         seccomp_error: seccomp.err(),
     });
 
+    let mut engine = engine::Engine::new(channel.clone(), bytecode);
     while let Ok(request) = requests.recv() {
         match request {
-            Request::Run(run) => runtime.block_on(engine::execute(channel.clone(), &prelude, *run)),
+            Request::Run(run) => runtime.block_on(engine.execute(*run)),
             Request::Test(TestAction::Abort) => std::process::abort(),
             Request::Test(TestAction::OpenFile { path }) => {
                 let result = match File::open(&path) {

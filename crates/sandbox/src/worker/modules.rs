@@ -1,7 +1,7 @@
 //! What a pre-defined job's file can import, and the natives that evaluate that file.
 //!
 //! Job code may import `lua-cli`, `lua-cli/skill` and `sundial`, three names for one small built-in module that
-//! re-exports what the prelude built (`LuaJob`, `defineJob` and the platform globals); `sundial:prelude` resolves to
+//! re-exports what the prelude and its library built (`LuaJob`, `defineJob` and the platform globals); `sundial:prelude` resolves to
 //! the already-loaded prelude (harmless: it refuses to run twice). Any other specifier, relative paths included, is
 //! refused while the import graph is linked, with an error whose `code` is `ERR_IMPORT_NOT_AVAILABLE`.
 
@@ -16,12 +16,15 @@ pub(crate) const JOB_FILE_NAME: &str = "job.js";
 /// The prelude's module name, which also names its frames in stack traces.
 pub(crate) const PRELUDE_NAME: &str = "sundial:prelude";
 
+/// The prelude library's module name; its frames are hidden from stack traces like the prelude's (same prefix).
+pub(crate) const LIBRARY_NAME: &str = "sundial:prelude/library";
+
 /// The specifiers of the built-in module, as in lua-cli's own imports and Sundial's documentation.
 const BUILTIN_NAMES: &[&str] = &["lua-cli", "lua-cli/skill", "sundial"];
 
 /// The built-in module: the prelude's `jobLibrary`, re-exported by name. Keep the names in step with the prelude.
 const BUILTIN_SOURCE: &str = "import { jobLibrary } from 'sundial:prelude';\n\
-     export const { LuaJob, defineJob, User, Data, Products, Jobs, env, fetch } = jobLibrary;\n";
+     export const { LuaJob, defineJob, User, Data, Products, Jobs, env, fetch } = jobLibrary();\n";
 
 /// The `code` of the error an unavailable import (or `require`) throws.
 pub(crate) const IMPORT_REFUSED_CODE: &str = "ERR_IMPORT_NOT_AVAILABLE";
