@@ -341,7 +341,7 @@ struct Source {
 /// Blocks the worker's thread until `at`: sleeps until shortly before it, then spins, so that the job starts on the
 /// instant rather than up to a timer tick late. Nothing else has to run on this thread meanwhile.
 fn wait_until(at: Instant) {
-    const SPIN: Duration = Duration::from_micros(150);
+    const SPIN: Duration = Duration::from_micros(50);
     let left = at.saturating_duration_since(Instant::now());
     if left > SPIN {
         std::thread::sleep(left - SPIN);
