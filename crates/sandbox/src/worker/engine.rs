@@ -26,7 +26,7 @@ use rquickjs::{ArrayBuffer, AsyncContext, AsyncRuntime, CatchResultExt, Ctx, Fun
 use tokio::sync::oneshot;
 
 use super::alloc::{CappedAllocator, Meter};
-use super::modules::{self, JobLoader, JobResolver, IMPORT_REFUSED_CODE, LIBRARY_NAME, PRELUDE_NAME};
+use super::modules::{self, JobLoader, JobResolver, IMPORT_REFUSED_CODE, PRELUDE_NAME};
 use super::{exit_now, syntax, Channel, HostReply};
 use crate::protocol::{FromWorker, RunMessage, MAX_ERROR_BYTES, MAX_HOST_ARGS_BYTES};
 use crate::{CodeKind, LogLine, OutcomeStatus};
@@ -34,17 +34,18 @@ use crate::{CodeKind, LogLine, OutcomeStatus};
 /// The JavaScript that builds the job's world: globals, the job object, serialization. See the file itself.
 const PRELUDE: &str = include_str!("prelude.js");
 
-/// The rest of the job's world, loaded into a run's context on first use. See the file itself.
-const LIBRARY: &str = include_str!("library.js");
+/// The parts of the job's world loaded into a run's context on first use: `console` and the timers, and the rest
+/// (see the files themselves).
+const PARTS: [(&str, &str); 2] = [("console", include_str!("console.js")), ("library", include_str!("library.js"))];
 
-/// The prelude and its library as QuickJS bytecode.
+/// The prelude and its parts as QuickJS bytecode.
 pub(crate) struct Bytecode {
     prelude: Vec<u8>,
-    library: Rc<Vec<u8>>,
+    parts: Rc<Vec<(&'static str, Vec<u8>)>>,
 }
 
-/// Compiles the prelude and its library to QuickJS bytecode once per worker: loading bytecode into each fresh
-/// context takes about a tenth of the time parsing the source would.
+/// Compiles the prelude and its parts to QuickJS bytecode once per worker: loading bytecode into each fresh context
+/// takes about a tenth of the time parsing the source would.
 pub(crate) fn compile_prelude() -> Result<Bytecode, String> {
     let runtime = rquickjs::Runtime::new().map_err(|e| e.to_string())?;
     let context = rquickjs::Context::full(&runtime).map_err(|e| e.to_string())?;
@@ -55,7 +56,11 @@ pub(crate) fn compile_prelude() -> Result<Bytecode, String> {
                 .map_err(|e| format!("{name} does not compile: {e}"))?;
             module.write(WriteOptions::default()).map_err(|e| e.to_string())
         };
-        Ok(Bytecode { prelude: compile(PRELUDE_NAME, PRELUDE)?, library: Rc::new(compile(LIBRARY_NAME, LIBRARY)?) })
+        let mut parts = Vec::new();
+        for (name, source) in PARTS {
+            parts.push((name, compile(&format!("{PRELUDE_NAME}/{name}"), source)?));
+        }
+        Ok(Bytecode { prelude: compile(PRELUDE_NAME, PRELUDE)?, parts: Rc::new(parts) })
     })
 }
 
@@ -365,7 +370,7 @@ fn start<'js>(
     let module = unsafe { Module::load(ctx.clone(), &bytecode.prelude) }?;
     let (module, _evaluated) = module.eval()?;
     let prelude: Function = module.get("default")?;
-    let natives = natives(ctx, state, bytecode.library.clone())?;
+    let natives = natives(ctx, state, bytecode.parts.clone())?;
     let limits = Object::new(ctx.clone())?;
     limits.set("maxResultBytes", max_result_bytes as f64)?;
     limits.set("maxLogLineBytes", state.max_log_line_bytes as f64)?;
@@ -378,14 +383,21 @@ fn start<'js>(
 }
 
 /// The native functions the prelude builds on. They are passed to the prelude, never put on the global object.
-fn natives<'js>(ctx: &Ctx<'js>, state: &Rc<RunState>, library: Rc<Vec<u8>>) -> rquickjs::Result<Object<'js>> {
+fn natives<'js>(
+    ctx: &Ctx<'js>,
+    state: &Rc<RunState>,
+    parts: Rc<Vec<(&'static str, Vec<u8>)>>,
+) -> rquickjs::Result<Object<'js>> {
     let natives = Object::new(ctx.clone())?;
 
     natives.set(
-        "library",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>| -> rquickjs::Result<Function<'js>> {
+        "loadPart",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, name: String| -> rquickjs::Result<Function<'js>> {
+            let Some((_, bytecode)) = parts.iter().find(|(part, _)| *part == name) else {
+                return Err(rquickjs::Exception::throw_type(&ctx, "no such part of the prelude"));
+            };
             // SAFETY: the bytecode was written by `compile_prelude` in this very process, from our own source.
-            let module = unsafe { Module::load(ctx.clone(), &library) }?;
+            let module = unsafe { Module::load(ctx.clone(), bytecode) }?;
             let (module, _evaluated) = module.eval()?;
             module.get("default")
         })?,

@@ -13,11 +13,9 @@ use rquickjs::{Ctx, Exception, Module, Object, Value};
 /// The name a job file is compiled under; stack traces show it (`at execute (job.js:3:5)`).
 pub(crate) const JOB_FILE_NAME: &str = "job.js";
 
-/// The prelude's module name, which also names its frames in stack traces.
+/// The prelude's module name, which also names its frames in stack traces. Its parts are named
+/// `sundial:prelude/<part>`, so their frames are hidden from stack traces like the prelude's.
 pub(crate) const PRELUDE_NAME: &str = "sundial:prelude";
-
-/// The prelude library's module name; its frames are hidden from stack traces like the prelude's (same prefix).
-pub(crate) const LIBRARY_NAME: &str = "sundial:prelude/library";
 
 /// The specifiers of the built-in module, as in lua-cli's own imports and Sundial's documentation.
 const BUILTIN_NAMES: &[&str] = &["lua-cli", "lua-cli/skill", "sundial"];

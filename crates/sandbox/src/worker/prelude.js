@@ -101,7 +101,7 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
   const nSettle = natives.settle;
   const nEvalModule = natives.evalModule;
   const nEvalScript = natives.evalScript;
-  const nLibrary = natives.library;
+  const nLoadPart = natives.loadPart;
   const form = options.form;
   const describing = options.describe === true;
   const IMPORT_REFUSED = options.importRefusedCode;
@@ -160,7 +160,7 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
     }
     const time = dateTime(value);
     if (time !== undefined) return NumberIsFinite(time) ? DateToISOString(value) : null;
-    if (URLImpl !== null && value instanceof URLImpl) return value.href;
+    if (isURL(value)) return value.href;
     const boxed = unbox(value);
     if (boxed !== NOT_BOXED) return plain(boxed, stack);
     for (let i = 0; i < stack.length; i++) {
@@ -271,7 +271,11 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
     return text;
   }
 
+  // The library's URL class, once the library is loaded (before that, no URL can exist).
   let URLImpl = null;
+  function isURL(value) {
+    return URLImpl !== null && value instanceof URLImpl;
+  }
 
   // ---- The job's API ----
   function defineData(target, source) {
@@ -407,11 +411,23 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
 
   const timeOrigin = DateNow();
 
-  // ---- Globals: the job's API here, the rest from the library on first use ----
-  let library = null;
-  function lib() {
-    if (library === null) {
-      library = nLibrary()({
+  // ---- Globals: the job's API here, the rest from two parts loaded on first use ----
+  // `console` and the timers (console.js), and the library (library.js): each is loaded into this context the first
+  // time the run reaches one of its globals (or, for the library, runs a job file). Until then such a global is an
+  // accessor: reading it loads its part, assigning it just replaces it.
+  const PARTS = {
+    console: ['console', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'queueMicrotask'],
+    library: [
+      'crypto', 'URL', 'URLSearchParams', 'TextEncoder', 'TextDecoder', 'DOMException', 'atob', 'btoa',
+      'structuredClone', 'performance', 'Data', 'Products', 'fetch', 'Headers', 'Response',
+    ],
+  };
+  const loadedParts = ObjectCreate(null);
+  const lazyGetters = ObjectCreate(null);
+  function load(part) {
+    let exports = loadedParts[part];
+    if (exports === undefined) {
+      exports = nLoadPart(part)({
         ReflectApply, uncurry, ObjectKeys, ObjectCreate, ObjectDefineProperty, ObjectFreeze, ObjectHasOwn,
         ArrayIsArray, JSONStringify, JSONParse, NumberIsFinite, NumberCtor, StringCtor, MathFloor, MathMin,
         ErrorCtor, TypeErrorCtor, RangeErrorCtor, PromiseThen, PromiseResolve, PromiseReject, StringSlice,
@@ -419,17 +435,21 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
         Uint8ArrayCtor, ArrayBufferCtor, ArrayBufferIsView, WeakMapCtor, WeakMapGet, WeakMapSet, RegExpExec,
         StringTrim, StringLowerCase, nLog, nSleep, nNow, nRandom, nEvalModule, nEvalScript, form, IMPORT_REFUSED,
         maxLogLineBytes, newList, wellFormed, dateTime, NOT_BOXED, unbox, mapSize, setSize, isError, plain,
-        hostCall, describeError, firstLine, User, Jobs, env, timeOrigin, sandboxError
+        hostCall, describeError, firstLine, User, Jobs, env, timeOrigin, sandboxError, isURL
       });
-      URLImpl = library.URL;
-      for (let i = 0; i < LIBRARY_GLOBALS.length; i++) {
-        const name = LIBRARY_GLOBALS[i];
-        const descriptor = ObjectGetOwnPropertyDescriptor(globalObject, name);
-        if (descriptor !== undefined && descriptor.get === lazyGetters[name]) defineGlobal(name, library[name]);
+      loadedParts[part] = exports;
+      if (part === 'library') URLImpl = exports.URL;
+      const names = PARTS[part];
+      for (let i = 0; i < names.length; i++) {
+        const descriptor = ObjectGetOwnPropertyDescriptor(globalObject, names[i]);
+        if (descriptor !== undefined && descriptor.get === lazyGetters[names[i]]) {
+          defineGlobal(names[i], exports[names[i]]);
+        }
       }
     }
-    return library;
+    return exports;
   }
+  const lib = () => load('library');
   loadLibrary = lib;
   function defineGlobal(name, value) {
     ObjectDefineProperty(globalObject, name, { value, writable: true, configurable: true, enumerable: false });
@@ -437,24 +457,21 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
   defineGlobal('env', env);
   defineGlobal('User', User);
   defineGlobal('Jobs', Jobs);
-  // Until first use a library global is an accessor: reading it loads the library, assigning it just replaces it.
-  const LIBRARY_GLOBALS = [
-    'console', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'queueMicrotask', 'crypto', 'URL',
-    'URLSearchParams', 'TextEncoder', 'TextDecoder', 'DOMException', 'atob', 'btoa', 'structuredClone',
-    'performance', 'Data', 'Products', 'fetch', 'Headers', 'Response'
-  ];
-  const lazyGetters = ObjectCreate(null);
-  for (let i = 0; i < LIBRARY_GLOBALS.length; i++) {
-    const name = LIBRARY_GLOBALS[i];
-    lazyGetters[name] = () => lib()[name];
-    ObjectDefineProperty(globalObject, name, {
-      get: lazyGetters[name],
-      set(value) { defineGlobal(name, value); },
-      configurable: true,
-      enumerable: false,
-    });
+  const partNames = ObjectKeys(PARTS);
+  for (let p = 0; p < partNames.length; p++) {
+    const part = partNames[p];
+    const names = PARTS[part];
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i];
+      lazyGetters[name] = () => load(part)[name];
+      ObjectDefineProperty(globalObject, name, {
+        get: lazyGetters[name],
+        set(value) { defineGlobal(name, value); },
+        configurable: true,
+        enumerable: false,
+      });
+    }
   }
-
 
   // Errors of the sandbox itself (a definition that is not a job, a syntax error, an unavailable import) are reported
   // as their message alone, without a stack that would only show the prelude.
