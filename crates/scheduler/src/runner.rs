@@ -117,7 +117,7 @@ impl Engine {
     fn plan(&self, due: &DueJob, now: DateTime<Utc>, horizon: DateTime<Utc>) -> Option<OccurrenceRecord> {
         let job = &due.job;
         let expected = job.next_run_at?;
-        let compiled = match due.version.schedule.compile() {
+        let compiled = match self.compiled_schedule(&due.version) {
             Ok(compiled) => compiled,
             Err(error) => {
                 tracing::error!(job = %job.id, %error, "stored schedule no longer compiles; no further slots");
