@@ -18,6 +18,7 @@ pub const CHECKS: &[&str] = &[
     "agents_and_keys",
     "users_and_messages",
     "jobs_versions_and_metadata",
+    "versions_stay_as_made",
     "occurrence_recorded_once",
     "claim_start_finish",
     "overlap_skip_and_retry",
@@ -33,6 +34,7 @@ pub async fn run(name: &str, store: &dyn Store) {
         "agents_and_keys" => agents_and_keys(store).await,
         "users_and_messages" => users_and_messages(store).await,
         "jobs_versions_and_metadata" => jobs_versions_and_metadata(store).await,
+        "versions_stay_as_made" => versions_stay_as_made(store).await,
         "occurrence_recorded_once" => occurrence_recorded_once(store).await,
         "claim_start_finish" => claim_start_finish(store).await,
         "overlap_skip_and_retry" => overlap_skip_and_retry(store).await,
@@ -225,6 +227,58 @@ async fn jobs_versions_and_metadata(store: &dyn Store) {
     let job_off = store.job_set_activation(&job.id, &off, at(3)).await.expect("deactivate");
     assert_eq!(job_off.map(|job| (job.active, job.status)), Some((false, JobStatus::Inactive)));
     assert_eq!(store.active_job_count("a").await.expect("count"), 0);
+}
+
+/// A version is a snapshot: renaming its job or changing the job's metadata does not change it, and versions that
+/// differ from their job in name, metadata, creation time, version string, kind or code read back as written.
+async fn versions_stay_as_made(store: &dyn Store) {
+    let (mut job, mut first) = sample_job(Schedule::Once { execute_at: at(10) });
+    job.metadata.insert("i".into(), json!(1));
+    first.metadata = Some(job.metadata.clone());
+    store.jobs_insert_batch(&[(job.clone(), Some(first.clone()))]).await.expect("insert job");
+    let other_code = JobVersion {
+        id: new_id("ver"),
+        name: "renamed later".into(),
+        version: "2.0.0".into(),
+        description: Some("second".into()),
+        code: "export default { execute: async () => 2 }".into(),
+        kind: sundial_core::CodeKind::Module,
+        schedule: Schedule::Cron { expression: "0 9 * * *".into(), timezone: Some("Europe/Paris".into()) },
+        retry: Some(sundial_core::RetryPolicy { max_attempts: 2, backoff_seconds: Some(30) }),
+        metadata: Some(JsonObject::new()),
+        created_at: at(5),
+        ..first.clone()
+    };
+    store.version_insert(&other_code).await.expect("second version");
+    let fine_time = Schedule::Once { execute_at: at(20) + chrono::Duration::microseconds(1) };
+    let same_code = JobVersion {
+        id: new_id("ver"),
+        version: "2.0.1".into(),
+        schedule: fine_time,
+        metadata: None,
+        created_at: at(6),
+        ..first.clone()
+    };
+    store.version_insert(&same_code).await.expect("third version");
+    let made = vec![first.clone(), other_code.clone(), same_code.clone()];
+    assert_eq!(store.version_list(&job.id).await.expect("versions"), made);
+
+    job.name = "a new name".into();
+    assert!(store.job_update_info(&job).await.expect("rename"));
+    let mut patch = JsonObject::new();
+    patch.insert("i".into(), json!(2));
+    store.job_metadata_update("a", &job.id, &patch, false, at(7)).await.expect("metadata");
+    store.job_metadata_update("a", &job.id, &JsonObject::new(), true, at(8)).await.expect("metadata");
+    assert_eq!(store.version_list(&job.id).await.expect("versions"), made, "a version followed its job");
+    assert_eq!(store.version_get(&job.id, &first.id).await.expect("get"), Some(first.clone()));
+    assert_eq!(store.version_find(&job.id, "1.0.0").await.expect("find"), Some(first));
+    assert_eq!(store.version_find(&job.id, "2.0.0").await.expect("find"), Some(other_code));
+    assert!(store.version_get("job_other", &same_code.id).await.expect("get").is_none(), "version of another job");
+    let renamed = store.job_get("a", &job.id).await.expect("get").expect("job");
+    assert_eq!((renamed.name.as_str(), renamed.metadata.len()), ("a new name", 0));
+
+    let again = JobVersion { id: new_id("ver"), ..same_code };
+    assert!(matches!(store.version_insert(&again).await, Err(StoreError::Conflict(_))), "a version string twice");
 }
 
 async fn occurrence_recorded_once(store: &dyn Store) {

@@ -11,6 +11,8 @@ pub mod data;
 mod ids;
 pub mod sqlite;
 mod sqlite_data;
+mod sqlite_encoding;
+mod sqlite_v6;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

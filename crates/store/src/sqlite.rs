@@ -3,19 +3,26 @@
 //! Every [`Store`] call becomes a closure sent to the writer thread, which runs it inside one `BEGIN IMMEDIATE`
 //! transaction on its own connection, so two writers never deadlock on a lock upgrade and each call is atomic.
 //! `synchronous=FULL`: a committed slot or message survives a power cut.
+//!
+//! Jobs and versions are stored compactly (ids as bytes, each code text once, no copies of what a version shares
+//! with its job): `sqlite_v6` describes the layout, `sqlite_encoding` the packing of values.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde_json::Value;
+use sundial_core::policy::JobPolicy;
 use sundial_core::{
     CodeKind, Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject, LogLine, RetryPolicy,
-    Schedule, Trigger,
+    Trigger,
 };
 
+use crate::sqlite_encoding::{
+    code_hash, get_id, get_optional_id, get_schedule, pack_job_id, pack_schedule, pack_version_id,
+};
 use crate::{
     Activation, Agent, ApiKey, Delivery, DeliveryOutcome, DueJob, ExecutionFinish, JobFilter, Message,
     OccurrenceRecord, Result, StartOutcome, Started, Store, StoreError, StoreStats, UserRecord,
@@ -30,14 +37,27 @@ type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 /// The most calls one transaction (one fsync) carries.
 const MAX_BATCH: usize = 512;
 
+/// A WAL file larger than this is emptied when the writer is idle.
+const WAL_TRUNCATE_BYTES: u64 = 1 << 20;
+
+/// How long the writer has nothing to do before it empties a large WAL file.
+const IDLE_BEFORE_TRUNCATE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     sender: mpsc::Sender<Command>,
 }
 
+/// One schema migration: SQL, or code for a conversion SQL cannot express.
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&Transaction<'_>) -> Result<()>),
+}
+
 /// Schema migrations, applied in order once each; the index + 1 is the schema version. Append only.
-const MIGRATIONS: &[&str] = &[
-    r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(
+        r#"
 CREATE TABLE agents (
     id TEXT PRIMARY KEY,
     env TEXT NOT NULL DEFAULT '{}',
@@ -149,11 +169,15 @@ CREATE TABLE idempotency (
     PRIMARY KEY (agent_id, key)
 );
 "#,
-    crate::sqlite_data::MIGRATION,
-    "ALTER TABLE job_versions ADD COLUMN kind TEXT NOT NULL DEFAULT 'function';",
-    "CREATE TABLE blobs (agent_id TEXT NOT NULL, hash TEXT NOT NULL, content BLOB NOT NULL, created_at INTEGER NOT NULL, \
+    ),
+    Migration::Sql(crate::sqlite_data::MIGRATION),
+    Migration::Sql("ALTER TABLE job_versions ADD COLUMN kind TEXT NOT NULL DEFAULT 'function';"),
+    Migration::Sql(
+        "CREATE TABLE blobs (agent_id TEXT NOT NULL, hash TEXT NOT NULL, content BLOB NOT NULL, created_at INTEGER NOT NULL, \
      PRIMARY KEY (agent_id, hash));",
-    r#"
+    ),
+    Migration::Sql(
+        r#"
 ALTER TABLE agents ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
 CREATE TABLE deliveries (
     message_id TEXT PRIMARY KEY,
@@ -169,12 +193,21 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
 "#,
+    ),
+    Migration::Code(crate::sqlite_v6::migrate),
 ];
 
 const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
      active_version_id, anchor_at, next_run_at, last_run_at, consecutive_failures, missed_slots, created_at, updated_at";
-const VERSION_COLUMNS: &str =
-    "id, job_id, name, version, description, code, schedule, timeout_seconds, retry, metadata, created_at, kind";
+/// A version with what it takes from elsewhere: its code from `codes`; its name, metadata and creation time from its
+/// job when it stores none of its own (see migration 6 in `sqlite_v6`).
+const VERSION_SELECT: &str = "SELECT v.id, v.job_id, COALESCE(v.name, j.name), COALESCE(v.version, '1.0.0'), \
+     v.description, c.code, v.schedule, v.timeout_seconds, v.retry, \
+     CASE WHEN typeof(v.metadata) = 'integer' THEN COALESCE(j.metadata, '{}') ELSE v.metadata END, \
+     COALESCE(v.created_at, j.created_at), v.kind \
+     FROM job_versions v JOIN codes c ON c.id = v.code_id LEFT JOIN jobs j ON j.id = v.job_id";
+/// The version string most versions have, stored as `NULL`.
+const FIRST_VERSION: &str = "1.0.0";
 const EXECUTION_COLUMNS: &str = "id, agent_id, job_id, version_id, occurrence_id, status, trigger, scheduled_for, \
      due_at, started_at, completed_at, duration_ms, result, error, retry_count, logs, created_at";
 
@@ -189,10 +222,13 @@ impl SqliteStore {
             )
             .map_err(database)?;
         migrate(&mut connection)?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
         let (sender, receiver) = mpsc::channel::<Command>();
         std::thread::Builder::new()
             .name("sundial-sqlite".into())
-            .spawn(move || run_writer(connection, receiver))
+            .spawn(move || run_writer(connection, receiver, &wal))
             .map_err(|error| StoreError::Database(format!("cannot start the writer thread: {error}")))?;
         Ok(SqliteStore { sender })
     }
@@ -221,8 +257,29 @@ impl SqliteStore {
 /// The writer thread: takes every call waiting (up to [`MAX_BATCH`]) and runs them in one `BEGIN IMMEDIATE`
 /// transaction — group commit: one fsync for the batch — then answers each call with the commit's outcome. A call
 /// that fails rolls back its own savepoint only.
-fn run_writer(mut connection: Connection, receiver: mpsc::Receiver<Command>) {
-    while let Ok(first) = receiver.recv() {
+///
+/// SQLite checkpoints the WAL into the database every 1,000 pages but keeps the file at its largest size, and a big
+/// batch of jobs leaves a WAL as large as itself: once the WAL file (at `wal`) passes [`WAL_TRUNCATE_BYTES`], the
+/// writer empties it when it has had nothing to do for [`IDLE_BEFORE_TRUNCATE`].
+fn run_writer(mut connection: Connection, receiver: mpsc::Receiver<Command>, wal: &Path) {
+    let mut wal_to_truncate = false;
+    loop {
+        let first = if wal_to_truncate {
+            match receiver.recv_timeout(IDLE_BEFORE_TRUNCATE) {
+                Ok(command) => command,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    truncate_wal(&connection);
+                    wal_to_truncate = false;
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match receiver.recv() {
+                Ok(command) => command,
+                Err(_) => break,
+            }
+        };
         let mut commands = vec![first];
         while commands.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -246,7 +303,16 @@ fn run_writer(mut connection: Connection, receiver: mpsc::Receiver<Command>) {
                 }
             }
         }
+        wal_to_truncate = std::fs::metadata(wal).is_ok_and(|metadata| metadata.len() > WAL_TRUNCATE_BYTES);
     }
+}
+
+/// Checkpoints the whole WAL into the database and truncates the WAL file to zero bytes. Best effort: it does not
+/// wait for a reader of another process (a backup), and if it cannot finish, the next idle moment tries again.
+fn truncate_wal(connection: &Connection) {
+    let _ = connection.execute_batch("PRAGMA busy_timeout = 0");
+    let _ = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    let _ = connection.execute_batch("PRAGMA busy_timeout = 5000");
 }
 
 /// Runs `work` in a savepoint of `transaction`, rolled back if it fails.
@@ -265,6 +331,11 @@ fn in_savepoint<T>(transaction: &Transaction<'_>, work: impl FnOnce(&Transaction
 }
 
 fn migrate(connection: &mut Connection) -> Result<()> {
+    migrate_to(connection, MIGRATIONS.len())
+}
+
+/// Applies the migrations up to schema version `target` that are not applied yet, in one transaction.
+pub(crate) fn migrate_to(connection: &mut Connection, target: usize) -> Result<()> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(database)?;
     transaction
         .execute_batch(
@@ -274,12 +345,15 @@ fn migrate(connection: &mut Connection) -> Result<()> {
     let applied: i64 = transaction
         .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))
         .map_err(database)?;
-    for (index, migration) in MIGRATIONS.iter().enumerate() {
+    for (index, migration) in MIGRATIONS.iter().enumerate().take(target) {
         let version = index as i64 + 1;
         if version <= applied {
             continue;
         }
-        transaction.execute_batch(migration).map_err(database)?;
+        match migration {
+            Migration::Sql(sql) => transaction.execute_batch(sql).map_err(database)?,
+            Migration::Code(convert) => convert(&transaction)?,
+        }
         transaction
             .execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
@@ -290,7 +364,7 @@ fn migrate(connection: &mut Connection) -> Result<()> {
     transaction.commit().map_err(database)
 }
 
-fn database(error: impl std::fmt::Display) -> StoreError {
+pub(crate) fn database(error: impl std::fmt::Display) -> StoreError {
     StoreError::Database(error.to_string())
 }
 
@@ -302,11 +376,11 @@ fn opt_millis(time: Option<DateTime<Utc>>) -> Option<i64> {
     time.map(millis)
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
+pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-fn opt_time(ms: Option<i64>) -> Option<DateTime<Utc>> {
+pub(crate) fn opt_time(ms: Option<i64>) -> Option<DateTime<Utc>> {
     ms.map(time)
 }
 
@@ -314,15 +388,17 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
     serde_json::from_str(text)
         .map_err(|error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error)))
 }
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let status: String = row.get(7)?;
+    let metadata: Option<String> = row.get(8)?;
+    let policy: Option<String> = row.get(9)?;
     Ok(Job {
-        id: row.get(0)?,
+        id: get_id(row, 0, "job")?,
         agent_id: row.get(1)?,
         name: row.get(2)?,
         description: row.get(3)?,
@@ -330,9 +406,9 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         user_id: row.get(5)?,
         active: row.get(6)?,
         status: JobStatus::parse(&status).unwrap_or(JobStatus::Inactive),
-        metadata: from_json(&row.get::<_, String>(8)?)?,
-        policy: from_json(&row.get::<_, String>(9)?)?,
-        active_version_id: row.get(10)?,
+        metadata: metadata.map(|text| from_json(&text)).transpose()?.unwrap_or_default(),
+        policy: policy.map(|text| from_json(&text)).transpose()?.unwrap_or_default(),
+        active_version_id: get_optional_id(row, 10, "ver")?,
         anchor_at: time(row.get(11)?),
         next_run_at: opt_time(row.get(12)?),
         last_run_at: opt_time(row.get(13)?),
@@ -343,22 +419,24 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
+/// Reads a row of [`VERSION_SELECT`].
 fn version_from_row(row: &Row<'_>) -> rusqlite::Result<JobVersion> {
     let retry: Option<String> = row.get(8)?;
     let metadata: Option<String> = row.get(9)?;
+    let kind: Option<String> = row.get(11)?;
     Ok(JobVersion {
-        id: row.get(0)?,
-        job_id: row.get(1)?,
+        id: get_id(row, 0, "ver")?,
+        job_id: get_id(row, 1, "job")?,
         name: row.get(2)?,
         version: row.get(3)?,
         description: row.get(4)?,
         code: row.get(5)?,
-        schedule: from_json::<Schedule>(&row.get::<_, String>(6)?)?,
+        schedule: get_schedule(row, 6)?,
         timeout_seconds: row.get(7)?,
         retry: retry.map(|text| from_json::<RetryPolicy>(&text)).transpose()?,
         metadata: metadata.map(|text| from_json::<JsonObject>(&text)).transpose()?,
         created_at: time(row.get(10)?),
-        kind: CodeKind::parse(&row.get::<_, String>(11)?).unwrap_or_default(),
+        kind: kind.and_then(|kind| CodeKind::parse(&kind)).unwrap_or_default(),
     })
 }
 
@@ -387,7 +465,20 @@ fn execution_from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
     })
 }
 
-fn insert_job(transaction: &Transaction<'_>, job: &Job) -> Result<()> {
+/// A JSON object as stored: `NULL` when empty.
+fn object_text(object: &JsonObject) -> Option<String> {
+    (!object.is_empty()).then(|| to_json(object))
+}
+
+/// A policy as stored: `NULL` for the defaults.
+fn policy_text(policy: &JobPolicy) -> Option<String> {
+    match policy.stored() {
+        Value::Object(object) if object.is_empty() => None,
+        stored => Some(to_json(&stored)),
+    }
+}
+
+pub(crate) fn insert_job(transaction: &Transaction<'_>, job: &Job) -> Result<()> {
     transaction
         .prepare_cached(&format!(
             "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
@@ -395,7 +486,7 @@ fn insert_job(transaction: &Transaction<'_>, job: &Job) -> Result<()> {
         ))
         .and_then(|mut statement| {
             statement.execute(params![
-                job.id,
+                pack_job_id(&job.id),
                 job.agent_id,
                 job.name,
                 job.description,
@@ -403,9 +494,9 @@ fn insert_job(transaction: &Transaction<'_>, job: &Job) -> Result<()> {
                 job.user_id,
                 job.active,
                 job.status.as_str(),
-                to_json(&job.metadata),
-                to_json(&job.policy.stored()),
-                job.active_version_id,
+                object_text(&job.metadata),
+                policy_text(&job.policy),
+                job.active_version_id.as_deref().map(pack_version_id),
                 millis(job.anchor_at),
                 opt_millis(job.next_run_at),
                 opt_millis(job.last_run_at),
@@ -419,34 +510,140 @@ fn insert_job(transaction: &Transaction<'_>, job: &Job) -> Result<()> {
     Ok(())
 }
 
-fn insert_version(transaction: &Transaction<'_>, version: &JobVersion) -> Result<()> {
+/// What a version may share with its job instead of storing a copy: the job's name, metadata and creation time.
+/// When the job's name or metadata changes, triggers first copy the old value into the versions that share it.
+pub(crate) struct Owner<'a> {
+    /// The job's name.
+    pub name: &'a str,
+    /// The job's metadata.
+    pub metadata: &'a JsonObject,
+    /// The job's creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl<'a> Owner<'a> {
+    /// The owner of versions of `job`.
+    pub fn of(job: &'a Job) -> Owner<'a> {
+        Owner { name: &job.name, metadata: &job.metadata, created_at: job.created_at }
+    }
+}
+
+/// Numbers of code texts in `codes`: finds or adds a text, remembering the last one (a batch of jobs usually shares
+/// its code).
+#[derive(Default)]
+pub(crate) struct Codes {
+    last: Option<(String, i64)>,
+}
+
+impl Codes {
+    /// The number of `code` in `codes`, added if it is not there.
+    pub fn id(&mut self, transaction: &Transaction<'_>, code: &str) -> Result<i64> {
+        if let Some((text, id)) = &self.last {
+            if text == code {
+                return Ok(*id);
+            }
+        }
+        let hash = code_hash(code);
+        let found = transaction
+            .prepare_cached("SELECT id FROM codes WHERE hash = ?1 AND code = ?2")
+            .and_then(|mut statement| statement.query_row(params![hash, code], |row| row.get(0)).optional())
+            .map_err(database)?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                transaction
+                    .prepare_cached("INSERT INTO codes (hash, code) VALUES (?1, ?2)")
+                    .and_then(|mut statement| statement.execute(params![hash, code]))
+                    .map_err(database)?;
+                transaction.last_insert_rowid()
+            }
+        };
+        self.last = Some((code.to_owned(), id));
+        Ok(id)
+    }
+}
+
+/// Inserts a version; what it shares with `owner` (its job) is stored as a reference instead of a copy.
+pub(crate) fn insert_version(
+    transaction: &Transaction<'_>,
+    version: &JobVersion,
+    owner: Option<&Owner<'_>>,
+    codes: &mut Codes,
+) -> Result<()> {
+    let conflict = || StoreError::Conflict(format!("version {} of job {}", version.version, version.job_id));
+    let taken = transaction
+        .prepare_cached("SELECT 1 FROM job_versions WHERE job_id = ?1 AND (id = ?2 OR COALESCE(version, '1.0.0') = ?3)")
+        .and_then(|mut statement| {
+            statement.exists(params![pack_job_id(&version.job_id), pack_version_id(&version.id), version.version])
+        })
+        .map_err(database)?;
+    if taken {
+        return Err(conflict());
+    }
+    let code_id = codes.id(transaction, &version.code)?;
+    let name = owner.filter(|owner| owner.name == version.name).map_or(Some(version.name.as_str()), |_| None);
+    let metadata = match &version.metadata {
+        None => rusqlite::types::Value::Null,
+        Some(metadata) if owner.is_some_and(|owner| owner.metadata == metadata) => rusqlite::types::Value::Integer(1),
+        Some(metadata) => rusqlite::types::Value::Text(to_json(metadata)),
+    };
+    let created_at =
+        owner.filter(|owner| owner.created_at == version.created_at).map_or(Some(version.created_at), |_| None);
     let outcome = transaction
-        .prepare_cached(&format!(
-            "INSERT INTO job_versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-        ))
+        .prepare_cached(
+            "INSERT INTO job_versions (job_id, id, name, version, description, code_id, schedule, timeout_seconds, \
+             retry, metadata, created_at, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
         .and_then(|mut statement| {
             statement.execute(params![
-                version.id,
-                version.job_id,
-                version.name,
-                version.version,
+                pack_job_id(&version.job_id),
+                pack_version_id(&version.id),
+                name,
+                (version.version != FIRST_VERSION).then_some(&version.version),
                 version.description,
-                version.code,
-                to_json(&version.schedule),
+                code_id,
+                pack_schedule(&version.schedule),
                 version.timeout_seconds,
                 version.retry.as_ref().map(to_json),
-                version.metadata.as_ref().map(to_json),
-                millis(version.created_at),
-                version.kind.as_str(),
+                metadata,
+                opt_millis(created_at),
+                (version.kind != CodeKind::Function).then(|| version.kind.as_str()),
             ])
         });
     match outcome {
         Ok(_) => Ok(()),
         Err(rusqlite::Error::SqliteFailure(error, _)) if error.code == rusqlite::ErrorCode::ConstraintViolation => {
-            Err(StoreError::Conflict(format!("version {} of job {}", version.version, version.job_id)))
+            Err(conflict())
         }
         Err(error) => Err(database(error)),
     }
+}
+
+/// `job` as the owner of `version` when it is the version's job.
+fn own_version<'a>(job: &'a Job, version: &JobVersion) -> Option<Owner<'a>> {
+    (version.job_id == job.id).then(|| Owner::of(job))
+}
+
+/// The name, metadata and creation time of a job, for [`Owner`].
+pub(crate) fn owner_of(
+    transaction: &Transaction<'_>,
+    job_id: &str,
+) -> Result<Option<(String, JsonObject, DateTime<Utc>)>> {
+    transaction
+        .prepare_cached("SELECT name, metadata, created_at FROM jobs WHERE id = ?1")
+        .and_then(|mut statement| {
+            statement
+                .query_row([pack_job_id(job_id)], |row| {
+                    let metadata: Option<String> = row.get(1)?;
+                    Ok((
+                        row.get(0)?,
+                        metadata.map(|text| from_json(&text)).transpose()?.unwrap_or_default(),
+                        time(row.get(2)?),
+                    ))
+                })
+                .optional()
+        })
+        .map_err(database)
 }
 
 fn insert_execution(transaction: &Transaction<'_>, execution: &Execution) -> Result<()> {
@@ -483,24 +680,26 @@ fn insert_execution(transaction: &Transaction<'_>, execution: &Execution) -> Res
 fn get_job(transaction: &Transaction<'_>, job_id: &str) -> Result<Option<Job>> {
     transaction
         .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND deleted_at IS NULL"))
-        .and_then(|mut statement| statement.query_row([job_id], job_from_row).optional())
+        .and_then(|mut statement| statement.query_row([pack_job_id(job_id)], job_from_row).optional())
         .map_err(database)
 }
 
-fn get_version(transaction: &Transaction<'_>, version_id: &str) -> Result<Option<JobVersion>> {
+fn get_version(transaction: &Transaction<'_>, job_id: &str, version_id: &str) -> Result<Option<JobVersion>> {
     transaction
-        .prepare_cached(&format!("SELECT {VERSION_COLUMNS} FROM job_versions WHERE id = ?1"))
-        .and_then(|mut statement| statement.query_row([version_id], version_from_row).optional())
+        .prepare_cached(&format!("{VERSION_SELECT} WHERE v.job_id = ?1 AND v.id = ?2"))
+        .and_then(|mut statement| {
+            statement.query_row(params![pack_job_id(job_id), pack_version_id(version_id)], version_from_row).optional()
+        })
         .map_err(database)
 }
 
 fn list_versions(transaction: &Transaction<'_>, job_id: &str) -> Result<Vec<JobVersion>> {
     let mut statement = transaction
         .prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM job_versions WHERE job_id = ?1 ORDER BY created_at, id"
+            "{VERSION_SELECT} WHERE v.job_id = ?1 ORDER BY COALESCE(v.created_at, j.created_at), v.id"
         ))
         .map_err(database)?;
-    let rows = statement.query_map([job_id], version_from_row).map_err(database)?;
+    let rows = statement.query_map([pack_job_id(job_id)], version_from_row).map_err(database)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)
 }
 
@@ -529,7 +728,7 @@ fn apply_activation(transaction: &Transaction<'_>, job_id: &str, change: &Activa
             "UPDATE jobs SET active = ?2, status = ?3, anchor_at = COALESCE(?4, anchor_at), next_run_at = ?5, \
              updated_at = ?6 WHERE id = ?1 AND deleted_at IS NULL",
             params![
-                job_id,
+                pack_job_id(job_id),
                 change.active,
                 change.status.as_str(),
                 opt_millis(change.anchor_at),
@@ -888,7 +1087,7 @@ impl Store for SqliteStore {
         self.write(move |transaction| {
             insert_job(transaction, &job)?;
             if let Some(version) = &version {
-                insert_version(transaction, version)?;
+                insert_version(transaction, version, own_version(&job, version).as_ref(), &mut Codes::default())?;
             }
             Ok(())
         })
@@ -898,10 +1097,11 @@ impl Store for SqliteStore {
     async fn jobs_insert_batch(&self, jobs: &[(Job, Option<JobVersion>)]) -> Result<()> {
         let jobs = jobs.to_vec();
         self.write(move |transaction| {
+            let mut codes = Codes::default();
             for (job, version) in &jobs {
                 insert_job(transaction, job)?;
                 if let Some(version) = version {
-                    insert_version(transaction, version)?;
+                    insert_version(transaction, version, own_version(job, version).as_ref(), &mut codes)?;
                 }
             }
             Ok(())
@@ -931,7 +1131,7 @@ impl Store for SqliteStore {
                         filter.include_dynamic,
                         filter.status.map(JobStatus::as_str),
                         filter.user_id,
-                        filter.after_id,
+                        filter.after_id.as_deref().map(pack_job_id),
                         filter.limit as i64,
                         filter.name,
                     ],
@@ -950,7 +1150,13 @@ impl Store for SqliteStore {
                 .execute(
                     "UPDATE jobs SET name = ?2, description = ?3, policy = ?4, updated_at = ?5 \
                      WHERE id = ?1 AND deleted_at IS NULL",
-                    params![job.id, job.name, job.description, to_json(&job.policy.stored()), millis(job.updated_at)],
+                    params![
+                        pack_job_id(&job.id),
+                        job.name,
+                        job.description,
+                        policy_text(&job.policy),
+                        millis(job.updated_at)
+                    ],
                 )
                 .map_err(database)?;
             Ok(changed > 0)
@@ -983,7 +1189,10 @@ impl Store for SqliteStore {
                 return Ok(None);
             }
             transaction
-                .execute("UPDATE jobs SET active_version_id = ?2 WHERE id = ?1", params![job_id, version_id])
+                .execute(
+                    "UPDATE jobs SET active_version_id = ?2 WHERE id = ?1",
+                    params![pack_job_id(&job_id), pack_version_id(&version_id)],
+                )
                 .map_err(database)?;
             // A new version changes the schedule: slots recorded for the old one do not run.
             cancel_pending(transaction, &job_id, millis(now))?;
@@ -1001,7 +1210,7 @@ impl Store for SqliteStore {
                 .execute(
                     "UPDATE jobs SET deleted_at = ?3, active = 0, status = 'inactive', next_run_at = NULL, updated_at = ?3 \
                      WHERE id = ?1 AND agent_id = ?2 AND deleted_at IS NULL",
-                    params![job_id, agent_id, now],
+                    params![pack_job_id(&job_id), agent_id, now],
                 )
                 .map_err(database)?;
             if changed > 0 {
@@ -1041,7 +1250,7 @@ impl Store for SqliteStore {
             transaction
                 .execute(
                     "UPDATE jobs SET metadata = ?2, updated_at = ?3 WHERE id = ?1",
-                    params![job_id, to_json(&merged), millis(now)],
+                    params![pack_job_id(&job_id), object_text(&merged), millis(now)],
                 )
                 .map_err(database)?;
             Ok(Some(merged))
@@ -1066,15 +1275,18 @@ impl Store for SqliteStore {
 
     async fn version_insert(&self, version: &JobVersion) -> Result<()> {
         let version = version.clone();
-        self.write(move |transaction| insert_version(transaction, &version)).await
+        self.write(move |transaction| {
+            let owner = owner_of(transaction, &version.job_id)?;
+            let owner =
+                owner.as_ref().map(|(name, metadata, created_at)| Owner { name, metadata, created_at: *created_at });
+            insert_version(transaction, &version, owner.as_ref(), &mut Codes::default())
+        })
+        .await
     }
 
     async fn version_get(&self, job_id: &str, version_id: &str) -> Result<Option<JobVersion>> {
         let (job_id, version_id) = (job_id.to_owned(), version_id.to_owned());
-        self.write(move |transaction| {
-            Ok(get_version(transaction, &version_id)?.filter(|version| version.job_id == job_id))
-        })
-        .await
+        self.write(move |transaction| get_version(transaction, &job_id, &version_id)).await
     }
 
     async fn version_find(&self, job_id: &str, version: &str) -> Result<Option<JobVersion>> {
@@ -1082,8 +1294,8 @@ impl Store for SqliteStore {
         self.write(move |transaction| {
             transaction
                 .query_row(
-                    &format!("SELECT {VERSION_COLUMNS} FROM job_versions WHERE job_id = ?1 AND version = ?2"),
-                    [job_id, version],
+                    &format!("{VERSION_SELECT} WHERE v.job_id = ?1 AND COALESCE(v.version, '1.0.0') = ?2"),
+                    params![pack_job_id(&job_id), version],
                     version_from_row,
                 )
                 .optional()
@@ -1113,7 +1325,7 @@ impl Store for SqliteStore {
             let mut due = Vec::with_capacity(jobs.len());
             for job in jobs {
                 let Some(version_id) = &job.active_version_id else { continue };
-                if let Some(version) = get_version(transaction, version_id)? {
+                if let Some(version) = get_version(transaction, &job.id, version_id)? {
                     due.push(DueJob { job, version });
                 }
             }
@@ -1135,7 +1347,7 @@ impl Store for SqliteStore {
                     )
                     .and_then(|mut statement| {
                         statement.execute(params![
-                            record.job_id,
+                            pack_job_id(&record.job_id),
                             millis(record.expected_next_run_at),
                             opt_millis(record.next_run_at),
                             record.missed as i64,
@@ -1266,7 +1478,7 @@ impl Store for SqliteStore {
                     }
                 }
             }
-            let Some(version) = get_version(transaction, &execution.version_id)? else {
+            let Some(version) = get_version(transaction, &execution.job_id, &execution.version_id)? else {
                 return finish_without_run(ExecutionStatus::Cancelled);
             };
             transaction
@@ -1277,7 +1489,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(database)?;
             transaction
-                .execute("UPDATE jobs SET last_run_at = ?2 WHERE id = ?1", params![job.id, now_ms])
+                .execute("UPDATE jobs SET last_run_at = ?2 WHERE id = ?1", params![pack_job_id(&job.id), now_ms])
                 .map_err(database)?;
             let mut execution = execution;
             execution.status = ExecutionStatus::Running;
@@ -1349,9 +1561,9 @@ impl Store for SqliteStore {
                 if let Some(statement) = statement {
                     let needs_time = statement.contains("?2");
                     let outcome = if needs_time {
-                        transaction.execute(statement, params![job_id, completed_at])
+                        transaction.execute(statement, params![pack_job_id(&job_id), completed_at])
                     } else {
-                        transaction.execute(statement, params![job_id])
+                        transaction.execute(statement, params![pack_job_id(&job_id)])
                     };
                     outcome.map_err(database)?;
                 }
