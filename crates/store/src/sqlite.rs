@@ -12,7 +12,7 @@ use std::sync::mpsc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Params, Row, Transaction, TransactionBehavior};
 use serde_json::Value;
 use sundial_core::policy::JobPolicy;
 use sundial_core::{
@@ -201,11 +201,16 @@ const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, ac
      active_version_id, anchor_at, next_run_at, last_run_at, consecutive_failures, missed_slots, created_at, updated_at";
 /// A version with what it takes from elsewhere: its code from `codes`; its name, metadata and creation time from its
 /// job when it stores none of its own (see migration 6 in `sqlite_v6`).
-const VERSION_SELECT: &str = "SELECT v.id, v.job_id, COALESCE(v.name, j.name), COALESCE(v.version, '1.0.0'), \
-     v.description, c.code, v.schedule, v.timeout_seconds, v.retry, \
-     CASE WHEN typeof(v.metadata) = 'integer' THEN COALESCE(j.metadata, '{}') ELSE v.metadata END, \
-     COALESCE(v.created_at, j.created_at), v.kind \
-     FROM job_versions v JOIN codes c ON c.id = v.code_id LEFT JOIN jobs j ON j.id = v.job_id";
+///
+/// What a version shares with its job and its code are read with scalar subqueries, not joins: with a join, SQLite
+/// (built with STAT4) recompiles the statement on every call whose bound ids differ, which cost more than the query.
+const VERSION_SELECT: &str = "SELECT v.id, v.job_id, COALESCE(v.name, (SELECT name FROM jobs WHERE id = v.job_id)), \
+     COALESCE(v.version, '1.0.0'), v.description, (SELECT code FROM codes WHERE id = v.code_id), v.schedule, \
+     v.timeout_seconds, v.retry, \
+     CASE WHEN typeof(v.metadata) = 'integer' \
+     THEN COALESCE((SELECT metadata FROM jobs WHERE id = v.job_id), '{}') ELSE v.metadata END, \
+     COALESCE(v.created_at, (SELECT created_at FROM jobs WHERE id = v.job_id)), v.kind \
+     FROM job_versions v";
 /// The version string most versions have, stored as `NULL`.
 const FIRST_VERSION: &str = "1.0.0";
 const EXECUTION_COLUMNS: &str = "id, agent_id, job_id, version_id, occurrence_id, status, trigger, scheduled_for, \
@@ -222,6 +227,7 @@ impl SqliteStore {
             )
             .map_err(database)?;
         migrate(&mut connection)?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
@@ -315,12 +321,44 @@ fn truncate_wal(connection: &Connection) {
     let _ = connection.execute_batch("PRAGMA busy_timeout = 5000");
 }
 
+/// Statements kept prepared by the writer's connection (every statement the store runs fits).
+const STATEMENT_CACHE: usize = 256;
+
+/// `execute` and `query_row` through the connection's statement cache: parsing the same SQL again for every call was
+/// a visible share of the writer thread's time.
+pub(crate) trait Cached {
+    fn execute_cached<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn query_row_cached<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        read: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn execute_cached<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn query_row_cached<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        read: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, read)
+    }
+}
+
 /// Runs `work` in a savepoint of `transaction`, rolled back if it fails.
 fn in_savepoint<T>(transaction: &Transaction<'_>, work: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-    transaction.execute_batch("SAVEPOINT call").map_err(database)?;
+    // Prepared once and kept: parsing these two statements for every call was a visible share of the writer's time.
+    let run = |sql: &str| transaction.prepare_cached(sql).and_then(|mut statement| statement.execute([]));
+    run("SAVEPOINT call").map_err(database)?;
     match work(transaction) {
         Ok(value) => {
-            transaction.execute_batch("RELEASE call").map_err(database)?;
+            run("RELEASE call").map_err(database)?;
             Ok(value)
         }
         Err(error) => {
@@ -343,7 +381,7 @@ pub(crate) fn migrate_to(connection: &mut Connection, target: usize) -> Result<(
         )
         .map_err(database)?;
     let applied: i64 = transaction
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))
+        .query_row_cached("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))
         .map_err(database)?;
     for (index, migration) in MIGRATIONS.iter().enumerate().take(target) {
         let version = index as i64 + 1;
@@ -355,7 +393,7 @@ pub(crate) fn migrate_to(connection: &mut Connection, target: usize) -> Result<(
             Migration::Code(convert) => convert(&transaction)?,
         }
         transaction
-            .execute(
+            .execute_cached(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
                 params![version, Utc::now().timestamp_millis()],
             )
@@ -694,13 +732,18 @@ fn get_version(transaction: &Transaction<'_>, job_id: &str, version_id: &str) ->
 }
 
 fn list_versions(transaction: &Transaction<'_>, job_id: &str) -> Result<Vec<JobVersion>> {
-    let mut statement = transaction
-        .prepare_cached(&format!(
-            "{VERSION_SELECT} WHERE v.job_id = ?1 ORDER BY COALESCE(v.created_at, j.created_at), v.id"
-        ))
-        .map_err(database)?;
+    // Sorted here rather than with an `ORDER BY` on the shared creation time, which made SQLite recompile the
+    // statement on every call (see `VERSION_SELECT`). The order is the stored one: by creation time, then by id as
+    // stored (ids of another form, stored as text, before packed ones).
+    let mut statement =
+        transaction.prepare_cached(&format!("{VERSION_SELECT} WHERE v.job_id = ?1")).map_err(database)?;
     let rows = statement.query_map([pack_job_id(job_id)], version_from_row).map_err(database)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)
+    let mut versions = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)?;
+    versions.sort_by(|a, b| {
+        let key = |version: &JobVersion| (version.created_at, pack_version_id(&version.id).is_packed());
+        key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id))
+    });
+    Ok(versions)
 }
 
 fn get_execution(transaction: &Transaction<'_>, id: &str) -> Result<Option<Execution>> {
@@ -713,7 +756,7 @@ fn get_execution(transaction: &Transaction<'_>, id: &str) -> Result<Option<Execu
 /// Cancels pending executions of a job that a schedule made (slots and their retries), not manual triggers.
 fn cancel_pending(transaction: &Transaction<'_>, job_id: &str, now: i64) -> Result<()> {
     transaction
-        .execute(
+        .execute_cached(
             "UPDATE executions SET status = 'cancelled', started_at = ?2, completed_at = ?2, lease_owner = NULL \
              WHERE job_id = ?1 AND status = 'pending' AND trigger != 'manual'",
             params![job_id, now],
@@ -724,7 +767,7 @@ fn cancel_pending(transaction: &Transaction<'_>, job_id: &str, now: i64) -> Resu
 
 fn apply_activation(transaction: &Transaction<'_>, job_id: &str, change: &Activation, now: i64) -> Result<()> {
     transaction
-        .execute(
+        .execute_cached(
             "UPDATE jobs SET active = ?2, status = ?3, anchor_at = COALESCE(?4, anchor_at), next_run_at = ?5, \
              updated_at = ?6 WHERE id = ?1 AND deleted_at IS NULL",
             params![
@@ -762,7 +805,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
 
 fn get_message(transaction: &Transaction<'_>, condition: &str, value: &str) -> Result<Option<Message>> {
     transaction
-        .query_row(
+        .query_row_cached(
             &format!("SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {condition}"),
             [value],
             message_from_row,
@@ -807,7 +850,7 @@ impl Store for SqliteStore {
         let agent = agent.clone();
         self.write(move |transaction| {
             let inserted = transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO agents (id, env, created_at, settings) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
                     params![agent.id, to_json(&agent.env), millis(agent.created_at), to_json(&agent.settings)],
                 )
@@ -824,7 +867,11 @@ impl Store for SqliteStore {
         let agent_id = agent_id.to_owned();
         self.write(move |transaction| {
             transaction
-                .query_row("SELECT id, env, created_at, settings FROM agents WHERE id = ?1", [agent_id], agent_from_row)
+                .query_row_cached(
+                    "SELECT id, env, created_at, settings FROM agents WHERE id = ?1",
+                    [agent_id],
+                    agent_from_row,
+                )
                 .optional()
                 .map_err(database)
         })
@@ -846,7 +893,7 @@ impl Store for SqliteStore {
         let (agent_id, settings) = (agent_id.to_owned(), to_json(settings));
         self.write(move |transaction| {
             let changed = transaction
-                .execute("UPDATE agents SET settings = ?2 WHERE id = ?1", params![agent_id, settings])
+                .execute_cached("UPDATE agents SET settings = ?2 WHERE id = ?1", params![agent_id, settings])
                 .map_err(database)?;
             Ok(changed > 0)
         })
@@ -857,7 +904,7 @@ impl Store for SqliteStore {
         let (agent_id, env) = (agent_id.to_owned(), to_json(env));
         self.write(move |transaction| {
             let changed = transaction
-                .execute("UPDATE agents SET env = ?2 WHERE id = ?1", params![agent_id, env])
+                .execute_cached("UPDATE agents SET env = ?2 WHERE id = ?1", params![agent_id, env])
                 .map_err(database)?;
             Ok(changed > 0)
         })
@@ -868,7 +915,7 @@ impl Store for SqliteStore {
         let key = key.clone();
         self.write(move |transaction| {
             transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO api_keys (id, agent_id, user_id, admin, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![key.id, key.agent_id, key.user_id, key.admin, key.hash, millis(key.created_at)],
                 )
@@ -896,7 +943,7 @@ impl Store for SqliteStore {
         let (agent_id, key_id) = (agent_id.to_owned(), key_id.to_owned());
         self.write(move |transaction| {
             let changed = transaction
-                .execute(
+                .execute_cached(
                     "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?2 AND agent_id = ?1 AND revoked_at IS NULL",
                     params![agent_id, key_id, millis(now)],
                 )
@@ -909,7 +956,7 @@ impl Store for SqliteStore {
     async fn admin_key_count(&self) -> Result<u64> {
         self.write(move |transaction| {
             transaction
-                .query_row("SELECT COUNT(*) FROM api_keys WHERE admin = 1 AND revoked_at IS NULL", [], |row| {
+                .query_row_cached("SELECT COUNT(*) FROM api_keys WHERE admin = 1 AND revoked_at IS NULL", [], |row| {
                     row.get::<_, i64>(0)
                 })
                 .map(|count| count as u64)
@@ -922,7 +969,7 @@ impl Store for SqliteStore {
         let (agent_id, user_id) = (agent_id.to_owned(), user_id.to_owned());
         self.write(move |transaction| {
             transaction
-                .query_row(
+                .query_row_cached(
                     "SELECT agent_id, user_id, data, created_at, updated_at FROM users \
                      WHERE agent_id = ?1 AND user_id = ?2",
                     [agent_id, user_id],
@@ -944,7 +991,7 @@ impl Store for SqliteStore {
         let (agent_id, user_id, data) = (agent_id.to_owned(), user_id.to_owned(), to_json(data));
         self.write(move |transaction| {
             transaction
-                .query_row(
+                .query_row_cached(
                     "INSERT INTO users (agent_id, user_id, data, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
                      ON CONFLICT (agent_id, user_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at \
                      RETURNING agent_id, user_id, data, created_at, updated_at",
@@ -976,21 +1023,21 @@ impl Store for SqliteStore {
                 }
             }
             transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO messages (id, agent_id, user_id, content, execution_id, dedupe_key, created_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![id, agent_id, user_id, content, execution_id, dedupe_key, millis(now)],
                 )
                 .map_err(database)?;
             let settings: String = transaction
-                .query_row("SELECT settings FROM agents WHERE id = ?1", [&agent_id], |row| row.get(0))
+                .query_row_cached("SELECT settings FROM agents WHERE id = ?1", [&agent_id], |row| row.get(0))
                 .optional()
                 .map_err(database)?
                 .unwrap_or_else(|| "{}".into());
             let settings: JsonObject = serde_json::from_str(&settings).unwrap_or_default();
             if let Some(url) = settings.get("webhookUrl").and_then(Value::as_str) {
                 transaction
-                    .execute(
+                    .execute_cached(
                         "INSERT INTO deliveries (message_id, agent_id, url, status, next_attempt_at) \
                          VALUES (?1, ?2, ?3, 'pending', ?4)",
                         params![id, agent_id, url, millis(now)],
@@ -1043,17 +1090,17 @@ impl Store for SqliteStore {
         self.write(move |transaction| {
             let now = millis(now);
             let outcome = match &outcome {
-                DeliveryOutcome::Delivered => transaction.execute(
+                DeliveryOutcome::Delivered => transaction.execute_cached(
                     "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = ?2, \
                      lease_owner = NULL, last_error = NULL WHERE message_id = ?1 AND status = 'pending'",
                     params![message_id, now],
                 ),
-                DeliveryOutcome::Retry { at, error } => transaction.execute(
+                DeliveryOutcome::Retry { at, error } => transaction.execute_cached(
                     "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, \
                      lease_owner = NULL WHERE message_id = ?1 AND status = 'pending'",
                     params![message_id, millis(*at), error],
                 ),
-                DeliveryOutcome::Failed { error } => transaction.execute(
+                DeliveryOutcome::Failed { error } => transaction.execute_cached(
                     "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = ?2, \
                      lease_owner = NULL WHERE message_id = ?1 AND status = 'pending'",
                     params![message_id, error],
@@ -1147,7 +1194,7 @@ impl Store for SqliteStore {
         let job = job.clone();
         self.write(move |transaction| {
             let changed = transaction
-                .execute(
+                .execute_cached(
                     "UPDATE jobs SET name = ?2, description = ?3, policy = ?4, updated_at = ?5 \
                      WHERE id = ?1 AND deleted_at IS NULL",
                     params![
@@ -1189,7 +1236,7 @@ impl Store for SqliteStore {
                 return Ok(None);
             }
             transaction
-                .execute(
+                .execute_cached(
                     "UPDATE jobs SET active_version_id = ?2 WHERE id = ?1",
                     params![pack_job_id(&job_id), pack_version_id(&version_id)],
                 )
@@ -1207,7 +1254,7 @@ impl Store for SqliteStore {
         self.write(move |transaction| {
             let now = millis(now);
             let changed = transaction
-                .execute(
+                .execute_cached(
                     "UPDATE jobs SET deleted_at = ?3, active = 0, status = 'inactive', next_run_at = NULL, updated_at = ?3 \
                      WHERE id = ?1 AND agent_id = ?2 AND deleted_at IS NULL",
                     params![pack_job_id(&job_id), agent_id, now],
@@ -1215,7 +1262,7 @@ impl Store for SqliteStore {
                 .map_err(database)?;
             if changed > 0 {
                 transaction
-                    .execute(
+                    .execute_cached(
                         "UPDATE executions SET status = 'cancelled', started_at = ?2, completed_at = ?2, \
                          lease_owner = NULL WHERE job_id = ?1 AND status = 'pending'",
                         params![job_id, now],
@@ -1248,7 +1295,7 @@ impl Store for SqliteStore {
                 merged
             };
             transaction
-                .execute(
+                .execute_cached(
                     "UPDATE jobs SET metadata = ?2, updated_at = ?3 WHERE id = ?1",
                     params![pack_job_id(&job_id), object_text(&merged), millis(now)],
                 )
@@ -1262,7 +1309,7 @@ impl Store for SqliteStore {
         let agent_id = agent_id.to_owned();
         self.write(move |transaction| {
             transaction
-                .query_row(
+                .query_row_cached(
                     "SELECT COUNT(*) FROM jobs WHERE agent_id = ?1 AND active = 1 AND deleted_at IS NULL",
                     [agent_id],
                     |row| row.get::<_, i64>(0),
@@ -1293,7 +1340,7 @@ impl Store for SqliteStore {
         let (job_id, version) = (job_id.to_owned(), version.to_owned());
         self.write(move |transaction| {
             transaction
-                .query_row(
+                .query_row_cached(
                     &format!("{VERSION_SELECT} WHERE v.job_id = ?1 AND COALESCE(v.version, '1.0.0') = ?2"),
                     params![pack_job_id(&job_id), version],
                     version_from_row,
@@ -1431,14 +1478,14 @@ impl Store for SqliteStore {
                 return Ok(StartOutcome::Gone);
             }
             let lease_owner: Option<String> = transaction
-                .query_row("SELECT lease_owner FROM executions WHERE id = ?1", [&id], |row| row.get(0))
+                .query_row_cached("SELECT lease_owner FROM executions WHERE id = ?1", [&id], |row| row.get(0))
                 .map_err(database)?;
             if lease_owner.as_deref().is_some_and(|holder| holder != owner) {
                 return Ok(StartOutcome::Gone);
             }
             let finish_without_run = |status: ExecutionStatus| -> Result<StartOutcome> {
                 transaction
-                    .execute(
+                    .execute_cached(
                         "UPDATE executions SET status = ?2, started_at = ?3, completed_at = ?3, lease_owner = NULL \
                          WHERE id = ?1",
                         params![id, status.as_str(), now_ms],
@@ -1463,7 +1510,7 @@ impl Store for SqliteStore {
                         sundial_core::policy::Overlap::Skip => return finish_without_run(ExecutionStatus::Skipped),
                         sundial_core::policy::Overlap::QueueOne => {
                             let waiting_before: i64 = transaction
-                                .query_row(
+                                .query_row_cached(
                                     "SELECT COUNT(*) FROM executions WHERE job_id = ?1 AND status = 'pending' \
                                      AND trigger = 'schedule' AND id != ?2 AND due_at <= ?3",
                                     params![job.id, id, millis(execution.due_at)],
@@ -1482,14 +1529,14 @@ impl Store for SqliteStore {
                 return finish_without_run(ExecutionStatus::Cancelled);
             };
             transaction
-                .execute(
+                .execute_cached(
                     "UPDATE executions SET status = 'running', started_at = ?2, lease_owner = ?3, lease_until = ?4 \
                      WHERE id = ?1",
                     params![id, now_ms, owner, millis(lease_until)],
                 )
                 .map_err(database)?;
             transaction
-                .execute("UPDATE jobs SET last_run_at = ?2 WHERE id = ?1", params![pack_job_id(&job.id), now_ms])
+                .execute_cached("UPDATE jobs SET last_run_at = ?2 WHERE id = ?1", params![pack_job_id(&job.id), now_ms])
                 .map_err(database)?;
             let mut execution = execution;
             execution.status = ExecutionStatus::Running;
@@ -1561,9 +1608,9 @@ impl Store for SqliteStore {
                 if let Some(statement) = statement {
                     let needs_time = statement.contains("?2");
                     let outcome = if needs_time {
-                        transaction.execute(statement, params![pack_job_id(&job_id), completed_at])
+                        transaction.execute_cached(statement, params![pack_job_id(&job_id), completed_at])
                     } else {
-                        transaction.execute(statement, params![pack_job_id(&job_id)])
+                        transaction.execute_cached(statement, params![pack_job_id(&job_id)])
                     };
                     outcome.map_err(database)?;
                 }
@@ -1577,7 +1624,7 @@ impl Store for SqliteStore {
         let (id, note) = (id.to_owned(), note.to_owned());
         self.write(move |transaction| {
             let changed = transaction
-                .execute(
+                .execute_cached(
                     "UPDATE executions SET error = COALESCE(error || char(10), '') || ?2 \
                      WHERE id = ?1 AND status NOT IN ('pending', 'running')",
                     params![id, note],
@@ -1592,7 +1639,7 @@ impl Store for SqliteStore {
         let owner = owner.to_owned();
         self.write(move |transaction| {
             transaction
-                .execute(
+                .execute_cached(
                     "UPDATE executions SET lease_until = ?2 WHERE lease_owner = ?1 AND status = 'running'",
                     params![owner, millis(lease_until)],
                 )
@@ -1621,7 +1668,7 @@ impl Store for SqliteStore {
         let owner = owner.to_owned();
         self.write(move |transaction| {
             transaction
-                .execute(
+                .execute_cached(
                     "UPDATE executions SET lease_owner = NULL, lease_until = NULL \
                      WHERE status = 'pending' AND lease_owner IS NOT NULL AND lease_owner != ?1",
                     [owner],
@@ -1651,7 +1698,7 @@ impl Store for SqliteStore {
         self.write(move |transaction| {
             let status = status.map(ExecutionStatus::as_str);
             let total: i64 = transaction
-                .query_row(
+                .query_row_cached(
                     "SELECT COUNT(*) FROM executions WHERE job_id = ?1 AND (?2 IS NULL OR status = ?2)",
                     params![job_id, status],
                     |row| row.get(0),
@@ -1705,7 +1752,7 @@ impl Store for SqliteStore {
     async fn executions_prune(&self, before: DateTime<Utc>, keep: usize) -> Result<u64> {
         self.write(move |transaction| {
             transaction
-                .execute(
+                .execute_cached(
                     "DELETE FROM executions WHERE id IN ( \
                        SELECT id FROM ( \
                          SELECT id, created_at, status, ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY created_at DESC, \
@@ -1722,10 +1769,12 @@ impl Store for SqliteStore {
     async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats> {
         self.write(move |transaction| {
             let active_jobs: i64 = transaction
-                .query_row("SELECT COUNT(*) FROM jobs WHERE active = 1 AND deleted_at IS NULL", [], |row| row.get(0))
+                .query_row_cached("SELECT COUNT(*) FROM jobs WHERE active = 1 AND deleted_at IS NULL", [], |row| {
+                    row.get(0)
+                })
                 .map_err(database)?;
             let queue_depth: i64 = transaction
-                .query_row(
+                .query_row_cached(
                     "SELECT COUNT(*) FROM executions WHERE status = 'pending' AND due_at <= ?1",
                     [millis(now)],
                     |row| row.get(0),
@@ -1740,7 +1789,7 @@ impl Store for SqliteStore {
         let (agent_id, hash, bytes) = (agent_id.to_owned(), hash.to_owned(), bytes.to_vec());
         self.write(move |transaction| {
             transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO blobs (agent_id, hash, content, created_at) VALUES (?1, ?2, ?3, ?4) \
                      ON CONFLICT DO NOTHING",
                     params![agent_id, hash, bytes, millis(now)],
@@ -1755,9 +1804,11 @@ impl Store for SqliteStore {
         let (agent_id, hash) = (agent_id.to_owned(), hash.to_owned());
         self.write(move |transaction| {
             transaction
-                .query_row("SELECT content FROM blobs WHERE agent_id = ?1 AND hash = ?2", [agent_id, hash], |row| {
-                    row.get(0)
-                })
+                .query_row_cached(
+                    "SELECT content FROM blobs WHERE agent_id = ?1 AND hash = ?2",
+                    [agent_id, hash],
+                    |row| row.get(0),
+                )
                 .optional()
                 .map_err(database)
         })
@@ -1785,7 +1836,7 @@ impl Store for SqliteStore {
         let (scope, key) = (scope.to_owned(), key.to_owned());
         self.write(move |transaction| {
             transaction
-                .query_row(
+                .query_row_cached(
                     "SELECT status, body FROM idempotency WHERE agent_id = ?1 AND key = ?2",
                     [scope, key],
                     |row| Ok((row.get::<_, u16>(0)?, row.get::<_, String>(1)?)),
@@ -1800,7 +1851,7 @@ impl Store for SqliteStore {
         let (scope, key, body) = (scope.to_owned(), key.to_owned(), body.to_owned());
         self.write(move |transaction| {
             transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO idempotency (agent_id, key, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
                      ON CONFLICT DO NOTHING",
                     params![scope, key, status, body, millis(now)],
@@ -1814,7 +1865,7 @@ impl Store for SqliteStore {
     async fn idempotency_prune(&self, before: DateTime<Utc>) -> Result<u64> {
         self.write(move |transaction| {
             transaction
-                .execute("DELETE FROM idempotency WHERE created_at < ?1", [millis(before)])
+                .execute_cached("DELETE FROM idempotency WHERE created_at < ?1", [millis(before)])
                 .map(|count| count as u64)
                 .map_err(database)
         })

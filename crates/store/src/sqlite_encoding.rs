@@ -33,6 +33,11 @@ pub(crate) fn pack_version_id(id: &str) -> PackedId<'_> {
 }
 
 impl PackedId<'_> {
+    /// Whether the id is stored as bytes (it has the form `new_id` makes).
+    pub(crate) fn is_packed(&self) -> bool {
+        self.bytes().is_some()
+    }
+
     fn bytes(&self) -> Option<[u8; ID_HEX_DIGITS / 2]> {
         let digits = self.id.strip_prefix(self.prefix)?.strip_prefix('_')?.as_bytes();
         if digits.len() != ID_HEX_DIGITS {
