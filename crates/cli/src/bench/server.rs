@@ -170,6 +170,17 @@ impl OwnedServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
+        // Dropping the child kills it, but a bench that is itself killed never drops it: the kernel then ends the
+        // server (gracefully; its workers follow it) when the thread that started it goes away.
+        // SAFETY: `prctl` is async-signal-safe and touches no memory of the parent; nothing else runs in the child.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let began = Instant::now();
         let mut child = command.spawn().context("cannot start the sundial server")?;
         let pid = child.id();
