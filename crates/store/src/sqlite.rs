@@ -354,11 +354,10 @@ impl Cached for Connection {
 /// Runs `work` in a savepoint of `transaction`, rolled back if it fails.
 fn in_savepoint<T>(transaction: &Transaction<'_>, work: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
     // Prepared once and kept: parsing these two statements for every call was a visible share of the writer's time.
-    let run = |sql: &str| transaction.prepare_cached(sql).and_then(|mut statement| statement.execute([]));
-    run("SAVEPOINT call").map_err(database)?;
+    transaction.execute_cached("SAVEPOINT call", []).map_err(database)?;
     match work(transaction) {
         Ok(value) => {
-            run("RELEASE call").map_err(database)?;
+            transaction.execute_cached("RELEASE call", []).map_err(database)?;
             Ok(value)
         }
         Err(error) => {

@@ -356,6 +356,14 @@ fn wait_until(at: Instant) {
     }
 }
 
+/// Loads one of [`Bytecode`]'s modules into the context, evaluates it and answers its default export.
+fn load_default<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Function<'js>> {
+    // SAFETY: the bytecode was written by `compile_prelude` in this very process, from our own source.
+    let module = unsafe { Module::load(ctx.clone(), bytecode) }?;
+    let (module, _evaluated) = module.eval()?;
+    module.get("default")
+}
+
 /// Evaluates the prelude and hands it the natives, the code and the job; answers the function that starts the job.
 fn start<'js>(
     ctx: &Ctx<'js>,
@@ -366,10 +374,7 @@ fn start<'js>(
     env_json: String,
     max_result_bytes: usize,
 ) -> rquickjs::Result<Function<'js>> {
-    // SAFETY: the bytecode was written by `compile_prelude` in this very process, from our own source.
-    let module = unsafe { Module::load(ctx.clone(), &bytecode.prelude) }?;
-    let (module, _evaluated) = module.eval()?;
-    let prelude: Function = module.get("default")?;
+    let prelude = load_default(ctx, &bytecode.prelude)?;
     let natives = natives(ctx, state, bytecode.parts.clone())?;
     let limits = Object::new(ctx.clone())?;
     limits.set("maxResultBytes", max_result_bytes as f64)?;
@@ -396,10 +401,7 @@ fn natives<'js>(
             let Some((_, bytecode)) = parts.iter().find(|(part, _)| *part == name) else {
                 return Err(rquickjs::Exception::throw_type(&ctx, "no such part of the prelude"));
             };
-            // SAFETY: the bytecode was written by `compile_prelude` in this very process, from our own source.
-            let module = unsafe { Module::load(ctx.clone(), bytecode) }?;
-            let (module, _evaluated) = module.eval()?;
-            module.get("default")
+            load_default(&ctx, bytecode)
         })?,
     )?;
 
