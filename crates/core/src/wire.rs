@@ -13,6 +13,16 @@ pub fn instant(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// A schedule on the wire: `executeAt` as every other instant, with milliseconds (`…T09:00:00.000Z`), as JavaScript's
+/// `toISOString` writes it, even when they are zero.
+fn schedule_view(schedule: &crate::Schedule) -> Value {
+    let mut value = json!(schedule);
+    if let (crate::Schedule::Once { execute_at }, Some(object)) = (schedule, value.as_object_mut()) {
+        object.insert("executeAt".into(), Value::String(instant(*execute_at)));
+    }
+    value
+}
+
 fn optional_instant(time: Option<DateTime<Utc>>) -> Value {
     time.map(|time| Value::String(instant(time))).unwrap_or(Value::Null)
 }
@@ -40,7 +50,7 @@ pub fn version_view(version: &JobVersion, active_version_id: Option<&str>) -> Va
     object.insert("version".into(), json!(version.version));
     put(&mut object, "description", json!(version.description));
     object.insert("active".into(), json!(active_version_id == Some(version.id.as_str())));
-    object.insert("schedule".into(), json!(version.schedule));
+    object.insert("schedule".into(), schedule_view(&version.schedule));
     object.insert("timeout".into(), json!(version.timeout_seconds));
     object.insert("kind".into(), json!(version.kind.as_str()));
     put(&mut object, "retry", json!(version.retry));
@@ -93,7 +103,7 @@ pub fn job_view(job: &Job, versions: &[JobVersion], last_execution: Option<&Exec
     object.insert("status".into(), json!(job.status.as_str()));
     object.insert("metadata".into(), Value::Object(job.metadata.clone()));
     if let Some(active) = active {
-        object.insert("schedule".into(), json!(active.schedule));
+        object.insert("schedule".into(), schedule_view(&active.schedule));
         object.insert("timeout".into(), json!(active.timeout_seconds));
         put(&mut object, "retry", json!(active.retry));
     }
