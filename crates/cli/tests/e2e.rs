@@ -57,6 +57,44 @@ async fn interval_job_runs_every_n_seconds_and_sees_its_updated_metadata() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_due_at_the_same_instant_start_in_job_order_slot_after_slot() {
+    // One worker, so the order in which the runs write is the order in which they started.
+    let start = utc("2030-01-01T00:00:00Z");
+    let mut test = TestEngine::start_with_workers(start, 1).await;
+    let code = "async (job) => { await Data.create('starts', { job: job.id, slot: job.execution.scheduledFor }); }";
+    let mut jobs = Vec::new();
+    for index in 0..12 {
+        let body =
+            json!({"name": format!("tick-{index}"), "schedule": {"type": "interval", "seconds": 60}, "code": code});
+        jobs.push(test.create(body, None).await.job.id);
+    }
+    const SLOTS: usize = 3;
+    for _ in 0..SLOTS {
+        test.advance(60.0).await;
+    }
+    for job in &jobs {
+        test.wait_final(job, SLOTS).await;
+    }
+    let page = test.store.data_entry_list("a", "starts", None, 0, 100).await.expect("list");
+    let mut by_slot: Vec<(String, Vec<String>)> = Vec::new();
+    for entry in &page.items {
+        let slot = entry.data["slot"].as_str().expect("slot").to_owned();
+        let job = entry.data["job"].as_str().expect("job").to_owned();
+        match by_slot.last_mut() {
+            Some((last, order)) if *last == slot => order.push(job),
+            _ => by_slot.push((slot, vec![job])),
+        }
+    }
+    let mut expected = jobs.clone();
+    expected.sort();
+    assert_eq!(by_slot.len(), SLOTS, "each slot's runs started together: {by_slot:?}");
+    for (slot, order) in &by_slot {
+        assert_eq!(order, &expected, "slot {slot}: runs due at the same instant start in job order");
+    }
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cron_job_with_a_timezone_fires_at_local_instants_across_dst() {
     // 2025-03-09 is the spring-forward day in New York: 02:30 does not exist and fires at 03:00 EDT (07:00Z).
     let start = utc("2025-03-07T12:00:00Z");

@@ -1,6 +1,6 @@
 //! The scheduler's run loop.
 //!
-//! Two tasks per node:
+//! The loop, per node:
 //!
 //! * **Record and claim** — active jobs whose next slot falls within `now + lookahead` get their slots recorded as
 //!   occurrences with a pending execution each, and their `next_run_at` advanced, in one transaction per batch (the
@@ -9,8 +9,8 @@
 //!   a lease and handed to the timer. The task repeats at once while a burst is being recorded, and otherwise
 //!   sleeps for the poll interval or until a change wakes it (a new job, a trigger, a retry).
 //! * **Fire** — the timer keeps the claimed executions in an in-memory heap and does no store I/O of its own: a
-//!   fire lead before each instant, it dispatches the execution. Dispatching reserves a sandbox worker, then the
-//!   store moves the execution to `running` (or `skipped` by the overlap policy), the worker sets the run up and
+//!   fire lead before each instant, it hands the execution to the dispatcher, which takes them in order (by
+//!   instant, then by job) and reserves a sandbox worker for each; then the store moves the execution to `running` (or `skipped` by the overlap policy), the worker sets the run up and
 //!   starts the job's code on the instant, and the outcome, retry and effect on the job are written in one
 //!   transaction.
 //!
@@ -66,9 +66,11 @@ impl Engine {
         self.recover().await?;
         let (stop, stopped) = watch::channel(false);
         let (timer, claimed) = mpsc::unbounded_channel();
+        let (fire, fired) = mpsc::unbounded_channel();
         let tasks = vec![
             tokio::spawn(claim_loop(self.clone(), timer, stopped.clone())),
-            tokio::spawn(fire_loop(self.clone(), claimed, stopped.clone())),
+            tokio::spawn(fire_loop(self.clone(), claimed, fire, stopped.clone())),
+            tokio::spawn(dispatch_loop(self.clone(), fired, stopped.clone())),
             tokio::spawn(heartbeat(self.clone(), stopped.clone())),
             tokio::spawn(upkeep(self.clone(), stopped.clone())),
             tokio::spawn(crate::outbound::deliver_webhooks(self.clone(), stopped)),
@@ -215,19 +217,20 @@ impl Engine {
         Ok((claimed, more_slots || more_claims))
     }
 
-    /// Starts and runs one claimed execution: first a sandbox worker is reserved, then the store moves the
-    /// execution to `running` — so `running` means a worker has it, and an execution still waiting for a worker
+    /// Starts and runs one claimed execution on the sandbox worker reserved for it: the store moves the execution
+    /// to `running` only once a worker is reserved — so `running` means a worker has it, and an execution still waiting for a worker
     /// stays a pending claim that another node may take over. Dispatched up to the fire lead before its instant,
     /// the execution is recorded as started at the instant, and the worker starts the code on it.
-    async fn dispatch(self, execution_id: String, due_at: DateTime<Utc>) {
+    async fn dispatch(self, execution_id: String, due_at: DateTime<Utc>, reservation: sundial_sandbox::Reservation) {
         let store = self.store().clone();
+        let mut reservation = Some(reservation);
         loop {
-            let reservation = match self.shared.pool.reserve().await {
-                Ok(reservation) => reservation,
-                Err(error) => {
-                    tracing::error!(execution = %execution_id, %error, "no sandbox worker; leaving it to a later claim");
-                    return;
-                }
+            let reservation = match reservation.take() {
+                Some(reservation) => reservation,
+                None => match self.reserve(&execution_id).await {
+                    Some(reservation) => reservation,
+                    None => return,
+                },
             };
             let now = self.now();
             let lease_until = now + self.config().lease;
@@ -251,6 +254,17 @@ impl Engine {
                     tracing::error!(execution = %execution_id, %error, "cannot start execution; leaving it to a later claim");
                     return;
                 }
+            }
+        }
+    }
+
+    /// Reserves a sandbox worker for an execution, or answers `None` (logged) when the pool cannot give one.
+    async fn reserve(&self, execution_id: &str) -> Option<sundial_sandbox::Reservation> {
+        match self.shared.pool.reserve().await {
+            Ok(reservation) => Some(reservation),
+            Err(error) => {
+                tracing::error!(execution = %execution_id, %error, "no sandbox worker; leaving it to a later claim");
+                None
             }
         }
     }
@@ -498,26 +512,33 @@ async fn claim_loop(engine: Engine, timer: mpsc::UnboundedSender<Vec<Execution>>
     }
 }
 
-/// Keeps the claimed executions on a heap and dispatches each a fire lead before its instant.
+/// An execution due at an instant, ordered by its instant, then by its job (so that the runs of recurring jobs due
+/// at the same instant keep the same order from slot to slot), then by its id.
+type Due = Reverse<(DateTime<Utc>, String, String)>;
+
+/// Keeps the claimed executions on a heap and hands each to the dispatcher a fire lead before its instant, in order.
 async fn fire_loop(
     engine: Engine,
     mut claimed: mpsc::UnboundedReceiver<Vec<Execution>>,
+    fire: mpsc::UnboundedSender<(String, DateTime<Utc>)>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut heap: BinaryHeap<Reverse<(DateTime<Utc>, String)>> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Due> = BinaryHeap::new();
     let mut queued: HashSet<String> = HashSet::new();
     let lead = engine.config().fire_lead;
     loop {
         let horizon = engine.now() + lead;
-        while let Some(Reverse((due_at, _))) = heap.peek() {
+        while let Some(Reverse((due_at, _, _))) = heap.peek() {
             if *due_at > horizon {
                 break;
             }
-            let Some(Reverse((due_at, id))) = heap.pop() else { break };
+            let Some(Reverse((due_at, _, id))) = heap.pop() else { break };
             queued.remove(&id);
-            tokio::spawn(engine.clone().dispatch(id, due_at));
+            if fire.send((id, due_at)).is_err() {
+                return;
+            }
         }
-        let next = heap.peek().map(|Reverse((due_at, _))| *due_at - lead);
+        let next = heap.peek().map(|Reverse((due_at, _, _))| *due_at - lead);
         let sleep = async {
             match next {
                 Some(at) => engine.shared.clock.sleep_until(at).await,
@@ -530,13 +551,38 @@ async fn fire_loop(
                 Some(batch) => {
                     for execution in batch {
                         if queued.insert(execution.id.clone()) {
-                            heap.push(Reverse((execution.due_at, execution.id)));
+                            heap.push(Reverse((execution.due_at, execution.job_id, execution.id)));
                         }
                     }
                 }
                 None => return,
             },
             _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Takes the fired executions in order and starts each as soon as a sandbox worker is free, so that under a burst
+/// they start in the order they fell due (first come, first served) rather than in whatever order tasks get polled.
+async fn dispatch_loop(
+    engine: Engine,
+    mut fired: mpsc::UnboundedReceiver<(String, DateTime<Utc>)>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let (id, due_at) = tokio::select! {
+            next = fired.recv() => match next {
+                Some(next) => next,
+                None => return,
+            },
+            _ = stopped.changed() => return,
+        };
+        let reservation = tokio::select! {
+            reservation = engine.reserve(&id) => reservation,
+            _ = stopped.changed() => return,
+        };
+        if let Some(reservation) = reservation {
+            tokio::spawn(engine.clone().dispatch(id, due_at, reservation));
         }
     }
 }

@@ -33,13 +33,18 @@ pub struct TestEngine {
 impl TestEngine {
     /// A fresh engine at `start`, with agent `a` and two sandbox workers.
     pub async fn start(start: DateTime<Utc>) -> TestEngine {
+        Self::start_with_workers(start, 2).await
+    }
+
+    /// A fresh engine at `start`, with agent `a` and `workers` sandbox workers.
+    pub async fn start_with_workers(start: DateTime<Utc>, workers: usize) -> TestEngine {
         sundial_scheduler::outbound::tls_ready();
         let directory = tempfile::tempdir().expect("temporary directory");
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&directory.path().join("sundial.db")).expect("open store"));
         store.agent_insert(&Agent::new("a", start)).await.expect("agent");
         let mut config = PoolConfig::new(binary(), vec!["worker".into()]);
-        config.workers = 2;
+        config.workers = workers;
         let pool = Pool::start(config).await.expect("start sandbox pool");
         let clock = ManualClock::new(start);
         let engine = Engine::new(store.clone(), Arc::new(clock.clone()), pool, EngineConfig::default());
