@@ -54,7 +54,9 @@ pub(crate) fn compile_prelude() -> Result<Bytecode, String> {
             let module = Module::declare(ctx.clone(), name, source)
                 .catch(&ctx)
                 .map_err(|e| format!("{name} does not compile: {e}"))?;
-            module.write(WriteOptions::default()).map_err(|e| e.to_string())
+            module
+                .write(WriteOptions { strip_source: true, strip_debug: true, ..WriteOptions::default() })
+                .map_err(|e| e.to_string())
         };
         let mut parts = Vec::new();
         for (name, source) in PARTS {
