@@ -1110,3 +1110,15 @@ async fn fetch_answers_a_web_style_response() {
     assert_eq!(calls[0].1["args"][1]["headers"], json!([["x-key", "k"]]));
     assert_eq!(calls[0].1["args"][1]["method"], json!("POST"));
 }
+
+#[tokio::test]
+async fn error_stacks_show_the_jobs_frames_and_never_the_preludes() {
+    let pool = pool(1).await;
+    let code = "async (job) => {\n  const load = async () => Data.get('boom');\n  await load();\n}";
+    let outcome = run(&pool, code).await;
+    assert_eq!(outcome.status, OutcomeStatus::Failed);
+    let error = outcome.error.unwrap_or_default();
+    assert_eq!(error.lines().next(), Some("Error: collection boom is unavailable"));
+    // The error was made by the prelude's host-call code: none of its frames may show, named or not.
+    assert!(!error.contains("prelude") && !error.contains("<null>"), "{error}");
+}

@@ -55,7 +55,7 @@ pub(crate) fn compile_prelude() -> Result<Bytecode, String> {
                 .catch(&ctx)
                 .map_err(|e| format!("{name} does not compile: {e}"))?;
             module
-                .write(WriteOptions { strip_source: true, strip_debug: true, ..WriteOptions::default() })
+                .write(WriteOptions { strip_source: true, ..WriteOptions::default() })
                 .map_err(|e| e.to_string())
         };
         let mut parts = Vec::new();
