@@ -220,7 +220,10 @@ async fn limits_end_runs_as_timeout_or_killed_and_the_next_job_runs_normally() {
             assert_eq!(execution.result, Some(json!({"ok": true, "name": "fine"})));
         }
     }
-    assert!(test.engine.pool().stats().restarts >= 3, "workers that hit a limit are replaced");
+    // A worker stuck in a native call is killed and replaced; a worker whose run hit the interrupt or the memory cap
+    // puts its world back and goes on.
+    let restarts = test.engine.pool().stats().restarts;
+    assert!((1..3).contains(&restarts), "{restarts} workers replaced");
     test.stop().await;
 }
 

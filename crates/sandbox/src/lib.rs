@@ -3,8 +3,11 @@
 //! # Process model
 //!
 //! A [`Pool`] pre-starts `workers` sandbox worker processes (the `sundial` binary's hidden `worker` subcommand, or
-//! `sundial-sandbox-worker`; both call [`worker_main`]). Each worker runs one execution at a time, each in a fresh
-//! QuickJS runtime and context that are dropped afterwards. A worker is started with an empty environment, only its
+//! `sundial-sandbox-worker`; both call [`worker_main`]). Each worker runs one execution at a time. At start-up it
+//! builds its world once — a QuickJS runtime and context with the prelude, `console` and the library — in a memory
+//! arena of its own, and copies the arena aside; every run starts from that copy and the arena is copied back after
+//! it, so each execution sees a context no job has touched, and nothing of one run (objects, timers, garbage, an
+//! interrupted or out-of-memory engine) reaches the next. A worker is started with an empty environment, only its
 //! three standard descriptors (stdin and stdout are its channel to the server, stderr is a bounded diagnostic pipe),
 //! `RLIMIT_AS` (memory cap + 512 MiB), a small `RLIMIT_NOFILE`, no core dumps and a parent-death signal (SIGKILL,
 //! tied to the pool's own spawner thread, so dropping or shutting down the pool kills its workers). After start-up
@@ -14,7 +17,9 @@
 //! SIGKILLed and ends `timeout`. That covers native calls that never look at the deadline (`a.join(',')` on a huge
 //! sparse array) and engine crashes (`abort()`), which end `failed` with the signal named. A worker that hit a
 //! limit (timeout, memory) exits by itself; the pool replaces every worker that ended, counting it in
-//! [`PoolStats::restarts`]. The wait for a free worker does not count against a run's timeout.
+//! [`PoolStats::restarts`]. A run stopped by the interrupt handler (timeout) or the memory cap does not cost the
+//! worker: it puts its world back like after any run. The wait for a free worker does not count against a run's
+//! timeout.
 //!
 //! # Protocol
 //!
@@ -23,13 +28,14 @@
 //! arguments and answers, the job object) travel as JSON *text* inside the frame, parsed only where they are used.
 //!
 //! ```text
-//! worker → server  hello     {pid, seccomp, seccompError?}            once, after start-up
-//! server → worker  run       {code, kind, describe, job, env, timeoutMs, memoryLimitBytes, limits…}
+//! server → worker  setup     {memoryLimitBytes, maxLogLines, …}        once, first: the limits of every run
+//! worker → server  hello     {pid, seccomp, seccompError?, snapshotBytes}  once, when the world is built
+//! server → worker  run       {code, kind, describe, job, env, timeoutMs, startDelayUs}
 //! worker → server  log       {level, message, at}                      streamed as console.* is called
 //! worker → server  host_call {call, method, args}                      job code called a host API
 //! server → worker  host_reply{call, ok, payload}                       payload: answer JSON text, or error text
-//! worker → server  done      {status, result?, error?}                 the run ended (describe: result = definition)
-//! worker → server  idle      {}                                        the run's runtime is gone; ready again
+//! worker → server  done      {status, result?, error?}                 the run ended (describe: result = definition);
+//!                                                                      the worker is ready for the next run
 //! server → worker  test      {action}                                  test hooks (abort, try to open a file)
 //! ```
 //!
@@ -75,7 +81,7 @@
 //!
 //! # Inside the worker
 //!
-//! Inside the worker, the memory cap is enforced by a counting allocator whose out-of-memory flag stays set even
+//! Inside the worker, the memory cap is enforced by the arena's allocator, whose out-of-memory flag stays set even
 //! when job code catches the error; the interrupt handler (deadline or memory flag) stays armed while the result,
 //! the error text and log lines are serialized; a wall-clock timeout surrounds the event loop for promises that
 //! never settle; `performance.now()` is coarsened to whole milliseconds.

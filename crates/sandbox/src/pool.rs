@@ -2,9 +2,11 @@
 //!
 //! A semaphore with one permit per worker decides who runs; idle workers wait in a list. A run takes a permit and a
 //! worker, sends `run`, then serves the worker's messages (log lines, host calls) until `done`, the worker's death,
-//! or `timeout + kill_grace`, when it SIGKILLs the worker. Afterwards the worker goes back to the idle list once it
-//! reports `idle`, or it is killed and replaced by a fresh process in the background, which then gives the permit
-//! back. A run whose future is dropped half-way retires its worker the same way.
+//! or `timeout + kill_grace`, when it SIGKILLs the worker. After `done` the worker goes straight back to the idle
+//! list (it puts its world back before it reads its next message); a worker that died or was killed is replaced by
+//! a fresh process in the background, which then gives the permit back. A run whose future is dropped half-way
+//! retires its worker the same way. Frames to a worker go through a writer task of its own, so that serving a
+//! worker's frames never waits for the worker to read.
 //!
 //! Worker processes are forked from one dedicated "spawner" thread, because the parent-death signal fires when the
 //! *thread* that forked a child exits: tying it to a thread that lives exactly as long as the pool means that
@@ -25,20 +27,21 @@ use std::time::{Duration, Instant};
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin};
+use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::protocol::{
-    self, FromWorker, RunMessage, TestAction, ToWorker, MAX_ERROR_BYTES, MAX_HOST_ARGS_BYTES, MAX_HOST_REPLY_BYTES,
+    self, FromWorker, RunMessage, Setup, TestAction, ToWorker, MAX_ERROR_BYTES, MAX_HOST_ARGS_BYTES,
+    MAX_HOST_REPLY_BYTES,
 };
-use crate::worker::{duration_text, memory_message, memory_text, result_too_large, timed_out_message, truncate};
+use crate::worker::{
+    arena_size, duration_text, memory_message, memory_text, result_too_large, timed_out_message, truncate,
+};
 use crate::{CodeKind, Host, LogLine, Outcome, OutcomeStatus, PoolConfig, Result, RunRequest, SandboxError};
 
 /// How long a new worker may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a worker may take to drop its runtime after a run before it is replaced instead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a run of a test action may take.
 const TEST_ACTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames a worker may have sent that the pool has not handled yet.
@@ -47,7 +50,7 @@ const FRAME_QUEUE: usize = 16;
 const STDERR_TAIL_BYTES: usize = 4096;
 /// Descriptors a worker may hold (it needs four).
 const WORKER_MAX_FILES: u64 = 16;
-/// Address space a worker gets beyond the JS heap cap (code, stacks, the runtime's own allocations).
+/// Address space a worker gets beyond its JS heap's arena (code, stacks, buffers).
 const ADDRESS_SPACE_SLACK: u64 = 512 * 1024 * 1024;
 
 /// A snapshot of the pool for metrics.
@@ -85,15 +88,18 @@ type SpawnReply = oneshot::Sender<io::Result<Child>>;
 /// One worker process and its channel.
 struct Worker {
     child: Child,
-    stdin: ChildStdin,
+    /// Encoded frames for the worker's writer task.
+    to_worker: mpsc::UnboundedSender<Vec<u8>>,
     frames: mpsc::Receiver<FromWorker>,
     reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
         self.reader.abort();
+        self.writer.abort();
         let _ = self.child.start_kill();
     }
 }
@@ -222,7 +228,6 @@ impl Pool {
         env: BTreeMap<String, String>,
         timeout: Duration,
     ) -> RunMessage {
-        let limits = &self.inner.config.limits;
         RunMessage {
             code,
             kind,
@@ -230,11 +235,6 @@ impl Pool {
             job,
             env,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            memory_limit_bytes: self.inner.config.memory_limit_bytes,
-            max_log_lines: limits.max_log_lines,
-            max_log_line_bytes: limits.max_log_line_bytes,
-            max_result_bytes: limits.max_result_bytes,
-            max_host_calls_in_flight: limits.max_host_calls_in_flight,
             start_delay_us: 0,
         }
     }
@@ -361,10 +361,31 @@ impl Inner {
                 tail.drain(..excess);
             }
         });
-        let mut worker = Worker { child, stdin, frames, reader, stderr_tail };
+        let (to_worker, mut outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
+        let writer = tokio::spawn(async move {
+            let mut stdin = stdin;
+            while let Some(frame) = outgoing.recv().await {
+                if stdin.write_all(&frame).await.is_err() || stdin.flush().await.is_err() {
+                    // The worker is gone; its reader reports that to whoever waits for it.
+                    break;
+                }
+            }
+        });
+        let limits = &self.config.limits;
+        let setup = ToWorker::Setup(Setup {
+            memory_limit_bytes: self.config.memory_limit_bytes,
+            max_log_lines: limits.max_log_lines,
+            max_log_line_bytes: limits.max_log_line_bytes,
+            max_result_bytes: limits.max_result_bytes,
+            max_host_calls_in_flight: limits.max_host_calls_in_flight,
+        });
+        let setup = protocol::encode(&setup).map_err(|e| SandboxError::Handshake(e.to_string()))?;
+        let _ = to_worker.send(setup);
+        let mut worker = Worker { child, to_worker, frames, reader, writer, stderr_tail };
 
         match tokio::time::timeout(HELLO_TIMEOUT, worker.frames.recv()).await {
-            Ok(Some(FromWorker::Hello { pid, seccomp, seccomp_error })) => {
+            Ok(Some(FromWorker::Hello { pid, seccomp, seccomp_error, snapshot_bytes })) => {
+                tracing::debug!(pid, snapshot_bytes, "sandbox worker ready");
                 self.seccomp.store(seccomp, Ordering::SeqCst);
                 if let Some(error) = seccomp_error {
                     tracing::warn!(pid, %error, "sandbox worker runs without its seccomp filter");
@@ -398,26 +419,6 @@ impl Inner {
         drop(permit);
     }
 
-    /// Waits for the worker to report `idle` after a run, then returns it (and the permit) to the pool.
-    async fn recycle(self: Arc<Self>, mut worker: Worker, permit: Option<OwnedSemaphorePermit>) {
-        let idle = tokio::time::timeout(IDLE_TIMEOUT, async {
-            loop {
-                match worker.frames.recv().await {
-                    Some(FromWorker::Idle) => return true,
-                    Some(_) => continue,
-                    None => return false,
-                }
-            }
-        })
-        .await;
-        if idle == Ok(true) && !self.closed.load(Ordering::SeqCst) {
-            self.put_back(worker);
-            drop(permit);
-        } else {
-            self.replace(worker, permit).await;
-        }
-    }
-
     fn put_back(&self, worker: Worker) {
         if self.closed.load(Ordering::SeqCst) {
             drop(worker);
@@ -428,6 +429,16 @@ impl Inner {
 }
 
 impl Worker {
+    /// Queues one message for the worker (a worker that is gone drops it; its reader reports the death).
+    fn send(&self, message: &ToWorker) {
+        match protocol::encode(message) {
+            Ok(frame) => {
+                let _ = self.to_worker.send(frame);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode a message for a sandbox worker"),
+        }
+    }
+
     fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&lock(&self.stderr_tail)).trim().to_owned()
     }
@@ -464,7 +475,7 @@ struct Lease {
     inner: Arc<Inner>,
     worker: Option<Worker>,
     permit: Option<OwnedSemaphorePermit>,
-    /// Whether the worker ended its run normally and may run again once it reports `idle`.
+    /// Whether the worker reported the end of its run and may run again.
     keep: bool,
 }
 
@@ -475,14 +486,15 @@ impl Drop for Lease {
         let Some(worker) = self.worker.take() else {
             return;
         };
+        if self.keep && !self.inner.closed.load(Ordering::SeqCst) {
+            // The worker reported its run and puts its world back before it reads the next message.
+            self.inner.put_back(worker);
+            drop(permit);
+            return;
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                let inner = self.inner.clone();
-                if self.keep {
-                    handle.spawn(inner.recycle(worker, permit));
-                } else {
-                    handle.spawn(inner.replace(worker, permit));
-                }
+                handle.spawn(self.inner.clone().replace(worker, permit));
             }
             Err(_) => {
                 // No runtime left to replace it in: the worker dies with its handle.
@@ -513,7 +525,7 @@ impl Lease {
         let mut logs: Vec<LogLine> = Vec::new();
         let mut calls: FuturesUnordered<BoxFuture<'static, ToWorker>> = FuturesUnordered::new();
 
-        if send_bytes(&mut worker.stdin, &message, kill_at).await.is_err() {
+        if worker.to_worker.send(message).is_err() {
             let error = worker.death(kill_at).await;
             return Outcome::failed(error, logs, started);
         }
@@ -541,7 +553,7 @@ impl Lease {
                             }
                         };
                         if let Some(answer) = answer {
-                            let _ = send(&mut worker.stdin, &reply(call, &method, answer), kill_at).await;
+                            worker.send(&reply(call, &method, answer));
                         }
                     }
                     Some(FromWorker::Done { status, result, error }) => {
@@ -549,7 +561,7 @@ impl Lease {
                         for call in calls {
                             tokio::spawn(call);
                         }
-                        self.keep = matches!(status, OutcomeStatus::Completed | OutcomeStatus::Failed);
+                        self.keep = true;
                         return finish(status, result, error, logs, started, &limits, memory_limit, timeout);
                     }
                     Some(other) => {
@@ -566,7 +578,7 @@ impl Lease {
                 },
                 Some(reply) = calls.next(), if !calls.is_empty() => {
                     // A failed write means the worker is dying; the frames branch will report it.
-                    let _ = send(&mut worker.stdin, &reply, kill_at).await;
+                    worker.send(&reply);
                 }
                 _ = tokio::time::sleep_until(kill_at) => {
                     let _ = worker.child.start_kill();
@@ -693,24 +705,6 @@ fn call_host(host: Arc<dyn Host>, call: u64, method: String, args: serde_json::V
     .boxed()
 }
 
-/// Writes one message to a worker, giving up at `deadline`.
-async fn send(stdin: &mut ChildStdin, message: &ToWorker, deadline: tokio::time::Instant) -> io::Result<()> {
-    send_bytes(stdin, &protocol::encode(message)?, deadline).await
-}
-
-/// Writes one encoded frame to a worker, giving up at `deadline`.
-async fn send_bytes(stdin: &mut ChildStdin, bytes: &[u8], deadline: tokio::time::Instant) -> io::Result<()> {
-    match tokio::time::timeout_at(deadline, async {
-        stdin.write_all(bytes).await?;
-        stdin.flush().await
-    })
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "the worker did not read its input")),
-    }
-}
-
 impl Outcome {
     fn failed(error: String, logs: Vec<LogLine>, started: Instant) -> Outcome {
         Outcome { status: OutcomeStatus::Failed, result: None, error: Some(error), logs, duration: started.elapsed() }
@@ -725,7 +719,7 @@ fn start_spawner(
     let (requests_tx, requests) = std::sync::mpsc::channel::<SpawnReply>();
     let program = config.program.clone();
     let args = config.args.clone();
-    let address_space = (config.memory_limit_bytes as u64).saturating_add(ADDRESS_SPACE_SLACK);
+    let address_space = (arena_size(config.memory_limit_bytes) as u64).saturating_add(ADDRESS_SPACE_SLACK);
     std::thread::Builder::new().name("sandbox-spawner".into()).spawn(move || {
         let _runtime = handle.enter();
         while let Ok(reply) = requests.recv() {

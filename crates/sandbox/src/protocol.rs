@@ -1,7 +1,9 @@
 //! The messages between the pool and a worker process, and their length-prefixed JSON framing.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+#[cfg(test)]
+use std::io::Read;
+use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,8 @@ pub(crate) const MAX_ERROR_BYTES: usize = 64 * 1024;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum ToWorker {
+    /// The worker's limits, sent once, first: the worker builds its world with them, then says hello.
+    Setup(Setup),
     /// Run one execution.
     Run(RunMessage),
     /// The answer to a [`FromWorker::HostCall`].
@@ -54,6 +58,17 @@ pub enum TestAction {
     },
 }
 
+/// The limits every run of a worker has (the pool's configuration).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Setup {
+    pub memory_limit_bytes: usize,
+    pub max_log_lines: usize,
+    pub max_log_line_bytes: usize,
+    pub max_result_bytes: usize,
+    pub max_host_calls_in_flight: usize,
+}
+
 /// Everything a worker needs for one execution, or for describing a module job.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -67,11 +82,6 @@ pub(crate) struct RunMessage {
     pub job: String,
     pub env: BTreeMap<String, String>,
     pub timeout_ms: u64,
-    pub memory_limit_bytes: usize,
-    pub max_log_lines: usize,
-    pub max_log_line_bytes: usize,
-    pub max_result_bytes: usize,
-    pub max_host_calls_in_flight: usize,
     /// How long after receiving the message the job's code starts (microseconds; the setup is done meanwhile).
     #[serde(default)]
     pub start_delay_us: u64,
@@ -81,7 +91,7 @@ pub(crate) struct RunMessage {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum FromWorker {
-    /// Sent once after start-up.
+    /// Sent once, when the worker has built its world and is ready for runs.
     Hello {
         pid: u32,
         /// Whether the seccomp filter is installed.
@@ -89,6 +99,9 @@ pub(crate) enum FromWorker {
         /// Why it is not, when it is not.
         #[serde(rename = "seccompError")]
         seccomp_error: Option<String>,
+        /// The size of the world's snapshot, which every run's restore copies.
+        #[serde(rename = "snapshotBytes", default)]
+        snapshot_bytes: u64,
     },
     /// One console line, streamed as it is written.
     Log(LogLine),
@@ -99,15 +112,14 @@ pub(crate) enum FromWorker {
         /// The arguments as JSON text.
         args: String,
     },
-    /// The run ended.
+    /// The run ended. The worker takes the next message once it has put its world back (nothing of the run
+    /// survives), so the pool may send the next run at once.
     Done {
         status: OutcomeStatus,
         /// The result as JSON text (absent for `undefined`).
         result: Option<String>,
         error: Option<String>,
     },
-    /// The run's runtime has been dropped; the worker waits for the next message.
-    Idle,
 }
 
 /// Encodes one frame: a `u32` big-endian length, then the JSON.
@@ -129,7 +141,8 @@ pub(crate) fn write_frame<T: Serialize>(out: &mut impl Write, message: &T) -> st
     out.flush()
 }
 
-/// Reads one frame from a blocking reader (the worker's side). `Ok(None)` at a clean end of stream.
+/// Reads one frame from a blocking reader. `Ok(None)` at a clean end of stream.
+#[cfg(test)]
 pub(crate) fn read_frame<T: for<'de> Deserialize<'de>>(input: &mut impl Read) -> std::io::Result<Option<T>> {
     let mut len = [0u8; 4];
     match input.read_exact(&mut len) {

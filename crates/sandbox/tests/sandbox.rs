@@ -1122,3 +1122,37 @@ async fn error_stacks_show_the_jobs_frames_and_never_the_preludes() {
     // The error was made by the prelude's host-call code: none of its frames may show, named or not.
     assert!(!error.contains("prelude") && !error.contains("<null>"), "{error}");
 }
+
+#[tokio::test]
+async fn every_run_draws_its_own_random_numbers_and_time_origin() {
+    // Every run starts from the same snapshot of the world: what the engine would carry over from it (its random
+    // state, the time the world was built) must be each run's own.
+    let pool = pool(1).await;
+    let code = "() => ({ random: [Math.random(), Math.random()], origin: performance.timeOrigin, now: Date.now() })";
+    let first = run(&pool, code).await.result.expect("a result");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = run(&pool, code).await.result.expect("a result");
+    assert_ne!(first["random"], second["random"]);
+    assert!(first["random"][0] != first["random"][1]);
+    for value in first["random"].as_array().unwrap().iter().chain(second["random"].as_array().unwrap()) {
+        let value = value.as_f64().unwrap();
+        assert!((0.0..1.0).contains(&value), "{value}");
+    }
+    assert!(second["origin"].as_f64() > first["origin"].as_f64(), "{first} {second}");
+    assert!((second["now"].as_f64().unwrap() - second["origin"].as_f64().unwrap()).abs() < 1000.0);
+}
+
+#[tokio::test]
+async fn a_run_that_hits_a_limit_does_not_cost_the_worker() {
+    let pool = pool(1).await;
+    let mut spin = request("() => { globalThis.mark = 1; while (true) {} }");
+    spin.timeout = Duration::from_millis(300);
+    assert_eq!(pool.run(spin, Arc::new(FakeHost::default())).await.status, OutcomeStatus::Timeout);
+    let bomb = run(&pool, "() => { globalThis.mark = 2; const a = []; while (true) a.push('x'.repeat(4096)); }").await;
+    assert_eq!(bomb.status, OutcomeStatus::Killed);
+    // The same worker goes on, from a world that neither run touched, with its whole memory cap.
+    let code = "() => { const a = []; for (let i = 0; i < 1000; i++) a.push('y'.repeat(32 * 1024)); \
+                return [typeof mark, a.length]; }";
+    assert_completed(&run(&pool, code).await, json!(["undefined", 1000]));
+    assert_eq!(pool.stats().restarts, 0);
+}

@@ -1,9 +1,8 @@
 // sundial:prelude/console — `console` (with Node-like formatting of what it prints) and the timers
 // (`setTimeout`, `setInterval`, `queueMicrotask`, whose callbacks report uncaught errors through the console).
 //
-// Compiled to bytecode once per worker and loaded into a run's context the first time the run reaches one of these
-// globals, like the library (see library.js): most runs log little or nothing. Its default export takes the
-// prelude's kit and answers what it built.
+// Loaded into the world by the prelude, like the library (see library.js). Its default export takes the prelude's
+// kit and answers what it built.
 export default function console(kit) {
   const {
     ReflectApply, uncurry, ObjectKeys, ObjectCreate, ArrayIsArray, JSONStringify, NumberIsFinite, NumberCtor,

@@ -1,80 +1,46 @@
-//! One execution: a fresh QuickJS context (in the worker's kept runtime), the prelude, the job's function or file,
-//! and the verdict. Describing a job file is an execution too, one whose host calls all fail and whose result is the
-//! definition.
+//! Runs executions in the worker's world: one QuickJS runtime and context with the prelude, `console` and the
+//! library loaded, built once per worker and snapshotted (see `arena.rs`); every run starts from the snapshot and
+//! the arena is restored once it has been reported.
 //!
-//! The deadline is enforced twice: QuickJS's interrupt handler stops running JS (and stays armed while the prelude
-//! serializes the result, the error text and log lines, since getters and `toJSON` run job code), and a wall-clock
-//! timeout around the event loop ends a job that waits on a promise that never settles. Elapsed time is checked
-//! once more after the run. A run that hit a limit is reported and the process exits without touching the runtime
-//! again.
-//!
-//! Otherwise the context is dropped and the runtime kept for the next run, but only when the run left nothing
-//! behind: after a full garbage collection (which also queues any finalizer the job registered) the runtime must
-//! have no pending job and no pending future (a timer, a host call), or it is dropped and the next run gets a new
-//! one. Contexts of one runtime share no objects; and every native a run's context holds checks that its run is
-//! still the current one, so nothing of an earlier run can log, call the host or settle in a later one.
+//! A run: the prelude's `start` compiles the job's function (or loads its file) and builds the job object; the
+//! worker then waits for the run's instant and calls the function `start` answered; then it serves the event loop
+//! (queued jobs, timers, host-call replies) until the job's promise settles, the deadline passes or the memory cap
+//! is hit. The deadline is enforced twice: QuickJS's interrupt handler stops running JS (and stays armed while the
+//! prelude serializes the result, the error text and log lines, since getters and `toJSON` run job code), and the
+//! event loop stops waiting at the deadline for a job whose promise never settles. Elapsed time is checked once more
+//! after the run. Whatever the run left behind (timers, host calls, queued jobs, garbage, an interrupted or
+//! out-of-memory runtime) is gone with the restore, so a worker survives timeouts and the memory cap.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::ffi::{c_int, c_void};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rquickjs::module::WriteOptions;
-use rquickjs::prelude::Opt;
-use rquickjs::{ArrayBuffer, AsyncContext, AsyncRuntime, CatchResultExt, Ctx, Function, Module, Object, Promise};
-use tokio::sync::oneshot;
+use rquickjs::qjs::{self, JSContext, JSRuntime, JSValue};
 
-use super::alloc::{CappedAllocator, Meter};
-use super::modules::{self, JobLoader, JobResolver, IMPORT_REFUSED_CODE, PRELUDE_NAME};
-use super::{exit_now, syntax, Channel, HostReply};
-use crate::protocol::{FromWorker, RunMessage, MAX_ERROR_BYTES, MAX_HOST_ARGS_BYTES};
+use super::arena::Arena;
+use super::input::Input;
+use super::js;
+use super::modules::{self, IMPORT_REFUSED_CODE, PRELUDE_NAME};
+use super::{exit_now, syntax, Channel};
+use crate::protocol::{FromWorker, RunMessage, Setup, ToWorker, MAX_ERROR_BYTES, MAX_HOST_ARGS_BYTES};
 use crate::{CodeKind, LogLine, OutcomeStatus};
 
 /// The JavaScript that builds the job's world: globals, the job object, serialization. See the file itself.
 const PRELUDE: &str = include_str!("prelude.js");
 
-/// The parts of the job's world loaded into a run's context on first use: `console` and the timers, and the rest
-/// (see the files themselves).
+/// The parts of the job's world the prelude loads (see the files themselves).
 const PARTS: [(&str, &str); 2] = [("console", include_str!("console.js")), ("library", include_str!("library.js"))];
-
-/// The prelude and its parts as QuickJS bytecode.
-pub(crate) struct Bytecode {
-    prelude: Vec<u8>,
-    parts: Rc<Vec<(&'static str, Vec<u8>)>>,
-}
-
-/// Compiles the prelude and its parts to QuickJS bytecode once per worker: loading bytecode into each fresh context
-/// takes about a tenth of the time parsing the source would.
-pub(crate) fn compile_prelude() -> Result<Bytecode, String> {
-    let runtime = rquickjs::Runtime::new().map_err(|e| e.to_string())?;
-    let context = rquickjs::Context::full(&runtime).map_err(|e| e.to_string())?;
-    context.with(|ctx| {
-        let compile = |name: &str, source: &str| {
-            let module = Module::declare(ctx.clone(), name, source)
-                .catch(&ctx)
-                .map_err(|e| format!("{name} does not compile: {e}"))?;
-            module
-                .write(WriteOptions { strip_source: true, ..WriteOptions::default() })
-                .map_err(|e| e.to_string())
-        };
-        let mut parts = Vec::new();
-        for (name, source) in PARTS {
-            parts.push((name, compile(&format!("{PRELUDE_NAME}/{name}"), source)?));
-        }
-        Ok(Bytecode { prelude: compile(PRELUDE_NAME, PRELUDE)?, parts: Rc::new(parts) })
-    })
-}
 
 /// The longest a timer may wait, as in browsers (2^31 - 1 ms).
 const MAX_TIMER_MS: f64 = 2_147_483_647.0;
 
 /// The most random bytes one `crypto.getRandomValues` call may ask for, as in browsers.
 const MAX_RANDOM_BYTES: usize = 65_536;
-
-/// Runs on one kept runtime before it is replaced anyway, so that nothing slow to free (interned strings, shapes)
-/// accumulates without bound.
-const RUNS_PER_RUNTIME: u32 = 10_000;
 
 /// How the job's function ended, as the prelude reported it.
 enum Settled {
@@ -92,218 +58,546 @@ enum Verdict {
     Killed,
 }
 
-/// State shared by the native functions of one execution.
+/// A promise's resolving functions (`resolve`, `reject`), owned until the promise is settled.
+type Resolvers = [JSValue; 2];
+
+/// What the natives know of the run in progress. Only JS of this run can call them: the arena is restored before
+/// the next run, so nothing of an earlier run exists by then.
 struct RunState {
     channel: Rc<Channel>,
-    /// This run's number; the natives act only while it is the engine's current run.
-    run: u64,
-    current: Rc<Cell<u64>>,
     started: Instant,
+    describing: bool,
     max_log_lines: usize,
     max_log_line_bytes: usize,
     max_host_calls_in_flight: usize,
-    /// Describing a module job: every host call fails.
-    describing: bool,
-    lines: Cell<usize>,
-    dropped: Cell<usize>,
-    in_flight: Rc<Cell<usize>>,
-    settled: RefCell<Option<oneshot::Sender<Settled>>>,
+    lines: usize,
+    dropped: usize,
+    next_id: u64,
+    /// Host calls awaiting their reply, by call id.
+    calls: HashMap<u64, Resolvers>,
+    /// Timers by due instant (then id), and their promises.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    sleeping: HashMap<u64, Resolvers>,
+    settled: Option<Settled>,
+    /// `Math.random`'s state (xorshift128+), seeded per run.
+    random: [u64; 2],
 }
 
-/// A runtime kept from run to run, with its memory meter and the deadline its interrupt handler reads.
-struct Kept {
-    runtime: AsyncRuntime,
-    meter: Arc<Meter>,
-    /// The current run's deadline, in nanoseconds after `epoch`.
-    deadline: Arc<AtomicU64>,
-    epoch: Instant,
-    runs: u32,
+thread_local! {
+    static RUN: RefCell<Option<RunState>> = const { RefCell::new(None) };
 }
 
-impl Kept {
-    async fn new() -> rquickjs::Result<Kept> {
-        let meter = Arc::new(Meter::default());
-        meter.arm(usize::MAX);
-        let runtime = AsyncRuntime::new_with_alloc(CappedAllocator::new(meter.clone()))?;
-        let epoch = Instant::now();
-        let deadline = Arc::new(AtomicU64::new(0));
-        let (flag, until) = (meter.clone(), deadline.clone());
-        runtime
-            .set_interrupt_handler(Some(Box::new(move || {
-                flag.exceeded() || epoch.elapsed().as_nanos() as u64 >= until.load(Ordering::Relaxed)
-            })))
-            .await;
-        runtime.set_loader(JobResolver, JobLoader).await;
-        Ok(Kept { runtime, meter, deadline, epoch, runs: 0 })
-    }
-
-    /// Sets the cap and the deadline for the run about to start.
-    fn arm(&self, memory_limit: usize, deadline: Instant) {
-        self.meter.arm(memory_limit);
-        let nanos = deadline.saturating_duration_since(self.epoch).as_nanos();
-        self.deadline.store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    /// Whether the runtime may serve another run: nothing of the last one is left to run. Collects its garbage
-    /// first, which also queues the callbacks of any finalization registry the run left.
-    async fn reusable(&self) -> bool {
-        if self.runs >= RUNS_PER_RUNTIME {
-            return false;
-        }
-        self.runtime.run_gc().await;
-        !self.runtime.is_job_pending().await && !self.meter.exceeded()
-    }
+/// Runs `f` on the current run's state, if a run is in progress.
+fn with_run<T>(f: impl FnOnce(&mut RunState) -> T) -> Option<T> {
+    RUN.with(|run| run.try_borrow_mut().ok().and_then(|mut run| run.as_mut().map(f)))
 }
 
-/// The worker's JavaScript engine: the prelude's bytecode and the runtime kept between runs.
+/// The instant the interrupt handler measures from, and the current run's deadline in nanoseconds after it.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+static DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn set_deadline(deadline: Instant) {
+    let nanos = deadline.saturating_duration_since(epoch()).as_nanos();
+    DEADLINE.store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+unsafe extern "C" fn interrupt(_runtime: *mut JSRuntime, _opaque: *mut c_void) -> c_int {
+    let late = epoch().elapsed().as_nanos() as u64 >= DEADLINE.load(Ordering::Relaxed);
+    c_int::from(late || Arena::exceeded())
+}
+
+/// The worker's JavaScript engine: the arena, the runtime and context in it, and the prelude's `start`.
 pub(crate) struct Engine {
     channel: Rc<Channel>,
-    bytecode: Bytecode,
-    kept: Option<Kept>,
-    /// The number of the current run (see [`RunState::run`]).
-    current: Rc<Cell<u64>>,
+    setup: Setup,
+    arena: Arena,
+    runtime: *mut JSRuntime,
+    context: *mut JSContext,
+    /// The prelude's `start`, a value of the snapshot (never freed: every restore brings it back).
+    start: JSValue,
+}
+
+/// The address space an arena for a JS heap cap of `memory_limit` bytes spans: room for the cap twice over (blocks
+/// are not coalesced) plus the world.
+pub(crate) fn arena_size(memory_limit: usize) -> usize {
+    memory_limit.saturating_mul(2).saturating_add(64 << 20)
 }
 
 impl Engine {
-    pub(crate) fn new(channel: Rc<Channel>, bytecode: Bytecode) -> Engine {
-        Engine { channel, bytecode, kept: None, current: Rc::new(Cell::new(0)) }
+    /// Builds the world (runtime, context, prelude, console, library) in a fresh arena and takes its snapshot.
+    pub(crate) fn build(channel: Rc<Channel>, setup: Setup) -> Result<Engine, String> {
+        let mut arena = Arena::reserve(arena_size(setup.memory_limit_bytes))?;
+        let functions = Arena::malloc_functions();
+        // SAFETY: the runtime allocates from the arena only; everything below runs on this thread before any job.
+        unsafe {
+            let runtime = qjs::JS_NewRuntime2(&functions, std::ptr::null_mut());
+            if runtime.is_null() {
+                return Err("cannot create a JS runtime".into());
+            }
+            qjs::JS_SetInterruptHandler(runtime, Some(interrupt), std::ptr::null_mut());
+            modules::install(runtime);
+            let context = qjs::JS_NewContext(runtime);
+            if context.is_null() {
+                return Err("cannot create a JS context".into());
+            }
+            let start = world(context, &setup)?;
+            let mut job_context = std::ptr::null_mut();
+            while qjs::JS_ExecutePendingJob(runtime, &mut job_context) > 0 {}
+            qjs::JS_RunGC(runtime);
+            arena.take_snapshot();
+            Ok(Engine { channel, setup, arena, runtime, context, start })
+        }
     }
 
-    /// Runs one execution and reports it; exits the process when the run hit a limit.
-    pub(crate) async fn execute(&mut self, run: RunMessage) {
-        let channel = self.channel.clone();
+    /// The bytes each run's restore copies.
+    pub(crate) fn snapshot_len(&self) -> usize {
+        self.arena.snapshot_len()
+    }
+
+    /// Runs one execution and reports it; reads host-call replies from `input` meanwhile.
+    pub(crate) fn execute(&mut self, run: RunMessage, input: &mut Input) {
         // The job starts after the delay the pool asked for; its time limit counts from then.
         let delay = Duration::from_micros(run.start_delay_us).min(crate::MAX_START_DELAY);
         let started = Instant::now() + delay;
         let timeout = Duration::from_millis(run.timeout_ms).min(crate::MAX_TIMEOUT);
         let deadline = started + timeout;
-        let (settled_tx, settled_rx) = oneshot::channel();
-        let run_number = self.current.get() + 1;
-        self.current.set(run_number);
-        let state = Rc::new(RunState {
-            channel: channel.clone(),
-            run: run_number,
-            current: self.current.clone(),
-            started,
-            max_log_lines: run.max_log_lines,
-            max_log_line_bytes: run.max_log_line_bytes,
-            max_host_calls_in_flight: run.max_host_calls_in_flight,
-            describing: run.describe,
-            lines: Cell::new(0),
-            dropped: Cell::new(0),
-            in_flight: Rc::new(Cell::new(0)),
-            settled: RefCell::new(Some(settled_tx)),
+        let mut seed = [0u8; 16];
+        fill_random(&mut seed);
+        let random = [
+            u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()) | 1,
+            u64::from_le_bytes(seed[8..].try_into().unwrap_or_default()),
+        ];
+        RUN.with(|state| {
+            *state.borrow_mut() = Some(RunState {
+                channel: self.channel.clone(),
+                started,
+                describing: run.describe,
+                max_log_lines: self.setup.max_log_lines,
+                max_log_line_bytes: self.setup.max_log_line_bytes,
+                max_host_calls_in_flight: self.setup.max_host_calls_in_flight,
+                lines: 0,
+                dropped: 0,
+                next_id: 1,
+                calls: HashMap::new(),
+                timers: BinaryHeap::new(),
+                sleeping: HashMap::new(),
+                settled: None,
+                random,
+            })
         });
+        self.arena.arm(self.setup.memory_limit_bytes);
+        set_deadline(deadline);
 
-        let kept = match self.kept.take() {
-            Some(kept) => kept,
-            None => match Kept::new().await {
-                Ok(kept) => kept,
-                Err(e) => {
-                    report(&state, &run, Verdict::Failed(format!("cannot create a JS runtime: {e}")));
-                    channel.send(&FromWorker::Idle);
-                    return;
-                }
-            },
+        let form = match run.kind {
+            CodeKind::Function => "function",
+            CodeKind::Module if syntax::is_es_module(&run.code) => "esm",
+            CodeKind::Module => "cjs",
         };
-        kept.arm(run.memory_limit_bytes, deadline);
-        let context = match AsyncContext::full(&kept.runtime).await {
-            Ok(context) => context,
-            Err(e) => {
-                if kept.meter.exceeded() {
-                    report(&state, &run, Verdict::Killed);
-                    exit_now(0);
+        let env = serde_json::to_string(&run.env).unwrap_or_else(|_| "{}".to_owned());
+        // SAFETY: the world's context is live (restored); every value made here is freed or owned by the runtime.
+        let outcome = unsafe {
+            let ctx = self.context;
+            qjs::JS_UpdateStackTop(self.runtime);
+            let options = qjs::JS_NewObject(ctx);
+            js::set(ctx, options, c"form", js::string(ctx, form));
+            js::set(ctx, options, c"describe", if run.describe { qjs::JS_TRUE } else { qjs::JS_FALSE });
+            let mut args = [js::string(ctx, &run.code), js::string(ctx, &run.job), js::string(ctx, &env), options];
+            let go = js::call(ctx, self.start, &mut args);
+            for arg in args {
+                js::free(ctx, arg);
+            }
+            if js::is_exception(go) {
+                let error = js::take_exception(ctx);
+                Err(format!("the sandbox could not start the job: {error}"))
+            } else {
+                wait_until(started);
+                let returned = js::call(ctx, go, &mut []);
+                js::free(ctx, go);
+                if js::is_exception(returned) {
+                    let error = js::take_exception(ctx);
+                    Err(format!("the sandbox could not start the job: {error}"))
+                } else {
+                    js::free(ctx, returned);
+                    self.event_loop(input, deadline)
                 }
-                report(&state, &run, Verdict::Failed(format!("cannot create a JS context: {e}")));
-                channel.send(&FromWorker::Idle);
-                return;
             }
         };
-
-        let env_json = serde_json::to_string(&run.env).unwrap_or_else(|_| "{}".to_owned());
-        let run_state = state.clone();
-        let job_json = run.job.clone();
-        let source = Source {
-            form: match run.kind {
-                CodeKind::Function => "function",
-                CodeKind::Module if syntax::is_es_module(&run.code) => "esm",
-                CodeKind::Module => "cjs",
-            },
-            code: run.code.clone(),
-            describe: run.describe,
-        };
-        let max_result_bytes = run.max_result_bytes;
-        let bytecode = &self.bytecode;
-        let waited = tokio::time::timeout_at(
-            deadline.into(),
-            context.async_with(async move |ctx| {
-                let go = start(&ctx, bytecode, &run_state, source, job_json, env_json, max_result_bytes)
-                    .catch(&ctx)
-                    .map_err(|e| format!("the sandbox could not start the job: {e}"))?;
-                wait_until(started);
-                go.call::<_, ()>(()).catch(&ctx).map_err(|e| format!("the sandbox could not start the job: {e}"))?;
-                settled_rx.await.map_err(|_| "the job's promise was abandoned".to_owned())
-            }),
-        )
-        .await;
 
         let elapsed = Instant::now().saturating_duration_since(started);
-        let verdict = if kept.meter.exceeded() {
+        let settled = with_run(|state| state.settled.take()).flatten();
+        let verdict = if Arena::exceeded() {
             Verdict::Killed
-        } else if waited.is_err() || elapsed >= timeout {
+        } else if elapsed >= timeout {
             Verdict::Timeout
         } else {
-            match waited {
-                Ok(Ok(Settled::Returned(Some(text)))) if text.len() > run.max_result_bytes => {
-                    Verdict::Failed(result_too_large(run.max_result_bytes))
+            match (outcome, settled) {
+                (_, Some(Settled::Returned(Some(text)))) if text.len() > self.setup.max_result_bytes => {
+                    Verdict::Failed(result_too_large(self.setup.max_result_bytes))
                 }
-                Ok(Ok(Settled::Returned(text))) => Verdict::Completed(text),
-                Ok(Ok(Settled::Threw(error))) | Ok(Err(error)) => Verdict::Failed(truncate(error, MAX_ERROR_BYTES)),
-                Err(_) => Verdict::Timeout,
+                (_, Some(Settled::Returned(text))) => Verdict::Completed(text),
+                (_, Some(Settled::Threw(error))) => Verdict::Failed(truncate(error, MAX_ERROR_BYTES)),
+                (Err(error), None) => Verdict::Failed(truncate(error, MAX_ERROR_BYTES)),
+                (Ok(()), None) => Verdict::Timeout,
             }
         };
-        let hit_limit = matches!(verdict, Verdict::Timeout | Verdict::Killed);
-        // From here on nothing of this run may act, whatever is still queued in the runtime.
-        self.current.set(run_number + 1);
-        report(&state, &run, verdict);
-        if hit_limit {
-            // The runtime may be mid-way through anything; never touch it again.
-            exit_now(0);
-        }
-        drop(context);
-        let mut kept = kept;
-        kept.runs += 1;
-        if kept.reusable().await {
-            self.kept = Some(kept);
-        }
-        channel.send(&FromWorker::Idle);
+        self.report(&run, verdict);
+        // Nothing of this run may survive it: its state goes (without touching the JS values it holds, which the
+        // restore makes meaningless), then the arena returns to the snapshot.
+        RUN.with(|state| state.borrow_mut().take());
+        self.arena.restore();
     }
+
+    /// Serves queued jobs, timers and host-call replies until the job settles, the deadline passes or the memory
+    /// cap is hit.
+    unsafe fn event_loop(&mut self, input: &mut Input, deadline: Instant) -> Result<(), String> {
+        loop {
+            // SAFETY: the runtime is live; exceptions of queued jobs are the job's own (the prelude reports them).
+            unsafe { self.run_jobs() };
+            let settled = with_run(|state| state.settled.is_some()).unwrap_or(true);
+            if settled || Arena::exceeded() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            if let Some(due) = with_run(|state| state.due_timer(now)).flatten() {
+                // SAFETY: the resolvers are live values of this run.
+                unsafe { self.settle_promise(due, js::UNDEFINED) };
+                continue;
+            }
+            let wake = with_run(|state| state.timers.peek().map(|Reverse((at, _))| *at)).flatten();
+            let until = wake.map_or(deadline, |wake| wake.min(deadline));
+            match input.wait(until) {
+                Ok(frames) => {
+                    for frame in frames {
+                        match frame {
+                            ToWorker::HostReply { call, ok, payload } => {
+                                let resolvers = with_run(|state| state.calls.remove(&call)).flatten();
+                                if let Some(resolvers) = resolvers {
+                                    let answer = format!("{}{payload}", if ok { 'o' } else { 'e' });
+                                    // SAFETY: the resolvers are live values of this run; the string is freed.
+                                    unsafe {
+                                        let text = js::string(self.context, &answer);
+                                        self.settle_promise(resolvers, text);
+                                        js::free(self.context, text);
+                                    }
+                                }
+                            }
+                            // The pool sends nothing else while a run is in progress.
+                            _ => exit_now(4),
+                        }
+                    }
+                }
+                // The pool is gone: there is nobody left to report to.
+                Err(_) => exit_now(0),
+            }
+        }
+    }
+
+    /// Runs queued jobs (promise reactions) until there are none, or the job settled, or a limit was hit.
+    unsafe fn run_jobs(&self) {
+        let mut job_context = std::ptr::null_mut();
+        loop {
+            // SAFETY: the runtime is live.
+            let ran = unsafe { qjs::JS_ExecutePendingJob(self.runtime, &mut job_context) };
+            if ran == 0 {
+                return;
+            }
+            if ran < 0 && !job_context.is_null() {
+                // SAFETY: the failed job's exception is taken and dropped (an interrupt, or a reaction that threw).
+                unsafe { js::free(job_context, qjs::JS_GetException(job_context)) };
+            }
+            if Arena::exceeded() || with_run(|state| state.settled.is_some()).unwrap_or(true) {
+                return;
+            }
+        }
+    }
+
+    /// Resolves a promise with `value` (not consumed) and frees its resolving functions.
+    unsafe fn settle_promise(&self, resolvers: Resolvers, value: JSValue) {
+        let ctx = self.context;
+        // SAFETY: the resolvers are owned by the caller and live.
+        unsafe {
+            let returned = js::call(ctx, resolvers[0], &mut [value]);
+            if js::is_exception(returned) {
+                js::free(ctx, qjs::JS_GetException(ctx));
+            } else {
+                js::free(ctx, returned);
+            }
+            js::free(ctx, resolvers[0]);
+            js::free(ctx, resolvers[1]);
+        }
+    }
+
+    /// Sends the dropped-lines note (if any) and the `done` message.
+    fn report(&self, run: &RunMessage, verdict: Verdict) {
+        let dropped = with_run(|state| state.dropped).unwrap_or(0);
+        if dropped > 0 {
+            self.channel.send(&FromWorker::Log(LogLine {
+                level: "warn".into(),
+                message: format!("… {dropped} more log lines dropped (limit {} lines)", self.setup.max_log_lines),
+                at: unix_ms(),
+            }));
+        }
+        let (status, result, error) = match verdict {
+            Verdict::Completed(result) => (OutcomeStatus::Completed, result, None),
+            Verdict::Failed(error) => (OutcomeStatus::Failed, None, Some(error)),
+            Verdict::Timeout => {
+                (OutcomeStatus::Timeout, None, Some(timed_out_message(Duration::from_millis(run.timeout_ms))))
+            }
+            Verdict::Killed => (OutcomeStatus::Killed, None, Some(memory_message(self.setup.memory_limit_bytes))),
+        };
+        self.channel.send(&FromWorker::Done { status, result, error });
+    }
+}
+
+/// Evaluates the prelude and hands it the natives and the settings; answers `start`.
+unsafe fn world(ctx: *mut JSContext, setup: &Setup) -> Result<JSValue, String> {
+    // SAFETY: the context is live and no job code exists yet.
+    unsafe {
+        let prelude = modules::load_default(ctx, &PRELUDE_NAME.to_string_lossy(), PRELUDE)?;
+        let natives = qjs::JS_NewObject(ctx);
+        let list: [(&std::ffi::CStr, js::Native, c_int); 10] = [
+            (c"loadPart", native_load_part, 1),
+            (c"log", native_log, 2),
+            (c"host", native_host, 2),
+            (c"sleep", native_sleep, 1),
+            (c"now", native_now, 0),
+            (c"random", native_random, 1),
+            (c"settle", native_settle, 2),
+            (c"evalModule", modules::eval_module, 1),
+            (c"evalScript", modules::eval_script, 1),
+            (c"mathRandom", native_math_random, 0),
+        ];
+        for (name, native, length) in list {
+            // `Math.random` keeps its own name; the prelude installs it.
+            let function_name = if name == c"mathRandom" { c"random" } else { name };
+            js::set(ctx, natives, name, js::function(ctx, native, function_name, length));
+        }
+        let settings = qjs::JS_NewObject(ctx);
+        js::set(ctx, settings, c"maxResultBytes", qjs::JS_NewFloat64(setup.max_result_bytes as f64));
+        js::set(ctx, settings, c"maxLogLineBytes", qjs::JS_NewFloat64(setup.max_log_line_bytes as f64));
+        js::set(ctx, settings, c"maxErrorBytes", qjs::JS_NewFloat64(MAX_ERROR_BYTES as f64));
+        js::set(ctx, settings, c"importRefusedCode", js::string(ctx, IMPORT_REFUSED_CODE));
+        let start = js::call(ctx, prelude, &mut [natives, settings]);
+        js::free(ctx, natives);
+        js::free(ctx, settings);
+        js::free(ctx, prelude);
+        if js::is_exception(start) {
+            return Err(format!("the prelude does not build the world: {}", js::take_exception(ctx)));
+        }
+        Ok(start)
+    }
+}
+
+impl RunState {
+    /// Takes the first timer that is due at `now`.
+    fn due_timer(&mut self, now: Instant) -> Option<Resolvers> {
+        loop {
+            let Reverse((at, id)) = *self.timers.peek()?;
+            if at > now {
+                return None;
+            }
+            self.timers.pop();
+            if let Some(resolvers) = self.sleeping.remove(&id) {
+                return Some(resolvers);
+            }
+        }
+    }
+
+    fn log(&mut self, level: String, message: String) {
+        if self.lines >= self.max_log_lines {
+            self.dropped += 1;
+            return;
+        }
+        self.lines += 1;
+        let level = match level.as_str() {
+            "info" | "warn" | "error" => level,
+            _ => "log".to_owned(),
+        };
+        self.channel.send(&FromWorker::Log(LogLine {
+            level,
+            message: truncate(message, self.max_log_line_bytes),
+            at: unix_ms(),
+        }));
+    }
+
+    /// `Math.random`: the next number of xorshift128+, in [0, 1).
+    fn next_random(&mut self) -> f64 {
+        let [mut s1, s0] = self.random;
+        self.random[0] = s0;
+        s1 ^= s1 << 23;
+        s1 ^= s1 >> 17;
+        s1 ^= s0;
+        s1 ^= s0 >> 26;
+        self.random[1] = s1;
+        (s0.wrapping_add(s1) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A promise and its resolvers.
+unsafe fn new_promise(ctx: *mut JSContext) -> Option<(JSValue, Resolvers)> {
+    let mut resolvers = [js::UNDEFINED; 2];
+    // SAFETY: `resolvers` has room for the two functions QuickJS writes.
+    let promise = unsafe { qjs::JS_NewPromiseCapability(ctx, resolvers.as_mut_ptr()) };
+    (!js::is_exception(promise)).then_some((promise, resolvers))
+}
+
+/// A promise already resolved with the string `text` (a host call refused in the worker: `"e<message>"`).
+unsafe fn resolved_with(ctx: *mut JSContext, text: &str) -> JSValue {
+    // SAFETY: a fresh promise, resolved at once; its resolvers are freed here.
+    unsafe {
+        let Some((promise, resolvers)) = new_promise(ctx) else { return qjs::JS_EXCEPTION };
+        let value = js::string(ctx, text);
+        let returned = js::call(ctx, resolvers[0], &mut [value]);
+        js::free(ctx, returned);
+        js::free(ctx, value);
+        js::free(ctx, resolvers[0]);
+        js::free(ctx, resolvers[1]);
+        promise
+    }
+}
+
+// ---- The natives the prelude builds on. They are passed to the prelude, never put on the global object. ----
+
+/// `loadPart(name)`: evaluates a part of the world and answers its default export (used while the world is built).
+unsafe extern "C" fn native_load_part(ctx: *mut JSContext, _this: JSValue, argc: c_int, argv: *mut JSValue) -> JSValue {
+    // SAFETY: natives are called by QuickJS with valid arguments.
+    unsafe {
+        let name = js::string_arg(ctx, argc, argv, 0).unwrap_or_default();
+        let Some((part, source)) = PARTS.iter().find(|(part, _)| *part == name) else {
+            return js::throw_type_error(ctx, "no such part of the prelude");
+        };
+        match modules::load_default(ctx, &format!("{}/{part}", PRELUDE_NAME.to_string_lossy()), source) {
+            Ok(default) => default,
+            Err(error) => js::throw_type_error(ctx, &error),
+        }
+    }
+}
+
+/// `log(level, message)`: one console line, streamed to the pool.
+unsafe extern "C" fn native_log(ctx: *mut JSContext, _this: JSValue, argc: c_int, argv: *mut JSValue) -> JSValue {
+    // SAFETY: as above. The arguments are read before the run state is borrowed (reading may run JS).
+    let (level, message) = unsafe {
+        (js::string_arg(ctx, argc, argv, 0).unwrap_or_default(), js::string_arg(ctx, argc, argv, 1).unwrap_or_default())
+    };
+    with_run(|state| state.log(level, message));
+    js::UNDEFINED
+}
+
+/// `host(method, args)`: sends a host call and answers a promise of its reply, `"o<json>"` for a value or
+/// `"e<message>"` for an error.
+unsafe extern "C" fn native_host(ctx: *mut JSContext, _this: JSValue, argc: c_int, argv: *mut JSValue) -> JSValue {
+    // SAFETY: as above.
+    unsafe {
+        let method = js::string_arg(ctx, argc, argv, 0).unwrap_or_default();
+        let args = js::string_arg(ctx, argc, argv, 1).unwrap_or_default();
+        let refused = with_run(|state| {
+            if state.describing {
+                Some(format!("e{method}: host calls are not available while describing a job"))
+            } else if state.calls.len() >= state.max_host_calls_in_flight {
+                Some(format!(
+                    "e{method}: too many host calls in flight (limit {}); await some before making more",
+                    state.max_host_calls_in_flight
+                ))
+            } else if args.len() > MAX_HOST_ARGS_BYTES {
+                Some(format!("e{method}: arguments exceed {MAX_HOST_ARGS_BYTES} bytes"))
+            } else {
+                None
+            }
+        })
+        .unwrap_or_else(|| Some(format!("e{method}: the execution has ended")));
+        if let Some(refused) = refused {
+            return resolved_with(ctx, &refused);
+        }
+        let Some((promise, resolvers)) = new_promise(ctx) else { return qjs::JS_EXCEPTION };
+        let sent = with_run(|state| {
+            let call = state.next_id;
+            state.next_id += 1;
+            state.calls.insert(call, resolvers);
+            state.channel.clone().send(&FromWorker::HostCall { call, method, args });
+        });
+        if sent.is_none() {
+            js::free(ctx, resolvers[0]);
+            js::free(ctx, resolvers[1]);
+        }
+        promise
+    }
+}
+
+/// `sleep(ms)`: a promise that resolves after `ms` milliseconds.
+unsafe extern "C" fn native_sleep(ctx: *mut JSContext, _this: JSValue, argc: c_int, argv: *mut JSValue) -> JSValue {
+    // SAFETY: as above.
+    unsafe {
+        let ms = js::number_arg(ctx, argc, argv, 0);
+        let ms = if ms.is_finite() { ms.clamp(0.0, MAX_TIMER_MS) } else { 0.0 };
+        let Some((promise, resolvers)) = new_promise(ctx) else { return qjs::JS_EXCEPTION };
+        let at = Instant::now() + Duration::from_millis(ms as u64);
+        let kept = with_run(|state| {
+            let id = state.next_id;
+            state.next_id += 1;
+            state.timers.push(Reverse((at, id)));
+            state.sleeping.insert(id, resolvers);
+        });
+        if kept.is_none() {
+            js::free(ctx, resolvers[0]);
+            js::free(ctx, resolvers[1]);
+        }
+        promise
+    }
+}
+
+/// `now()`: milliseconds since the run started, whole milliseconds only (a coarse clock blunts timing attacks).
+unsafe extern "C" fn native_now(_ctx: *mut JSContext, _this: JSValue, _argc: c_int, _argv: *mut JSValue) -> JSValue {
+    let elapsed = with_run(|state| state.started.elapsed().as_millis() as f64).unwrap_or(0.0);
+    qjs::JS_NewFloat64(elapsed)
+}
+
+/// `random(count)`: an ArrayBuffer of `count` random bytes from the kernel.
+unsafe extern "C" fn native_random(ctx: *mut JSContext, _this: JSValue, argc: c_int, argv: *mut JSValue) -> JSValue {
+    // SAFETY: as above.
+    unsafe {
+        let count = js::number_arg(ctx, argc, argv, 0);
+        let count = if count.is_finite() { count.clamp(0.0, MAX_RANDOM_BYTES as f64) as usize } else { 0 };
+        let mut bytes = vec![0u8; count];
+        fill_random(&mut bytes);
+        qjs::JS_NewArrayBufferCopy(ctx, bytes.as_ptr(), count as qjs::size_t)
+    }
+}
+
+/// `Math.random()`, from the run's own generator.
+unsafe extern "C" fn native_math_random(
+    _ctx: *mut JSContext,
+    _this: JSValue,
+    _argc: c_int,
+    _argv: *mut JSValue,
+) -> JSValue {
+    qjs::JS_NewFloat64(with_run(RunState::next_random).unwrap_or(0.5))
+}
+
+/// `settle(ok, text?)`: how the job ended; only the first call counts.
+unsafe extern "C" fn native_settle(ctx: *mut JSContext, _this: JSValue, argc: c_int, argv: *mut JSValue) -> JSValue {
+    // SAFETY: as above.
+    let (ok, text) = unsafe {
+        let ok = js::bool_arg(ctx, argc, argv, 0);
+        let text = if qjs::JS_IsUndefined(js::arg(argc, argv, 1)) { None } else { js::string_arg(ctx, argc, argv, 1) };
+        (ok, text)
+    };
+    with_run(|state| {
+        if state.settled.is_none() {
+            state.settled = Some(if ok { Settled::Returned(text) } else { Settled::Threw(text.unwrap_or_default()) });
+        }
+    });
+    js::UNDEFINED
 }
 
 /// The error text of a result over the cap.
 pub(crate) fn result_too_large(max: usize) -> String {
     format!("result exceeds {max} bytes")
-}
-
-/// Sends the dropped-lines note (if any) and the `done` message.
-fn report(state: &RunState, run: &RunMessage, verdict: Verdict) {
-    let dropped = state.dropped.get();
-    if dropped > 0 {
-        state.channel.send(&FromWorker::Log(LogLine {
-            level: "warn".into(),
-            message: format!("… {dropped} more log lines dropped (limit {} lines)", state.max_log_lines),
-            at: unix_ms(),
-        }));
-    }
-    let (status, result, error) = match verdict {
-        Verdict::Completed(result) => (OutcomeStatus::Completed, result, None),
-        Verdict::Failed(error) => (OutcomeStatus::Failed, None, Some(error)),
-        Verdict::Timeout => {
-            (OutcomeStatus::Timeout, None, Some(timed_out_message(Duration::from_millis(run.timeout_ms))))
-        }
-        Verdict::Killed => (OutcomeStatus::Killed, None, Some(memory_message(run.memory_limit_bytes))),
-    };
-    state.channel.send(&FromWorker::Done { status, result, error });
 }
 
 /// `execution timed out after 1s` (or `after 1500ms`).
@@ -336,15 +630,6 @@ pub(crate) fn memory_text(limit: usize) -> String {
     }
 }
 
-/// The job's code and what to do with it.
-struct Source {
-    /// `function`, `esm` (an ES module) or `cjs` (a CommonJS script).
-    form: &'static str,
-    code: String,
-    /// Answer the module's job definition instead of running it.
-    describe: bool,
-}
-
 /// Blocks the worker's thread until `at`: sleeps until shortly before it, then spins, so that the job starts on the
 /// instant rather than up to a timer tick late. Nothing else has to run on this thread meanwhile.
 fn wait_until(at: Instant) {
@@ -355,198 +640,6 @@ fn wait_until(at: Instant) {
     }
     while Instant::now() < at {
         std::hint::spin_loop();
-    }
-}
-
-/// Loads one of [`Bytecode`]'s modules into the context, evaluates it and answers its default export.
-fn load_default<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Function<'js>> {
-    // SAFETY: the bytecode was written by `compile_prelude` in this very process, from our own source.
-    let module = unsafe { Module::load(ctx.clone(), bytecode) }?;
-    let (module, _evaluated) = module.eval()?;
-    module.get("default")
-}
-
-/// Evaluates the prelude and hands it the natives, the code and the job; answers the function that starts the job.
-fn start<'js>(
-    ctx: &Ctx<'js>,
-    bytecode: &Bytecode,
-    state: &Rc<RunState>,
-    source: Source,
-    job_json: String,
-    env_json: String,
-    max_result_bytes: usize,
-) -> rquickjs::Result<Function<'js>> {
-    let prelude = load_default(ctx, &bytecode.prelude)?;
-    let natives = natives(ctx, state, bytecode.parts.clone())?;
-    let limits = Object::new(ctx.clone())?;
-    limits.set("maxResultBytes", max_result_bytes as f64)?;
-    limits.set("maxLogLineBytes", state.max_log_line_bytes as f64)?;
-    limits.set("maxErrorBytes", MAX_ERROR_BYTES as f64)?;
-    let options = Object::new(ctx.clone())?;
-    options.set("form", source.form)?;
-    options.set("describe", source.describe)?;
-    options.set("importRefusedCode", IMPORT_REFUSED_CODE)?;
-    prelude.call::<_, Function>((natives, source.code, job_json, env_json, limits, options))
-}
-
-/// The native functions the prelude builds on. They are passed to the prelude, never put on the global object.
-fn natives<'js>(
-    ctx: &Ctx<'js>,
-    state: &Rc<RunState>,
-    parts: Rc<Vec<(&'static str, Vec<u8>)>>,
-) -> rquickjs::Result<Object<'js>> {
-    let natives = Object::new(ctx.clone())?;
-
-    natives.set(
-        "loadPart",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, name: String| -> rquickjs::Result<Function<'js>> {
-            let Some((_, bytecode)) = parts.iter().find(|(part, _)| *part == name) else {
-                return Err(rquickjs::Exception::throw_type(&ctx, "no such part of the prelude"));
-            };
-            load_default(&ctx, bytecode)
-        })?,
-    )?;
-
-    let log_state = state.clone();
-    natives
-        .set("log", Function::new(ctx.clone(), move |level: String, message: String| log_state.log(level, message))?)?;
-
-    let host_state = state.clone();
-    natives.set(
-        "host",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, method: String, args: String| {
-            host_state.host_call(&ctx, method, args)
-        })?,
-    )?;
-
-    natives.set(
-        "sleep",
-        Function::new(ctx.clone(), |ctx: Ctx<'js>, ms: f64| {
-            let ms = if ms.is_finite() { ms.clamp(0.0, MAX_TIMER_MS) } else { 0.0 };
-            Promise::wrap_future(&ctx, async move {
-                tokio::time::sleep(Duration::from_millis(ms as u64)).await;
-            })
-        })?,
-    )?;
-
-    let started = state.started;
-    natives.set(
-        "now",
-        // Whole milliseconds only: a coarse clock blunts timing attacks.
-        Function::new(ctx.clone(), move || started.elapsed().as_millis() as f64)?,
-    )?;
-
-    natives.set(
-        "random",
-        Function::new(ctx.clone(), |ctx: Ctx<'js>, count: f64| {
-            let count = if count.is_finite() { count.clamp(0.0, MAX_RANDOM_BYTES as f64) as usize } else { 0 };
-            let mut bytes = vec![0u8; count];
-            fill_random(&mut bytes);
-            ArrayBuffer::new(ctx, bytes)
-        })?,
-    )?;
-
-    natives.set("evalModule", Function::new(ctx.clone(), modules::eval_module)?)?;
-    natives.set("evalScript", Function::new(ctx.clone(), modules::eval_script)?)?;
-
-    let settle_state = state.clone();
-    natives.set(
-        "settle",
-        Function::new(ctx.clone(), move |ok: bool, text: Opt<String>| settle_state.settle(ok, text.0))?,
-    )?;
-
-    Ok(natives)
-}
-
-impl RunState {
-    /// Whether this run is still the one the worker is running (a later run's natives are other objects).
-    fn is_current(&self) -> bool {
-        self.current.get() == self.run
-    }
-
-    fn log(&self, level: String, message: String) {
-        if !self.is_current() {
-            return;
-        }
-        let written = self.lines.get();
-        if written >= self.max_log_lines {
-            self.dropped.set(self.dropped.get() + 1);
-            return;
-        }
-        self.lines.set(written + 1);
-        let level = match level.as_str() {
-            "info" | "warn" | "error" => level,
-            _ => "log".to_owned(),
-        };
-        self.channel.send(&FromWorker::Log(LogLine {
-            level,
-            message: truncate(message, self.max_log_line_bytes),
-            at: unix_ms(),
-        }));
-    }
-
-    /// Sends a host call and returns a promise of its reply: `"o<json>"` for a value, `"e<message>"` for an error.
-    fn host_call<'js>(&self, ctx: &Ctx<'js>, method: String, args: String) -> rquickjs::Result<Promise<'js>> {
-        if !self.is_current() {
-            let message = format!("e{method}: the execution has ended");
-            return Promise::wrap_future(ctx, async move { message });
-        }
-        if self.describing {
-            let message = format!("e{method}: host calls are not available while describing a job");
-            return Promise::wrap_future(ctx, async move { message });
-        }
-        if self.in_flight.get() >= self.max_host_calls_in_flight {
-            let message = format!(
-                "e{method}: too many host calls in flight (limit {}); await some before making more",
-                self.max_host_calls_in_flight
-            );
-            return Promise::wrap_future(ctx, async move { message });
-        }
-        if args.len() > MAX_HOST_ARGS_BYTES {
-            let message = format!("e{method}: arguments exceed {MAX_HOST_ARGS_BYTES} bytes");
-            return Promise::wrap_future(ctx, async move { message });
-        }
-        let (reply_tx, reply_rx) = oneshot::channel::<HostReply>();
-        let call = self.channel.register(reply_tx);
-        let guard = CallGuard::new(self.channel.clone(), call, self.in_flight.clone());
-        self.channel.send(&FromWorker::HostCall { call, method, args });
-        Promise::wrap_future(ctx, async move {
-            let _guard = guard;
-            match reply_rx.await {
-                Ok(HostReply { ok: true, payload }) => format!("o{payload}"),
-                Ok(HostReply { ok: false, payload }) => format!("e{payload}"),
-                Err(_) => "ethe host call was cancelled".to_owned(),
-            }
-        })
-    }
-
-    fn settle(&self, ok: bool, text: Option<String>) {
-        let sender = self.settled.borrow_mut().take();
-        if let Some(sender) = sender {
-            let settled = if ok { Settled::Returned(text) } else { Settled::Threw(text.unwrap_or_default()) };
-            let _ = sender.send(settled);
-        }
-    }
-}
-
-/// Counts a host call as in flight until its promise settles or is dropped.
-struct CallGuard {
-    channel: Rc<Channel>,
-    call: u64,
-    in_flight: Rc<Cell<usize>>,
-}
-
-impl CallGuard {
-    fn new(channel: Rc<Channel>, call: u64, in_flight: Rc<Cell<usize>>) -> Self {
-        in_flight.set(in_flight.get() + 1);
-        CallGuard { channel, call, in_flight }
-    }
-}
-
-impl Drop for CallGuard {
-    fn drop(&mut self) {
-        self.in_flight.set(self.in_flight.get().saturating_sub(1));
-        self.channel.unregister(self.call);
     }
 }
 

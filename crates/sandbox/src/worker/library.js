@@ -3,19 +3,18 @@
 // (LuaJob, defineJob, the built-in module, require, reading a definition). `console` and the timers are a part of
 // their own (console.js).
 //
-// Compiled to bytecode once per worker, like the prelude, but loaded into a run's context only when the run first
-// reaches one of these globals or is a job file: loading all of it costs more than the rest of a small run. Its
-// default export takes the prelude's kit (the intrinsics the prelude captured before any job code ran, its natives
-// and its helpers) and answers what it built. Every intrinsic it uses comes from the kit, so job code that replaced
-// a built-in before the first use cannot change what the library does with it.
+// Loaded into the world by the prelude, before the worker's snapshot. Its default export takes the prelude's kit
+// (the intrinsics the prelude captured before any job code ran, its natives, its helpers, and `run`, what differs
+// from run to run) and answers what it built. Every intrinsic it uses comes from the kit, so job code that replaces
+// a built-in cannot change what the library does with it.
 export default function library(kit) {
   const {
     ReflectApply, ObjectKeys, ObjectCreate, ObjectDefineProperty, ObjectFreeze, ObjectHasOwn, ArrayIsArray,
     JSONStringify, JSONParse, NumberCtor, StringCtor, MathMin, ErrorCtor, TypeErrorCtor, RangeErrorCtor,
     PromiseThen, PromiseResolve, PromiseReject, StringSlice, StringCharCodeAt, StringFromCharCode, Uint8ArrayCtor,
     ArrayBufferCtor, ArrayBufferIsView, WeakMapCtor, WeakMapGet, WeakMapSet, RegExpExec, StringTrim,
-    StringLowerCase, nNow, nRandom, nEvalModule, nEvalScript, form, IMPORT_REFUSED, newList, isError, plain,
-    hostCall, describeError, firstLine, User, Jobs, env, timeOrigin, sandboxError
+    StringLowerCase, nNow, nRandom, nEvalModule, nEvalScript, run, IMPORT_REFUSED, newList, isError, plain,
+    hostCall, describeError, firstLine, User, Jobs, env, sandboxError
   } = kit;
 
   // ---- DOMException, crypto, base64, UTF-8 ----
@@ -829,8 +828,8 @@ export default function library(kit) {
 
   const performanceObject = {
     now: () => nNow(),
-    get timeOrigin() { return timeOrigin; },
-    toJSON() { return { timeOrigin }; },
+    get timeOrigin() { return run.timeOrigin; },
+    toJSON() { return { timeOrigin: run.timeOrigin }; },
   };
   function structuredClone(value) {
     if (value === undefined) return undefined;
@@ -905,7 +904,7 @@ export default function library(kit) {
   const CJS_PREFIX = '(function (exports, require, module, __filename, __dirname) {';
   // Evaluates the job file; resolves with what it exports as its job definition.
   function loadJobFile(source) {
-    if (form === 'esm') {
+    if (run.form === 'esm') {
       let loaded;
       try {
         loaded = nEvalModule(source);

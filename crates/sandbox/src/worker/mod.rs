@@ -1,52 +1,34 @@
-//! The sandbox worker process: hardens itself, greets the pool, then runs one execution per request,
-//! each in a fresh context of a runtime it keeps while runs leave nothing behind.
+//! The sandbox worker process: hardens itself, builds its world, greets the pool, then runs one execution per
+//! request, each from the snapshot of that world (see `arena.rs` and `engine.rs`).
 //!
-//! Threads: the main thread runs executions on a single-threaded tokio runtime (QuickJS runtimes cannot move
-//! between threads); a reader thread reads frames from stdin, hands `run`/`test` requests to the main thread and
-//! routes host-call replies straight to the waiting execution. Both exist before the seccomp filter is installed,
-//! so the filter can refuse `clone`.
+//! One thread: it reads frames from stdin, runs executions, and while a run waits (for a host call's reply, a timer)
+//! it polls stdin with the run's deadline. QuickJS runtimes cannot move between threads anyway, and with no other
+//! thread the seccomp filter can refuse `clone`.
 
-mod alloc;
+mod arena;
 mod engine;
+mod input;
+mod js;
 mod modules;
 mod seccomp;
 mod syntax;
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::fs::File;
-use std::io::{BufReader, Write};
 use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::sync::{mpsc, Arc, Mutex};
 
-use tokio::sync::oneshot;
+pub(crate) use engine::{
+    arena_size, duration_text, memory_message, memory_text, result_too_large, timed_out_message, truncate,
+};
 
-pub(crate) use engine::{duration_text, memory_message, memory_text, result_too_large, timed_out_message, truncate};
-
-use crate::protocol::{self, FromWorker, RunMessage, TestAction, ToWorker};
+use crate::protocol::{self, FromWorker, TestAction, ToWorker};
 use crate::OutcomeStatus;
 
-/// A host call's answer as the worker receives it.
-pub(crate) struct HostReply {
-    pub ok: bool,
-    pub payload: String,
-}
-
-type PendingCalls = Arc<Mutex<HashMap<u64, oneshot::Sender<HostReply>>>>;
-
-/// Requests that the reader thread hands to the main thread.
-enum Request {
-    Run(Box<RunMessage>),
-    Test(TestAction),
-}
-
-/// The worker's side of the channel: writes frames to the pool and keeps track of outstanding host calls.
+/// The worker's side of the channel to the pool.
 pub(crate) struct Channel {
     out: RefCell<File>,
-    pending: PendingCalls,
-    next_call: Cell<u64>,
 }
 
 impl Channel {
@@ -60,26 +42,9 @@ impl Channel {
             exit_now(0);
         }
     }
-
-    /// Registers a host call and returns its id; the reply arrives on `reply`.
-    pub(crate) fn register(&self, reply: oneshot::Sender<HostReply>) -> u64 {
-        let call = self.next_call.get();
-        self.next_call.set(call + 1);
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.insert(call, reply);
-        }
-        call
-    }
-
-    /// Forgets a host call whose execution no longer waits for it.
-    pub(crate) fn unregister(&self, call: u64) {
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.remove(&call);
-        }
-    }
 }
 
-/// Ends the process at once, without running destructors (which could touch a QuickJS runtime that hit a limit).
+/// Ends the process at once, without running destructors.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` never returns and touches no Rust state.
     unsafe { libc::_exit(code) }
@@ -100,34 +65,25 @@ pub fn worker_main() -> ExitCode {
     };
     // SAFETY: `setup_descriptors` returned a fresh descriptor that nothing else owns.
     let out = unsafe { File::from_raw_fd(out_fd) };
+    let channel = Rc::new(Channel { out: RefCell::new(out) });
+    let mut input = input::Input::new();
 
-    let bytecode = match engine::compile_prelude() {
-        Ok(bytecode) => bytecode,
+    let setup = match input.next() {
+        Ok(Some(ToWorker::Setup(setup))) => setup,
+        Ok(None) => return ExitCode::SUCCESS,
+        Ok(Some(other)) => {
+            eprintln!("sundial sandbox worker: expected setup, got {other:?}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            eprintln!("sundial sandbox worker: {e}");
+            eprintln!("sundial sandbox worker: cannot read setup: {e}");
             return ExitCode::from(2);
         }
     };
-
-    let pending: PendingCalls = Arc::new(Mutex::new(HashMap::new()));
-    let (requests_tx, requests) = mpsc::channel::<Request>();
-    let reader_pending = pending.clone();
-    let (ready_tx, ready) = mpsc::channel::<()>();
-    let reader = std::thread::Builder::new().name("sandbox-reader".into()).stack_size(256 * 1024).spawn(move || {
-        // The thread's own start-up (stack guard, signal stack) is done once this runs: let the filter go on.
-        let _ = ready_tx.send(());
-        read_requests(requests_tx, reader_pending)
-    });
-    if let Err(e) = reader {
-        eprintln!("sundial sandbox worker: cannot start reader thread: {e}");
-        return ExitCode::from(2);
-    }
-    let _ = ready.recv();
-
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-        Ok(runtime) => runtime,
+    let mut engine = match engine::Engine::build(channel.clone(), setup) {
+        Ok(engine) => engine,
         Err(e) => {
-            eprintln!("sundial sandbox worker: cannot start runtime: {e}");
+            eprintln!("sundial sandbox worker: {e}");
             return ExitCode::from(2);
         }
     };
@@ -137,62 +93,46 @@ pub fn worker_main() -> ExitCode {
     // SAFETY: sets a property of this thread only; no memory is passed.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0u64, 0u64, 0u64) };
     let seccomp = seccomp::install(out_fd);
-    let channel = Rc::new(Channel { out: RefCell::new(out), pending, next_call: Cell::new(1) });
     channel.send(&FromWorker::Hello {
         pid: std::process::id(),
         seccomp: seccomp.is_ok(),
         seccomp_error: seccomp.err(),
+        snapshot_bytes: engine.snapshot_len() as u64,
     });
 
-    let mut engine = engine::Engine::new(channel.clone(), bytecode);
-    while let Ok(request) = requests.recv() {
-        match request {
-            Request::Run(run) => runtime.block_on(engine.execute(*run)),
-            Request::Test(TestAction::Abort) => std::process::abort(),
-            Request::Test(TestAction::OpenFile { path }) => {
-                let result = match File::open(&path) {
-                    Ok(_) => serde_json::json!({ "opened": true }),
-                    Err(e) => serde_json::json!({ "opened": false, "error": e.to_string() }),
-                };
-                channel.send(&FromWorker::Done {
-                    status: OutcomeStatus::Completed,
-                    result: Some(result.to_string()),
-                    error: None,
-                });
-                channel.send(&FromWorker::Idle);
+    loop {
+        match input.next() {
+            Ok(Some(ToWorker::Run(run))) => engine.execute(run, &mut input),
+            // A reply to a host call of a run that has ended: nobody waits for it.
+            Ok(Some(ToWorker::HostReply { .. })) => {}
+            Ok(Some(ToWorker::Setup(_))) => {}
+            Ok(Some(ToWorker::Test { action })) => test_action(&channel, action),
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => {
+                // The pool spoke nonsense: stop at once.
+                eprintln!("sundial sandbox worker: unreadable frame: {e}");
+                exit_now(0);
             }
         }
     }
-    ExitCode::SUCCESS
 }
 
-/// Reads frames from stdin until it closes; the worker exits with it.
-fn read_requests(requests: mpsc::Sender<Request>, pending: PendingCalls) {
-    let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
-    loop {
-        match protocol::read_frame::<ToWorker>(&mut input) {
-            Ok(Some(ToWorker::Run(run))) => {
-                if requests.send(Request::Run(Box::new(run))).is_err() {
-                    break;
-                }
-            }
-            Ok(Some(ToWorker::Test { action })) => {
-                if requests.send(Request::Test(action)).is_err() {
-                    break;
-                }
-            }
-            Ok(Some(ToWorker::HostReply { call, ok, payload })) => {
-                let waiting = pending.lock().ok().and_then(|mut pending| pending.remove(&call));
-                if let Some(waiting) = waiting {
-                    let _ = waiting.send(HostReply { ok, payload });
-                }
-            }
-            Ok(None) | Err(_) => break,
+/// Test hooks, reachable only through `Pool::run_test_action`.
+fn test_action(channel: &Channel, action: TestAction) {
+    match action {
+        TestAction::Abort => std::process::abort(),
+        TestAction::OpenFile { path } => {
+            let result = match File::open(&path) {
+                Ok(_) => serde_json::json!({ "opened": true }),
+                Err(e) => serde_json::json!({ "opened": false, "error": e.to_string() }),
+            };
+            channel.send(&FromWorker::Done {
+                status: OutcomeStatus::Completed,
+                result: Some(result.to_string()),
+                error: None,
+            });
         }
     }
-    // The pool is gone or spoke nonsense: stop at once, whatever the main thread is doing.
-    let _ = std::io::stderr().flush();
-    exit_now(0);
 }
 
 /// Closes every inherited descriptor but 0, 1 and 2, moves the protocol's output off fd 1 (so a stray print from a

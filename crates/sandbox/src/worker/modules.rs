@@ -1,21 +1,23 @@
 //! What a pre-defined job's file can import, and the natives that evaluate that file.
 //!
 //! Job code may import `lua-cli`, `lua-cli/skill` and `sundial`, three names for one small built-in module that
-//! re-exports what the prelude and its library built (`LuaJob`, `defineJob` and the platform globals); `sundial:prelude` resolves to
-//! the already-loaded prelude (harmless: it refuses to run twice). Any other specifier, relative paths included, is
-//! refused while the import graph is linked, with an error whose `code` is `ERR_IMPORT_NOT_AVAILABLE`.
+//! re-exports what the prelude and its library built (`LuaJob`, `defineJob` and the platform globals);
+//! `sundial:prelude` resolves to the already-loaded prelude (harmless: it refuses to run twice). Any other
+//! specifier, relative paths included, is refused while the import graph is linked, with an error whose `code` is
+//! `ERR_IMPORT_NOT_AVAILABLE`.
 
-use rquickjs::context::EvalOptions;
-use rquickjs::loader::{ImportAttributes, Loader, Resolver};
-use rquickjs::module::Declared;
-use rquickjs::{Ctx, Exception, Module, Object, Value};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+
+use rquickjs::qjs::{self, JSContext, JSModuleDef, JSValue};
+
+use super::js;
 
 /// The name a job file is compiled under; stack traces show it (`at execute (job.js:3:5)`).
-pub(crate) const JOB_FILE_NAME: &str = "job.js";
+pub(crate) const JOB_FILE_NAME: &CStr = c"job.js";
 
 /// The prelude's module name, which also names its frames in stack traces. Its parts are named
 /// `sundial:prelude/<part>`, so their frames are hidden from stack traces like the prelude's.
-pub(crate) const PRELUDE_NAME: &str = "sundial:prelude";
+pub(crate) const PRELUDE_NAME: &CStr = c"sundial:prelude";
 
 /// The specifiers of the built-in module, as in lua-cli's own imports and Sundial's documentation.
 const BUILTIN_NAMES: &[&str] = &["lua-cli", "lua-cli/skill", "sundial"];
@@ -27,74 +29,144 @@ const BUILTIN_SOURCE: &str = "import { jobLibrary } from 'sundial:prelude';\n\
 /// The `code` of the error an unavailable import (or `require`) throws.
 pub(crate) const IMPORT_REFUSED_CODE: &str = "ERR_IMPORT_NOT_AVAILABLE";
 
-/// Normalizes import specifiers: built-in names and the prelude resolve to themselves, anything else is refused.
-pub(crate) struct JobResolver;
+/// Installs the resolver and loader of job imports on `runtime`.
+pub(crate) unsafe fn install(runtime: *mut qjs::JSRuntime) {
+    // SAFETY: both callbacks have the signatures QuickJS calls them with and keep no state.
+    unsafe { qjs::JS_SetModuleLoaderFunc(runtime, Some(normalize), Some(load), std::ptr::null_mut()) }
+}
 
-impl Resolver for JobResolver {
-    fn resolve<'js>(
-        &mut self,
-        ctx: &Ctx<'js>,
-        _base: &str,
-        name: &str,
-        _attributes: Option<ImportAttributes<'js>>,
-    ) -> rquickjs::Result<String> {
-        if name == PRELUDE_NAME || BUILTIN_NAMES.contains(&name) {
-            Ok(name.to_owned())
-        } else {
-            Err(refuse_import(ctx, name))
-        }
+/// Built-in names and the prelude resolve to themselves; anything else is refused.
+unsafe extern "C" fn normalize(
+    ctx: *mut JSContext,
+    _base: *const c_char,
+    name: *const c_char,
+    _opaque: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: QuickJS passes a NUL-terminated name.
+    let requested = unsafe { CStr::from_ptr(name) };
+    let text = requested.to_string_lossy();
+    if requested == PRELUDE_NAME || BUILTIN_NAMES.contains(&text.as_ref()) {
+        // SAFETY: QuickJS frees the answer with `js_free`, so it is allocated with `js_strdup`.
+        return unsafe { qjs::js_strdup(ctx, name) };
     }
+    // SAFETY: `ctx` is live; a null answer with an exception pending fails the import.
+    unsafe { refuse_import(ctx, &text) };
+    std::ptr::null_mut()
 }
 
 /// Compiles the built-in module under each of its names (the prelude is already loaded and never reaches here).
-pub(crate) struct JobLoader;
-
-impl Loader for JobLoader {
-    fn load<'js>(
-        &mut self,
-        ctx: &Ctx<'js>,
-        name: &str,
-        _attributes: Option<ImportAttributes<'js>>,
-    ) -> rquickjs::Result<Module<'js, Declared>> {
-        if BUILTIN_NAMES.contains(&name) {
-            Module::declare(ctx.clone(), name, BUILTIN_SOURCE)
-        } else {
-            Err(refuse_import(ctx, name))
+unsafe extern "C" fn load(ctx: *mut JSContext, name: *const c_char, _opaque: *mut c_void) -> *mut JSModuleDef {
+    // SAFETY: QuickJS passes a NUL-terminated name.
+    let requested = unsafe { CStr::from_ptr(name) };
+    if !BUILTIN_NAMES.contains(&requested.to_string_lossy().as_ref()) {
+        // SAFETY: as in `normalize`.
+        unsafe { refuse_import(ctx, &requested.to_string_lossy()) };
+        return std::ptr::null_mut();
+    }
+    let flags = qjs::JS_EVAL_TYPE_MODULE | qjs::JS_EVAL_FLAG_COMPILE_ONLY;
+    // SAFETY: compiling our own source; a compiled module value points at its definition, which the runtime keeps.
+    unsafe {
+        let compiled = js::eval(ctx, BUILTIN_SOURCE, requested, flags);
+        if js::is_exception(compiled) {
+            return std::ptr::null_mut();
         }
+        let module = compiled.u.ptr.cast::<JSModuleDef>();
+        js::free(ctx, compiled);
+        module
     }
 }
 
 /// Throws `Error('import of "fs" is not available in jobs')` with `code` set.
-fn refuse_import(ctx: &Ctx<'_>, name: &str) -> rquickjs::Error {
+unsafe fn refuse_import(ctx: *mut JSContext, name: &str) {
     let quoted = serde_json::to_string(name).unwrap_or_else(|_| format!("\"{name}\""));
     let message = format!("import of {quoted} is not available in jobs");
-    match Exception::from_message(ctx.clone(), &message) {
-        Ok(exception) => match exception.as_object().set("code", IMPORT_REFUSED_CODE) {
-            Ok(()) => exception.throw(),
-            Err(e) => e,
-        },
-        Err(e) => e,
+    // SAFETY: a new Error object gets two own properties, then becomes the pending exception.
+    unsafe {
+        let error = qjs::JS_NewError(ctx);
+        js::set(ctx, error, c"message", js::string(ctx, &message));
+        js::set(ctx, error, c"code", js::string(ctx, IMPORT_REFUSED_CODE));
+        qjs::JS_Throw(ctx, error);
+    }
+}
+
+/// Compiles `source` as a module named `name`, links and starts evaluating it; answers the module and the promise of
+/// its top level (top-level `await` included). `None` with the exception pending when it does not compile or link.
+unsafe fn evaluate_module(ctx: *mut JSContext, source: &str, name: &CStr) -> Option<(*mut JSModuleDef, JSValue)> {
+    let flags = qjs::JS_EVAL_TYPE_MODULE | qjs::JS_EVAL_FLAG_COMPILE_ONLY;
+    // SAFETY: `ctx` is live; a compiled module value points at its definition, which the runtime keeps.
+    unsafe {
+        let compiled = js::eval(ctx, source, name, flags);
+        if js::is_exception(compiled) {
+            return None;
+        }
+        let module = compiled.u.ptr.cast::<JSModuleDef>();
+        // Evaluating consumes the compiled value.
+        let evaluated = qjs::JS_EvalFunction(ctx, compiled);
+        (!js::is_exception(evaluated)).then_some((module, evaluated))
     }
 }
 
 /// The `evalModule(source)` native: compiles `source` as the job's ES module and starts evaluating it, its imports
-/// linked through [`JobResolver`]. Returns `{namespace, evaluated}`, `evaluated` a promise that settles when the
+/// linked through the resolver above. Returns `{namespace, evaluated}`, `evaluated` a promise that settles when the
 /// module's top level (top-level `await` included) has run. Throws a compile or link error as is.
-pub(crate) fn eval_module<'js>(ctx: Ctx<'js>, source: String) -> rquickjs::Result<Object<'js>> {
-    let declared = Module::declare(ctx.clone(), JOB_FILE_NAME, source)?;
-    let (module, evaluated) = declared.eval()?;
-    let answer = Object::new(ctx)?;
-    answer.set("namespace", module.namespace()?)?;
-    answer.set("evaluated", evaluated)?;
-    Ok(answer)
+pub(crate) unsafe extern "C" fn eval_module(
+    ctx: *mut JSContext,
+    _this: JSValue,
+    argc: c_int,
+    argv: *mut JSValue,
+) -> JSValue {
+    // SAFETY: natives are called by QuickJS with valid arguments; every value made here is owned and handed on.
+    unsafe {
+        let Some(source) = js::string_arg(ctx, argc, argv, 0) else {
+            return js::throw_type_error(ctx, "evalModule: the source must be a string");
+        };
+        let Some((module, evaluated)) = evaluate_module(ctx, &source, JOB_FILE_NAME) else {
+            return qjs::JS_EXCEPTION;
+        };
+        let namespace = qjs::JS_GetModuleNamespace(ctx, module);
+        if js::is_exception(namespace) {
+            js::free(ctx, evaluated);
+            return namespace;
+        }
+        let answer = qjs::JS_NewObject(ctx);
+        js::set(ctx, answer, c"namespace", namespace);
+        js::set(ctx, answer, c"evaluated", evaluated);
+        answer
+    }
 }
 
 /// The `evalScript(source)` native: evaluates `source` as sloppy-mode global code named [`JOB_FILE_NAME`] and
 /// returns its completion value. The prelude uses it for CommonJS files, wrapped in a function expression.
-pub(crate) fn eval_script<'js>(ctx: Ctx<'js>, source: String) -> rquickjs::Result<Value<'js>> {
-    let mut options = EvalOptions::default();
-    options.global = true;
-    options.strict = false;
-    options.filename = Some(JOB_FILE_NAME.to_owned());
-    ctx.eval_with_options(source, options)
+pub(crate) unsafe extern "C" fn eval_script(
+    ctx: *mut JSContext,
+    _this: JSValue,
+    argc: c_int,
+    argv: *mut JSValue,
+) -> JSValue {
+    // SAFETY: as above.
+    unsafe {
+        let Some(source) = js::string_arg(ctx, argc, argv, 0) else {
+            return js::throw_type_error(ctx, "evalScript: the source must be a string");
+        };
+        js::eval(ctx, &source, JOB_FILE_NAME, qjs::JS_EVAL_TYPE_GLOBAL)
+    }
+}
+
+/// Evaluates one of the prelude's modules (`name` is its module name) and answers its default export.
+pub(crate) unsafe fn load_default(ctx: *mut JSContext, name: &str, source: &str) -> Result<JSValue, String> {
+    let module_name = CString::new(name).map_err(|e| e.to_string())?;
+    // SAFETY: compiling and evaluating our own source in a live context.
+    unsafe {
+        let Some((module, evaluated)) = evaluate_module(ctx, source, &module_name) else {
+            return Err(format!("{name} does not load: {}", js::take_exception(ctx)));
+        };
+        js::free(ctx, evaluated);
+        let namespace = qjs::JS_GetModuleNamespace(ctx, module);
+        if js::is_exception(namespace) {
+            return Err(format!("{name} has no namespace: {}", js::take_exception(ctx)));
+        }
+        let default = js::get(ctx, namespace, c"default");
+        js::free(ctx, namespace);
+        Ok(default)
+    }
 }

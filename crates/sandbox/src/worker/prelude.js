@@ -1,11 +1,15 @@
-// sundial:prelude — builds the job's world in a fresh context and answers the function that calls the job's function
-// and reports how it ended.
+// sundial:prelude — builds the job's world once per worker, and answers `start`, which sets one run up in it and
+// answers the function that calls the job's function and reports how it ended.
 //
-// An ES module compiled to bytecode once per worker; its default export runs before any job code, so every intrinsic it relies on for serialization
-// is captured here and cannot be replaced by the job: host-call arguments are copied through own enumerable
-// properties into null-prototype objects and stringified with the captured JSON.stringify, so neither a replaced
-// JSON.stringify nor a polluted Object.prototype.toJSON changes what the host receives. The natives (log, host,
-// sleep, now, random, settle, evalModule, evalScript) live only in this closure; job code cannot reach them.
+// An ES module evaluated once per worker, before the worker takes its snapshot of the world (see worker/arena.rs):
+// every run starts from that snapshot, so nothing a run does survives it, and nothing here may depend on one run.
+// What differs from run to run (the code, the job, the agent's variables, the form of the code, the time origin)
+// is passed to `start` and kept in `run`. Every intrinsic the prelude relies on for serialization is captured here,
+// before any job code exists, and cannot be replaced by the job: host-call arguments are copied through own
+// enumerable properties into null-prototype objects and stringified with the captured JSON.stringify, so neither a
+// replaced JSON.stringify nor a polluted Object.prototype.toJSON changes what the host receives. The natives (log,
+// host, sleep, now, random, mathRandom, settle, evalModule, evalScript, loadPart) live only in this closure; job
+// code cannot reach them.
 //
 // Host calls resolve with the host's JSON answer; a host error rejects with `new Error(message)`. The methods and
 // their arguments (the `Host` trait's contract):
@@ -15,19 +19,20 @@
 //   job.activate / job.deactivate {jobId} → Job · Jobs.create {config, code} → Job · Jobs.getJob {jobId} → Job
 //   Jobs.getAll {includeDynamic} → [Job] · Data.<method> / Products.<method> / fetch {args: [...]}
 //
-// `code` is a function's source (options.form 'function'), or a whole job file: an ES module ('esm') or a CommonJS
-// script ('cjs'), whose job definition is read and whose `execute` is run — or, with options.describe, whose
-// definition is answered as JSON without running `execute`.
+// `code` is a function's source (form 'function'), or a whole job file: an ES module ('esm') or a CommonJS script
+// ('cjs'), whose job definition is read and whose `execute` is run — or, when describing, whose definition is
+// answered as JSON without running `execute`.
 //
-// Job code can reach this module with `import('sundial:prelude')`; only the sandbox's own first call may run it.
-// `jobLibrary` is what the built-in `lua-cli` module re-exports (see worker/modules.rs): nothing job code lacks.
+// Job code can reach this module with `import('sundial:prelude')`; only the sandbox's own first call may run it, and
+// `start` is never exported. `jobLibrary` is what the built-in `lua-cli` module re-exports (see worker/modules.rs):
+// nothing job code lacks.
 let started = false;
 let loadLibrary = null;
 export function jobLibrary() {
   return loadLibrary === null ? null : loadLibrary().jobLibrary;
 }
 
-export default function prelude(natives, code, jobJson, envJson, limits, options) {
+export default function prelude(natives, settings) {
   if (started) throw new TypeError('the sandbox prelude has already run');
   started = true;
 
@@ -102,12 +107,13 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
   const nEvalModule = natives.evalModule;
   const nEvalScript = natives.evalScript;
   const nLoadPart = natives.loadPart;
-  const form = options.form;
-  const describing = options.describe === true;
-  const IMPORT_REFUSED = options.importRefusedCode;
-  const maxResultBytes = limits.maxResultBytes;
-  const maxLogLineBytes = limits.maxLogLineBytes;
-  const MAX_ERROR_CHARS = limits.maxErrorBytes;
+  const nMathRandom = natives.mathRandom;
+  const IMPORT_REFUSED = settings.importRefusedCode;
+  const maxResultBytes = settings.maxResultBytes;
+  const maxLogLineBytes = settings.maxLogLineBytes;
+  const MAX_ERROR_CHARS = settings.maxErrorBytes;
+  // What differs from run to run, set by `start`.
+  const run = { form: 'function', describing: false, timeOrigin: 0, env: ObjectCreate(null) };
 
   const newList = () => ObjectSetPrototypeOf([], null);
   const wellFormed = (text) => {
@@ -403,18 +409,13 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
     },
   };
 
-  const envValues = JSONParse(envJson);
   function env(name) {
     const key = StringCtor(name);
-    return ObjectHasOwn(envValues, key) ? envValues[key] : undefined;
+    return ObjectHasOwn(run.env, key) ? run.env[key] : undefined;
   }
 
-  const timeOrigin = DateNow();
-
-  // ---- Globals: the job's API here, the rest from two parts loaded on first use ----
-  // `console` and the timers (console.js), and the library (library.js): each is loaded into this context the first
-  // time the run reaches one of its globals (or, for the library, runs a job file). Until then such a global is an
-  // accessor: reading it loads its part, assigning it just replaces it.
+  // ---- Globals: the job's API here, `console` with the timers (console.js) and the library (library.js) ----
+  // Both parts are loaded into the world here, before the snapshot, so no run pays for loading them.
   const PARTS = {
     console: ['console', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'queueMicrotask'],
     library: [
@@ -423,7 +424,6 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
     ],
   };
   const loadedParts = ObjectCreate(null);
-  const lazyGetters = ObjectCreate(null);
   function load(part) {
     let exports = loadedParts[part];
     if (exports === undefined) {
@@ -433,19 +433,12 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
         ErrorCtor, TypeErrorCtor, RangeErrorCtor, PromiseThen, PromiseResolve, PromiseReject, StringSlice,
         StringCharCodeAt, StringFromCharCode, DateToISOString, SymbolToString, MapEntries, SetValues,
         Uint8ArrayCtor, ArrayBufferCtor, ArrayBufferIsView, WeakMapCtor, WeakMapGet, WeakMapSet, RegExpExec,
-        StringTrim, StringLowerCase, nLog, nSleep, nNow, nRandom, nEvalModule, nEvalScript, form, IMPORT_REFUSED,
+        StringTrim, StringLowerCase, nLog, nSleep, nNow, nRandom, nEvalModule, nEvalScript, run, IMPORT_REFUSED,
         maxLogLineBytes, newList, wellFormed, dateTime, NOT_BOXED, unbox, mapSize, setSize, isError, plain,
-        hostCall, describeError, firstLine, User, Jobs, env, timeOrigin, sandboxError, isURL
+        hostCall, describeError, firstLine, User, Jobs, env, sandboxError, isURL
       });
       loadedParts[part] = exports;
       if (part === 'library') URLImpl = exports.URL;
-      const names = PARTS[part];
-      for (let i = 0; i < names.length; i++) {
-        const descriptor = ObjectGetOwnPropertyDescriptor(globalObject, names[i]);
-        if (descriptor !== undefined && descriptor.get === lazyGetters[names[i]]) {
-          defineGlobal(names[i], exports[names[i]]);
-        }
-      }
     }
     return exports;
   }
@@ -459,19 +452,13 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
   defineGlobal('Jobs', Jobs);
   const partNames = ObjectKeys(PARTS);
   for (let p = 0; p < partNames.length; p++) {
-    const part = partNames[p];
-    const names = PARTS[part];
-    for (let i = 0; i < names.length; i++) {
-      const name = names[i];
-      lazyGetters[name] = () => load(part)[name];
-      ObjectDefineProperty(globalObject, name, {
-        get: lazyGetters[name],
-        set(value) { defineGlobal(name, value); },
-        configurable: true,
-        enumerable: false,
-      });
-    }
+    const exports = load(partNames[p]);
+    const names = PARTS[partNames[p]];
+    for (let i = 0; i < names.length; i++) defineGlobal(names[i], exports[names[i]]);
   }
+  // Math.random draws from a generator the worker seeds anew for every run (the engine's own would repeat the
+  // snapshot's sequence in every run).
+  ObjectDefineProperty(Math, 'random', { value: nMathRandom, writable: true, configurable: true, enumerable: false });
 
   // Errors of the sandbox itself (a definition that is not a job, a syntax error, an unavailable import) are reported
   // as their message alone, without a stack that would only show the prelude.
@@ -545,7 +532,7 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
     nSettle(false, wellFormed(text));
   }
 
-  function makeJob() {
+  function makeJob(jobJson) {
     const raw = JSONParse(jobJson);
     const job = raw !== null && typeof raw === 'object'
       ? new JobInstance(raw.id, raw.name, raw.metadata, raw.activeVersion, raw.data)
@@ -554,48 +541,54 @@ export default function prelude(natives, code, jobJson, envJson, limits, options
     return job;
   }
 
-  // The job starts when the sandbox calls the function answered here; everything before it is setup, which the
-  // sandbox may do ahead of the job's instant.
-  if (form !== 'function') {
-    // A job file: load it (its top level runs, within the same limits), read its definition, then run `execute` —
-    // or, when describing, answer the definition instead.
-    const job = describing ? null : makeJob();
-    const { loadJobFile, readDefinition, definitionJSON } = lib();
-    return () => {
-      const ran = PromiseThen(loadJobFile(code), (exported) => {
-        const definition = readDefinition(exported);
-        if (describing) return definitionJSON(definition.fields);
-        return ReflectApply(definition.execute, definition.self, [job]);
-      });
-      PromiseThen(ran, settleReturned, settleThrown);
-    };
-  }
-
-  let compiled;
-  try {
-    compiled = compile(code);
-  } catch (error) {
-    return () => settleThrown(error);
-  }
-  if (compiled.error !== undefined) {
-    const message = wellFormed(compiled.error);
-    return () => nSettle(false, message);
-  }
-  let job;
-  try {
-    job = makeJob();
-  } catch (error) {
-    return () => settleThrown(error);
-  }
-  const fn = compiled.fn;
-  return () => {
-    let returned;
-    try {
-      returned = fn(job);
-    } catch (error) {
-      settleThrown(error);
-      return;
+  // Sets one run up: answers the function that starts the job. Everything before that call is setup, which the
+  // sandbox does ahead of the job's instant.
+  return function start(code, jobJson, envJson, options) {
+    run.form = options.form;
+    run.describing = options.describe === true;
+    run.timeOrigin = DateNow();
+    run.env = JSONParse(envJson);
+    if (run.form !== 'function') {
+      // A job file: load it (its top level runs, within the same limits), read its definition, then run `execute` —
+      // or, when describing, answer the definition instead.
+      const job = run.describing ? null : makeJob(jobJson);
+      const { loadJobFile, readDefinition, definitionJSON } = lib();
+      return () => {
+        const ran = PromiseThen(loadJobFile(code), (exported) => {
+          const definition = readDefinition(exported);
+          if (run.describing) return definitionJSON(definition.fields);
+          return ReflectApply(definition.execute, definition.self, [job]);
+        });
+        PromiseThen(ran, settleReturned, settleThrown);
+      };
     }
-    PromiseThen(PromiseResolve(returned), settleReturned, settleThrown);
+
+    let compiled;
+    try {
+      compiled = compile(code);
+    } catch (error) {
+      return () => settleThrown(error);
+    }
+    if (compiled.error !== undefined) {
+      const message = wellFormed(compiled.error);
+      return () => nSettle(false, message);
+    }
+    let job;
+    try {
+      job = makeJob(jobJson);
+    } catch (error) {
+      return () => settleThrown(error);
+    }
+    const fn = compiled.fn;
+    return () => {
+      let returned;
+      try {
+        returned = fn(job);
+      } catch (error) {
+        settleThrown(error);
+        return;
+      }
+      PromiseThen(PromiseResolve(returned), settleReturned, settleThrown);
+    };
   };
 }

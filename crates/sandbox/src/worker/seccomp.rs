@@ -1,7 +1,7 @@
-//! The worker's seccomp allow-list, installed once start-up (descriptors, reader thread, runtime) is done.
+//! The worker's seccomp allow-list, installed once start-up (descriptors, the world and its snapshot) is done.
 //!
-//! What is left after start-up is memory management, futexes, clocks, randomness, reading the channel (fd 0),
-//! writing the channel and stderr, and ending the process. Everything else — opening files, sockets, `clone`,
+//! What is left after start-up is memory management, futexes, clocks, randomness, reading and polling the channel
+//! (fd 0), writing the channel and stderr, and ending the process. Everything else — opening files, sockets, `clone`,
 //! `execve`, `kill`, `ptrace`, `ioctl` … — fails with `EPERM`. Executable mappings are refused too (QuickJS has no
 //! JIT). A worker that cannot install the filter (an old kernel, a container that forbids it) still runs and says
 //! so in its hello message; the pool reports it in [`crate::PoolStats::seccomp`].
@@ -15,6 +15,8 @@ use seccompiler::{
 /// Syscalls allowed with any arguments.
 const ALWAYS: &[libc::c_long] = &[
     libc::SYS_futex,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
     libc::SYS_munmap,
     libc::SYS_brk,
     libc::SYS_madvise,
