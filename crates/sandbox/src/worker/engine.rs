@@ -359,7 +359,8 @@ impl Engine {
 unsafe fn world(ctx: *mut JSContext, setup: &Setup) -> Result<JSValue, String> {
     // SAFETY: the context is live and no job code exists yet.
     unsafe {
-        let prelude = modules::load_default(ctx, &PRELUDE_NAME.to_string_lossy(), PRELUDE)?;
+        let prelude_name = PRELUDE_NAME.to_string_lossy();
+        let prelude = modules::load_default(ctx, &prelude_name, &modules::compile(&prelude_name, PRELUDE)?)?;
         let natives = qjs::JS_NewObject(ctx);
         let list: [(&std::ffi::CStr, js::Native, c_int); 10] = [
             (c"loadPart", native_load_part, 1),
@@ -472,7 +473,8 @@ unsafe extern "C" fn native_load_part(ctx: *mut JSContext, _this: JSValue, argc:
         let Some((part, source)) = PARTS.iter().find(|(part, _)| *part == name) else {
             return js::throw_type_error(ctx, "no such part of the prelude");
         };
-        match modules::load_default(ctx, &format!("{}/{part}", PRELUDE_NAME.to_string_lossy()), source) {
+        let name = format!("{}/{part}", PRELUDE_NAME.to_string_lossy());
+        match modules::compile(&name, source).and_then(|bytecode| modules::load_default(ctx, &name, &bytecode)) {
             Ok(default) => default,
             Err(error) => js::throw_type_error(ctx, &error),
         }

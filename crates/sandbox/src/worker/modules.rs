@@ -89,18 +89,22 @@ unsafe fn refuse_import(ctx: *mut JSContext, name: &str) {
     }
 }
 
-/// Compiles `source` as a module named `name`, links and starts evaluating it; answers the module and the promise of
-/// its top level (top-level `await` included). `None` with the exception pending when it does not compile or link.
+/// Compiles `source` as a module named `name` and evaluates it; see [`evaluate`].
 unsafe fn evaluate_module(ctx: *mut JSContext, source: &str, name: &CStr) -> Option<(*mut JSModuleDef, JSValue)> {
     let flags = qjs::JS_EVAL_TYPE_MODULE | qjs::JS_EVAL_FLAG_COMPILE_ONLY;
-    // SAFETY: `ctx` is live; a compiled module value points at its definition, which the runtime keeps.
+    // SAFETY: `ctx` is live.
+    unsafe { evaluate(ctx, js::eval(ctx, source, name, flags)) }
+}
+
+/// Links and starts evaluating a compiled module (consuming it); answers the module and the promise of its top
+/// level (top-level `await` included). `None` with the exception pending when it did not compile or link.
+unsafe fn evaluate(ctx: *mut JSContext, compiled: JSValue) -> Option<(*mut JSModuleDef, JSValue)> {
+    if js::is_exception(compiled) {
+        return None;
+    }
+    // SAFETY: a compiled module value points at its definition, which the runtime keeps.
     unsafe {
-        let compiled = js::eval(ctx, source, name, flags);
-        if js::is_exception(compiled) {
-            return None;
-        }
         let module = compiled.u.ptr.cast::<JSModuleDef>();
-        // Evaluating consumes the compiled value.
         let evaluated = qjs::JS_EvalFunction(ctx, compiled);
         (!js::is_exception(evaluated)).then_some((module, evaluated))
     }
@@ -152,12 +156,52 @@ pub(crate) unsafe extern "C" fn eval_script(
     }
 }
 
-/// Evaluates one of the prelude's modules (`name` is its module name) and answers its default export.
-pub(crate) unsafe fn load_default(ctx: *mut JSContext, name: &str, source: &str) -> Result<JSValue, String> {
+/// Compiles one of the prelude's modules (`name` is its module name) to bytecode, without its source text, in a
+/// runtime of its own: the parser's garbage never reaches the worker's arena, so the snapshot holds the world only.
+pub(crate) fn compile(name: &str, source: &str) -> Result<Vec<u8>, String> {
     let module_name = CString::new(name).map_err(|e| e.to_string())?;
-    // SAFETY: compiling and evaluating our own source in a live context.
+    let flags = qjs::JS_EVAL_TYPE_MODULE | qjs::JS_EVAL_FLAG_COMPILE_ONLY;
+    // SAFETY: a private runtime and context, freed before returning; the written buffer is copied, then freed.
     unsafe {
-        let Some((module, evaluated)) = evaluate_module(ctx, source, &module_name) else {
+        let runtime = qjs::JS_NewRuntime();
+        if runtime.is_null() {
+            return Err("cannot create a JS runtime".into());
+        }
+        let ctx = qjs::JS_NewContext(runtime);
+        let answer = if ctx.is_null() {
+            Err("cannot create a JS context".into())
+        } else {
+            let compiled = js::eval(ctx, source, &module_name, flags);
+            let answer = if js::is_exception(compiled) {
+                Err(format!("{name} does not compile: {}", js::take_exception(ctx)))
+            } else {
+                let mut len: qjs::size_t = 0;
+                let write = qjs::JS_WRITE_OBJ_BYTECODE | qjs::JS_WRITE_OBJ_STRIP_SOURCE;
+                let bytes = qjs::JS_WriteObject(ctx, &mut len, compiled, write as c_int);
+                js::free(ctx, compiled);
+                if bytes.is_null() {
+                    Err(format!("{name} cannot be written as bytecode: {}", js::take_exception(ctx)))
+                } else {
+                    let copy = std::slice::from_raw_parts(bytes, len as usize).to_vec();
+                    qjs::js_free(ctx, bytes.cast());
+                    Ok(copy)
+                }
+            };
+            qjs::JS_FreeContext(ctx);
+            answer
+        };
+        qjs::JS_FreeRuntime(runtime);
+        answer
+    }
+}
+
+/// Loads one of the prelude's modules from its bytecode (see [`compile`]), evaluates it and answers its default
+/// export.
+pub(crate) unsafe fn load_default(ctx: *mut JSContext, name: &str, bytecode: &[u8]) -> Result<JSValue, String> {
+    // SAFETY: the bytecode was written by `compile` in this very process, from our own source.
+    unsafe {
+        let read = qjs::JS_ReadObject(ctx, bytecode.as_ptr(), bytecode.len() as qjs::size_t, qjs::JS_READ_OBJ_BYTECODE as c_int);
+        let Some((module, evaluated)) = evaluate(ctx, read) else {
             return Err(format!("{name} does not load: {}", js::take_exception(ctx)));
         };
         js::free(ctx, evaluated);
