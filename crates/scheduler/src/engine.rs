@@ -471,6 +471,8 @@ pub(crate) struct Shared {
     agent_env: Mutex<HashMap<String, (std::time::Instant, AgentEnv)>>,
     /// Compiled cron schedules by version id (a version never changes): compiling one costs about 20 next-fires.
     compiled: Mutex<HashMap<String, sundial_core::CompiledSchedule>>,
+    /// Where runs hand their outcomes to be recorded in batches, while the scheduler runs (see `runner`).
+    pub(crate) outcomes: std::sync::OnceLock<crate::runner::Outcomes>,
 }
 
 /// The engine: cheap to clone, shared by the API, the scheduler loop and the host calls of running jobs.
@@ -500,6 +502,7 @@ impl Engine {
                 creations: Mutex::new(HashMap::new()),
                 compiled: Mutex::new(HashMap::new()),
                 agent_env: Mutex::new(HashMap::new()),
+                outcomes: std::sync::OnceLock::new(),
             }),
         }
     }

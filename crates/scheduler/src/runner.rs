@@ -10,9 +10,10 @@
 //!   sleeps for the poll interval or until a change wakes it (a new job, a trigger, a retry).
 //! * **Fire** — the timer keeps the claimed executions in an in-memory heap and does no store I/O of its own: a
 //!   fire lead before each instant, it hands the execution to the dispatcher, which takes them in order (by
-//!   instant, then by job) and reserves a sandbox worker for each; then the store moves the execution to `running` (or `skipped` by the overlap policy), the worker sets the run up and
-//!   starts the job's code on the instant, and the outcome, retry and effect on the job are written in one
-//!   transaction.
+//!   instant, then by job), starts them in batches (one store write moves a batch to `running`, or `skipped` by the
+//!   overlap policy) a bounded window ahead of free sandbox workers, and hands each to a worker as soon as one is
+//!   free; the worker sets the run up and starts the job's code on the instant. Outcomes, with the retry and effect
+//!   on the job each implies, are recorded in batches too (one store write for the outcomes of a few ms).
 //!
 //! Beside them run a heartbeat that extends this node's leases and an upkeep task that prunes old executions.
 
@@ -67,7 +68,10 @@ impl Engine {
         let (stop, stopped) = watch::channel(false);
         let (timer, claimed) = mpsc::unbounded_channel();
         let (fire, fired) = mpsc::unbounded_channel();
+        let (outcomes, recorded) = mpsc::unbounded_channel();
+        let _ = self.shared.outcomes.set(outcomes);
         let tasks = vec![
+            tokio::spawn(record_outcomes(self.clone(), recorded, stopped.clone())),
             tokio::spawn(claim_loop(self.clone(), timer, stopped.clone())),
             tokio::spawn(fire_loop(self.clone(), claimed, fire, stopped.clone())),
             tokio::spawn(dispatch_loop(self.clone(), fired, stopped.clone())),
@@ -217,21 +221,46 @@ impl Engine {
         Ok((claimed, more_slots || more_claims))
     }
 
-    /// Starts and runs one claimed execution on the sandbox worker reserved for it: the store moves the execution
-    /// to `running` only once a worker is reserved — so `running` means a worker has it, and an execution still waiting for a worker
-    /// stays a pending claim that another node may take over. Dispatched up to the fire lead before its instant,
-    /// the execution is recorded as started at the instant, and the worker starts the code on it.
-    async fn dispatch(self, execution_id: String, due_at: DateTime<Utc>, reservation: sundial_sandbox::Reservation) {
+    /// Starts a batch of fired executions in one store write; answers those that are to run now. A slot waiting
+    /// behind a running one (`queue_one`) is retried on its own; a failed write leaves the batch to a later claim
+    /// (the claims' lease runs out and any node claims them again).
+    async fn start_batch(self, batch: Vec<(String, DateTime<Utc>)>) -> Vec<sundial_store::Started> {
+        let now = self.now();
+        let lease_until = now + self.config().lease;
+        let starts: Vec<(String, DateTime<Utc>)> =
+            batch.iter().map(|(id, due_at)| (id.clone(), now.max(*due_at))).collect();
+        let outcomes = match self.store().executions_start(&starts, &self.config().node_id, lease_until).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                tracing::error!(%error, executions = batch.len(), "cannot start executions; leaving them to a later claim");
+                return Vec::new();
+            }
+        };
+        let mut started = Vec::with_capacity(outcomes.len());
+        for ((id, due_at), outcome) in batch.into_iter().zip(outcomes) {
+            match outcome {
+                StartOutcome::Started(one) => started.push(*one),
+                StartOutcome::NotRun(status) => self.shared.metrics.finished(status),
+                StartOutcome::Busy => {
+                    let engine = self.clone();
+                    tokio::spawn(async move {
+                        engine.shared.clock.sleep_until(engine.now() + Duration::milliseconds(200)).await;
+                        engine.dispatch(id, due_at).await;
+                    });
+                }
+                StartOutcome::Gone => {}
+            }
+        }
+        started
+    }
+
+    /// Starts and runs one execution on its own (a slot that waited behind a running one): the store moves it to
+    /// `running` only once a worker is reserved for it, so an execution still waiting for a worker stays a pending
+    /// claim that another node may take over.
+    async fn dispatch(self, execution_id: String, due_at: DateTime<Utc>) {
         let store = self.store().clone();
-        let mut reservation = Some(reservation);
         loop {
-            let reservation = match reservation.take() {
-                Some(reservation) => reservation,
-                None => match self.reserve(&execution_id).await {
-                    Some(reservation) => reservation,
-                    None => return,
-                },
-            };
+            let Some(reservation) = self.reserve(&execution_id).await else { return };
             let now = self.now();
             let lease_until = now + self.config().lease;
             let started_at = now.max(due_at);
@@ -371,7 +400,17 @@ impl Engine {
         // another node abandoned the run meanwhile, the fenced write is refused and its retry stands.
         let mut attempt = 0u32;
         loop {
-            match self.store().execution_finish(&finish).await {
+            let written = match (attempt, self.shared.outcomes.get()) {
+                (0, Some(outcomes)) => {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    match outcomes.send((finish.clone(), reply)) {
+                        Ok(()) => answer.await.unwrap_or(Err(sundial_store::StoreError::Closed)),
+                        Err(_) => self.store().execution_finish(&finish).await,
+                    }
+                }
+                _ => self.store().execution_finish(&finish).await,
+            };
+            match written {
                 Ok(true) => self.shared.metrics.finished(outcome.status),
                 Ok(false) => {
                     self.shared.metrics.refused_late_result();
@@ -397,6 +436,70 @@ impl Engine {
         }
         if has_retry {
             self.wake();
+        }
+    }
+}
+
+/// Outcomes waiting to be recorded, each with the answer its run waits for.
+pub(crate) type Outcomes =
+    mpsc::UnboundedSender<(ExecutionFinish, tokio::sync::oneshot::Sender<sundial_store::Result<bool>>)>;
+
+/// The most outcomes one store write records, and how long the first of them waits for others.
+const OUTCOME_BATCH: usize = 128;
+const OUTCOME_LINGER: StdDuration = StdDuration::from_millis(2);
+
+/// Records the outcomes of runs in batches, one store write each: a run's outcome waits at most
+/// [`OUTCOME_LINGER`] for others to share its write. A batch that fails answers each of its runs with the error, and
+/// each retries on its own.
+async fn record_outcomes(
+    engine: Engine,
+    mut outcomes: mpsc::UnboundedReceiver<(ExecutionFinish, tokio::sync::oneshot::Sender<sundial_store::Result<bool>>)>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut stopping = false;
+    loop {
+        let first = if stopping {
+            // Stopping: record what was handed over already, then end (later outcomes are written one by one).
+            match outcomes.try_recv() {
+                Ok(first) => first,
+                Err(_) => return,
+            }
+        } else {
+            tokio::select! {
+                first = outcomes.recv() => match first {
+                    Some(first) => first,
+                    None => return,
+                },
+                _ = stopped.changed() => {
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
+        let mut batch = vec![first];
+        let linger = tokio::time::sleep(OUTCOME_LINGER);
+        tokio::pin!(linger);
+        while batch.len() < OUTCOME_BATCH {
+            tokio::select! {
+                next = outcomes.recv() => match next {
+                    Some(next) => batch.push(next),
+                    None => break,
+                },
+                _ = &mut linger => break,
+            }
+        }
+        let (finishes, replies): (Vec<ExecutionFinish>, Vec<_>) = batch.into_iter().unzip();
+        match engine.store().executions_finish(&finishes).await {
+            Ok(recorded) => {
+                for (reply, recorded) in replies.into_iter().zip(recorded) {
+                    let _ = reply.send(Ok(recorded));
+                }
+            }
+            Err(error) => {
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
         }
     }
 }
@@ -562,27 +665,80 @@ async fn fire_loop(
     }
 }
 
-/// Takes the fired executions in order and starts each as soon as a sandbox worker is free, so that under a burst
-/// they start in the order they fell due (first come, first served) rather than in whatever order tasks get polled.
+/// Most executions one start batch carries.
+const START_BATCH: usize = 64;
+
+/// Takes the fired executions in order, starts them in batches (one store write each) and hands each started one to
+/// a sandbox worker as soon as one is free, so that under a burst they start in the order they fell due (first
+/// come, first served) rather than in whatever order tasks get polled, and no worker waits for a store write.
+///
+/// Executions are started (marked `running`) at most a window of two per worker ahead of a free worker: enough to
+/// keep every worker busy while the next batch is written, few enough that `running` still means a worker is about
+/// to take it. A run cut off by the node's death before its worker took it is abandoned and retried like any other.
 async fn dispatch_loop(
     engine: Engine,
     mut fired: mpsc::UnboundedReceiver<(String, DateTime<Utc>)>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    use futures_util::future::{BoxFuture, FutureExt};
+    use std::collections::VecDeque;
+
+    let window = (engine.shared.pool.stats().workers * 2).max(4);
+    let mut queue: VecDeque<(String, DateTime<Utc>)> = VecDeque::new();
+    let mut ready: VecDeque<sundial_store::Started> = VecDeque::new();
+    let mut starting: Option<BoxFuture<'static, Vec<sundial_store::Started>>> = None;
+    let mut reserving: Option<BoxFuture<'static, Option<sundial_sandbox::Reservation>>> = None;
     loop {
-        let (id, due_at) = tokio::select! {
+        if starting.is_none() && !queue.is_empty() && ready.len() < window {
+            let take = (window - ready.len()).min(queue.len()).min(START_BATCH);
+            let batch: Vec<(String, DateTime<Utc>)> = queue.drain(..take).collect();
+            starting = Some(engine.clone().start_batch(batch).boxed());
+        }
+        if reserving.is_none() && !ready.is_empty() {
+            let pool = engine.shared.pool.clone();
+            reserving = Some(
+                async move {
+                    match pool.reserve().await {
+                        Ok(reservation) => Some(reservation),
+                        Err(error) => {
+                            tracing::error!(%error, "no sandbox worker; started executions wait for one");
+                            None
+                        }
+                    }
+                }
+                .boxed(),
+            );
+        }
+        tokio::select! {
+            biased;
+            _ = stopped.changed() => return,
             next = fired.recv() => match next {
-                Some(next) => next,
+                Some(next) => {
+                    queue.push_back(next);
+                    while let Ok(next) = fired.try_recv() {
+                        queue.push_back(next);
+                    }
+                }
                 None => return,
             },
-            _ = stopped.changed() => return,
-        };
-        let reservation = tokio::select! {
-            reservation = engine.reserve(&id) => reservation,
-            _ = stopped.changed() => return,
-        };
-        if let Some(reservation) = reservation {
-            tokio::spawn(engine.clone().dispatch(id, due_at, reservation));
+            started = async { starting.as_mut().expect("guarded").await }, if starting.is_some() => {
+                starting = None;
+                ready.extend(started);
+            }
+            reservation = async { reserving.as_mut().expect("guarded").await }, if reserving.is_some() => {
+                reserving = None;
+                match (reservation, ready.pop_front()) {
+                    (Some(reservation), Some(started)) => {
+                        let engine = engine.clone();
+                        tokio::spawn(async move { engine.run(started, reservation).await });
+                    }
+                    (None, Some(started)) => {
+                        ready.push_front(started);
+                        tokio::time::sleep(StdDuration::from_millis(100)).await;
+                    }
+                    (_, None) => {}
+                }
+            }
         }
     }
 }

@@ -1030,12 +1030,39 @@ impl Store for PostgresStore {
         Ok(outcome)
     }
 
+    async fn executions_start(
+        &self,
+        starts: &[(String, DateTime<Utc>)],
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<StartOutcome>> {
+        let mut client = self.client().await?;
+        let transaction = PostgresStore::begin(&mut client).await?;
+        let mut outcomes = Vec::with_capacity(starts.len());
+        for (id, now) in starts {
+            outcomes.push(start(&transaction, id, owner, lease_until, *now).await?);
+        }
+        transaction.commit().await.map_err(database)?;
+        Ok(outcomes)
+    }
+
     async fn execution_finish(&self, execution_finish: &ExecutionFinish) -> Result<bool> {
         let mut client = self.client().await?;
         let transaction = PostgresStore::begin(&mut client).await?;
         let finished = finish(&transaction, execution_finish).await?;
         transaction.commit().await.map_err(database)?;
         Ok(finished)
+    }
+
+    async fn executions_finish(&self, finishes: &[ExecutionFinish]) -> Result<Vec<bool>> {
+        let mut client = self.client().await?;
+        let transaction = PostgresStore::begin(&mut client).await?;
+        let mut recorded = Vec::with_capacity(finishes.len());
+        for execution_finish in finishes {
+            recorded.push(finish(&transaction, execution_finish).await?);
+        }
+        transaction.commit().await.map_err(database)?;
+        Ok(recorded)
     }
 
     async fn execution_note(&self, id: &str, note: &str) -> Result<bool> {

@@ -22,6 +22,7 @@ pub const CHECKS: &[&str] = &[
     "occurrence_recorded_once",
     "claim_start_finish",
     "overlap_skip_and_retry",
+    "batched_start_and_finish",
     "delete_cancels_pending",
     "orphans_and_prune",
     "blobs_and_idempotency",
@@ -38,6 +39,7 @@ pub async fn run(name: &str, store: &dyn Store) {
         "occurrence_recorded_once" => occurrence_recorded_once(store).await,
         "claim_start_finish" => claim_start_finish(store).await,
         "overlap_skip_and_retry" => overlap_skip_and_retry(store).await,
+        "batched_start_and_finish" => batched_start_and_finish(store).await,
         "delete_cancels_pending" => delete_cancels_pending(store).await,
         "orphans_and_prune" => orphans_and_prune(store).await,
         "blobs_and_idempotency" => blobs_and_idempotency(store).await,
@@ -434,6 +436,62 @@ async fn overlap_skip_and_retry(store: &dyn Store) {
     assert!(store.execution_finish(&count).await.expect("finish"));
     let job_now = store.job_get("a", &job.id).await.expect("get").expect("job");
     assert_eq!(job_now.consecutive_failures, 1);
+}
+
+async fn batched_start_and_finish(store: &dyn Store) {
+    let (once, once_version) = sample_job(Schedule::Once { execute_at: at(10) });
+    store.job_insert(&once, Some(&once_version)).await.expect("insert job");
+    let (mut recurring, recurring_version) = sample_job(interval());
+    recurring.policy = JobPolicy { overlap: Overlap::Skip, ..JobPolicy::default() };
+    store.job_insert(&recurring, Some(&recurring_version)).await.expect("insert job");
+    let once_slot = slot_execution(&once, at(10));
+    let (first, second) = (slot_execution(&recurring, at(10)), slot_execution(&recurring, at(11)));
+    let records = [
+        OccurrenceRecord {
+            job_id: once.id.clone(),
+            expected_next_run_at: at(10),
+            next_run_at: None,
+            missed: 0,
+            slots: vec![once_slot.clone()],
+        },
+        OccurrenceRecord {
+            job_id: recurring.id.clone(),
+            expected_next_run_at: at(10),
+            next_run_at: Some(at(12)),
+            missed: 0,
+            slots: vec![first.clone(), second.clone()],
+        },
+    ];
+    store.occurrences_record(&records, at(9)).await.expect("record");
+    assert_eq!(store.executions_claim(at(11), "node-1", at(60), at(9), 10).await.expect("claim").len(), 3);
+
+    // One batch: each start sees the ones before it, so the recurring job's second slot overlaps its first.
+    let starts = [
+        (once_slot.id.clone(), at(10)),
+        (first.id.clone(), at(10)),
+        (second.id.clone(), at(11)),
+        ("exe_unknown".to_owned(), at(11)),
+    ];
+    let outcomes = store.executions_start(&starts, "node-1", at(60)).await.expect("start batch");
+    assert_eq!(outcomes.len(), 4);
+    let StartOutcome::Started(started) = &outcomes[0] else { panic!("not started: {:?}", outcomes[0]) };
+    assert_eq!((started.execution.id.as_str(), started.execution.started_at), (once_slot.id.as_str(), Some(at(10))));
+    assert!(matches!(&outcomes[1], StartOutcome::Started(started) if started.execution.id == first.id));
+    assert!(matches!(outcomes[2], StartOutcome::NotRun(ExecutionStatus::Skipped)), "{:?}", outcomes[2]);
+    assert!(matches!(outcomes[3], StartOutcome::Gone), "{:?}", outcomes[3]);
+
+    let finishes = [
+        finish(&once_slot.id, ExecutionStatus::Completed, JobEffect::CompleteOnce, None),
+        finish(&first.id, ExecutionStatus::Completed, JobEffect::ResetFailures, None),
+        finish(&second.id, ExecutionStatus::Completed, JobEffect::None, None),
+    ];
+    let recorded = store.executions_finish(&finishes).await.expect("finish batch");
+    assert_eq!(recorded, [true, true, false], "only running executions are finished");
+    assert_eq!(store.executions_finish(&finishes[..1]).await.expect("finish batch"), [false]);
+    let once_now = store.job_get("a", &once.id).await.expect("get").expect("job");
+    assert_eq!((once_now.active, once_now.status), (false, JobStatus::Completed));
+    let stored = store.execution_get("a", &first.id).await.expect("get").expect("execution");
+    assert_eq!(stored.status, ExecutionStatus::Completed);
 }
 
 async fn delete_cancels_pending(store: &dyn Store) {

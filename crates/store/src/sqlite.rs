@@ -2,7 +2,15 @@
 //!
 //! Every [`Store`] call becomes a closure sent to the writer thread, which runs it inside one `BEGIN IMMEDIATE`
 //! transaction on its own connection, so two writers never deadlock on a lock upgrade and each call is atomic.
-//! `synchronous=FULL`: a committed slot or message survives a power cut.
+//!
+//! Durability comes in two kinds. What a client is told is stored (jobs, versions, triggers, user data, messages
+//! and their deliveries, recorded slots) waits for the disk (`synchronous=FULL`): it survives a power cut. The
+//! bookkeeping of executions (claims, starts, outcomes, leases) does not wait: a start sits on the path of every run,
+//! and an fsync there would cost more than the run. Such a commit reaches the disk with the next commit that waits
+//! (SQLite's WAL is one file written in order), or within [`LAZY_SYNC`] when the writer syncs the WAL itself. A
+//! power cut can therefore lose the last few milliseconds of bookkeeping, never anything acknowledged: a lost start
+//! or outcome leaves its execution pending or running, and it runs again (execution is at-least-once; a message a
+//! run sent is stored durably and is never sent twice for one occurrence).
 //!
 //! Jobs and versions are stored compactly (ids as bytes, each code text once, no copies of what a version shares
 //! with its job): `sqlite_v6` describes the layout, `sqlite_encoding` the packing of values.
@@ -31,6 +39,24 @@ use crate::{
 /// One call of the store on the writer thread: runs inside the batch's transaction (in a savepoint of its own), or
 /// is told the transaction could not begin, and returns what to do once the batch's commit outcome is known.
 type Command = Box<dyn FnOnce(std::result::Result<&Transaction<'_>, StoreError>) -> Completion + Send>;
+
+/// Whether a call's commit waits for the disk (see the module documentation).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Durability {
+    /// The commit is on disk when the call answers.
+    Flush,
+    /// The commit reaches the disk with the next flushed commit, or within [`LAZY_SYNC`].
+    Lazy,
+}
+
+/// A call as the writer thread receives it.
+struct Queued {
+    durability: Durability,
+    command: Command,
+}
+
+/// How long a commit that did not wait for the disk may stay unsynced.
+const LAZY_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
 /// Delivers a call's answer once its batch committed (or failed to).
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
@@ -45,7 +71,7 @@ const IDLE_BEFORE_TRUNCATE: std::time::Duration = std::time::Duration::from_mill
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
-    sender: mpsc::Sender<Command>,
+    sender: mpsc::Sender<Queued>,
 }
 
 /// One schema migration: SQL, or code for a conversion SQL cannot express.
@@ -231,7 +257,7 @@ impl SqliteStore {
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
-        let (sender, receiver) = mpsc::channel::<Command>();
+        let (sender, receiver) = mpsc::channel::<Queued>();
         std::thread::Builder::new()
             .name("sundial-sqlite".into())
             .spawn(move || run_writer(connection, receiver, &wal))
@@ -239,8 +265,26 @@ impl SqliteStore {
         Ok(SqliteStore { sender })
     }
 
-    /// Runs `work` in one immediate transaction on the writer thread.
+    /// Runs `work` in one immediate transaction on the writer thread; answers once the commit is on disk.
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        self.queue(Durability::Flush, work).await
+    }
+
+    /// Like [`SqliteStore::write`], for the bookkeeping of executions: answers once the commit is in the WAL, which
+    /// reaches the disk shortly after.
+    pub(crate) async fn write_lazy<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        self.queue(Durability::Lazy, work).await
+    }
+
+    async fn queue<T, F>(&self, durability: Durability, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
@@ -255,61 +299,270 @@ impl SqliteStore {
                 let _ = reply.send(commit.and(outcome));
             })
         });
-        self.sender.send(command).map_err(|_| StoreError::Closed)?;
+        self.sender.send(Queued { durability, command }).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
+/// Starts one claimed execution (see [`Store::execution_start`]).
+fn start_execution(
+    transaction: &Transaction<'_>,
+    id: &str,
+    owner: &str,
+    lease_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<StartOutcome> {
+    let now_ms = millis(now);
+    let Some(execution) = get_execution(transaction, id)? else { return Ok(StartOutcome::Gone) };
+    if execution.status != ExecutionStatus::Pending {
+        return Ok(StartOutcome::Gone);
+    }
+    let lease_owner: Option<String> = transaction
+        .query_row_cached("SELECT lease_owner FROM executions WHERE id = ?1", [&id], |row| row.get(0))
+        .map_err(database)?;
+    if lease_owner.as_deref().is_some_and(|holder| holder != owner) {
+        return Ok(StartOutcome::Gone);
+    }
+    let finish_without_run = |status: ExecutionStatus| -> Result<StartOutcome> {
+        transaction
+            .execute_cached(
+                "UPDATE executions SET status = ?2, started_at = ?3, completed_at = ?3, lease_owner = NULL \
+                     WHERE id = ?1",
+                params![id, status.as_str(), now_ms],
+            )
+            .map_err(database)?;
+        Ok(StartOutcome::NotRun(status))
+    };
+    let job = get_job(transaction, &execution.job_id)?;
+    let Some(job) = job else { return finish_without_run(ExecutionStatus::Cancelled) };
+    let scheduled = execution.trigger != Trigger::Manual;
+    if scheduled && !job.active {
+        return finish_without_run(ExecutionStatus::Cancelled);
+    }
+    if execution.trigger == Trigger::Schedule {
+        let running: i64 = transaction
+            .prepare_cached("SELECT COUNT(*) FROM executions WHERE job_id = ?1 AND status = 'running'")
+            .and_then(|mut statement| statement.query_row([&job.id], |row| row.get(0)))
+            .map_err(database)?;
+        if running > 0 {
+            match job.policy.overlap {
+                sundial_core::policy::Overlap::Allow => {}
+                sundial_core::policy::Overlap::Skip => return finish_without_run(ExecutionStatus::Skipped),
+                sundial_core::policy::Overlap::QueueOne => {
+                    let waiting_before: i64 = transaction
+                        .query_row_cached(
+                            "SELECT COUNT(*) FROM executions WHERE job_id = ?1 AND status = 'pending' \
+                                 AND trigger = 'schedule' AND id != ?2 AND due_at <= ?3",
+                            params![job.id, id, millis(execution.due_at)],
+                            |row| row.get(0),
+                        )
+                        .map_err(database)?;
+                    if waiting_before > 0 {
+                        return finish_without_run(ExecutionStatus::Skipped);
+                    }
+                    return Ok(StartOutcome::Busy);
+                }
+            }
+        }
+    }
+    let Some(version) = get_version(transaction, &execution.job_id, &execution.version_id)? else {
+        return finish_without_run(ExecutionStatus::Cancelled);
+    };
+    transaction
+        .execute_cached(
+            "UPDATE executions SET status = 'running', started_at = ?2, lease_owner = ?3, lease_until = ?4 \
+                 WHERE id = ?1",
+            params![id, now_ms, owner, millis(lease_until)],
+        )
+        .map_err(database)?;
+    transaction
+        .execute_cached("UPDATE jobs SET last_run_at = ?2 WHERE id = ?1", params![pack_job_id(&job.id), now_ms])
+        .map_err(database)?;
+    let mut execution = execution;
+    execution.status = ExecutionStatus::Running;
+    execution.started_at = Some(now);
+    let mut job = job;
+    job.last_run_at = Some(now);
+    let versions = list_versions(transaction, &job.id)?;
+    Ok(StartOutcome::Started(Box::new(Started { execution, job, version, versions })))
+}
+
+/// Records one final outcome (see [`Store::execution_finish`]).
+fn finish_execution(transaction: &Transaction<'_>, finish: &ExecutionFinish) -> Result<bool> {
+    let completed_at = millis(finish.completed_at);
+    let updated = transaction
+        .prepare_cached(
+            "UPDATE executions SET status = ?2, result = ?3, error = ?4, logs = ?5, completed_at = ?6, \
+                 duration_ms = ?7, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = ?1 AND status = 'running' AND (?8 IS NULL OR lease_owner = ?8) \
+                 RETURNING job_id",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_row(
+                    params![
+                        finish.id,
+                        finish.status.as_str(),
+                        finish.result.as_ref().map(to_json),
+                        finish.error,
+                        to_json(&finish.logs),
+                        completed_at,
+                        finish.duration_ms,
+                        finish.lease_owner,
+                    ],
+                    |row| row.get::<_, String>(0),
+                )
+                .optional()
+        })
+        .map_err(database)?;
+    let Some(job_id) = updated else { return Ok(false) };
+    let active: Option<bool> = transaction
+        .query_row_cached("SELECT active FROM jobs WHERE id = ?1", [pack_job_id(&job_id)], |row| row.get(0))
+        .optional()
+        .map_err(database)?;
+    if let Some(retry) = &finish.retry {
+        if active.is_some_and(|active| active || retry.trigger == Trigger::Manual) {
+            insert_execution(transaction, retry)?;
+        }
+    }
+    if active.is_some() {
+        let statement = match finish.job_effect {
+            JobEffect::None => None,
+            JobEffect::ResetFailures => Some("UPDATE jobs SET consecutive_failures = 0 WHERE id = ?1"),
+            JobEffect::CountFailure => {
+                Some("UPDATE jobs SET consecutive_failures = consecutive_failures + 1 WHERE id = ?1")
+            }
+            JobEffect::AutoPause => Some(
+                "UPDATE jobs SET consecutive_failures = consecutive_failures + 1, active = 0, \
+                     status = 'failed', next_run_at = NULL, updated_at = ?2 WHERE id = ?1",
+            ),
+            JobEffect::CompleteOnce => Some(
+                "UPDATE jobs SET active = 0, status = 'completed', next_run_at = NULL, updated_at = ?2 \
+                     WHERE id = ?1 AND active = 1",
+            ),
+            JobEffect::FailOnce => Some(
+                "UPDATE jobs SET active = 0, status = 'failed', next_run_at = NULL, \
+                     consecutive_failures = consecutive_failures + 1, updated_at = ?2 WHERE id = ?1 AND active = 1",
+            ),
+        };
+        if let Some(statement) = statement {
+            let needs_time = statement.contains("?2");
+            let outcome = if needs_time {
+                transaction.execute_cached(statement, params![pack_job_id(&job_id), completed_at])
+            } else {
+                transaction.execute_cached(statement, params![pack_job_id(&job_id)])
+            };
+            outcome.map_err(database)?;
+        }
+    }
+    Ok(true)
+}
+
 /// The writer thread: takes every call waiting (up to [`MAX_BATCH`]) and runs them in one `BEGIN IMMEDIATE`
-/// transaction — group commit: one fsync for the batch — then answers each call with the commit's outcome. A call
-/// that fails rolls back its own savepoint only.
+/// transaction — group commit: one fsync for the batch, none when no call of the batch needs one — then answers
+/// each call with the commit's outcome. A call that fails rolls back its own savepoint only.
 ///
 /// SQLite checkpoints the WAL into the database every 1,000 pages but keeps the file at its largest size, and a big
 /// batch of jobs leaves a WAL as large as itself: once the WAL file (at `wal`) passes [`WAL_TRUNCATE_BYTES`], the
 /// writer empties it when it has had nothing to do for [`IDLE_BEFORE_TRUNCATE`].
-fn run_writer(mut connection: Connection, receiver: mpsc::Receiver<Command>, wal: &Path) {
+fn run_writer(mut connection: Connection, receiver: mpsc::Receiver<Queued>, wal: &Path) {
     let mut wal_to_truncate = false;
+    let mut synchronous = Durability::Flush;
+    // When the oldest commit that has not reached the disk was made.
+    let mut unsynced_since: Option<std::time::Instant> = None;
     loop {
-        let first = if wal_to_truncate {
-            match receiver.recv_timeout(IDLE_BEFORE_TRUNCATE) {
-                Ok(command) => command,
+        let sync_in = unsynced_since.map(|since| LAZY_SYNC.saturating_sub(since.elapsed()));
+        let wait = match (sync_in, wal_to_truncate) {
+            (Some(sync), true) => Some(sync.min(IDLE_BEFORE_TRUNCATE)),
+            (Some(sync), false) => Some(sync),
+            (None, true) => Some(IDLE_BEFORE_TRUNCATE),
+            (None, false) => None,
+        };
+        let first = match wait {
+            Some(wait) => match receiver.recv_timeout(wait) {
+                Ok(queued) => queued,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    truncate_wal(&connection);
-                    wal_to_truncate = false;
+                    if unsynced_since.is_some_and(|since| since.elapsed() >= LAZY_SYNC) {
+                        sync_wal(wal);
+                        unsynced_since = None;
+                    } else if wal_to_truncate {
+                        truncate_wal(&connection);
+                        wal_to_truncate = false;
+                        unsynced_since = None;
+                    }
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        } else {
-            match receiver.recv() {
-                Ok(command) => command,
+            },
+            None => match receiver.recv() {
+                Ok(queued) => queued,
                 Err(_) => break,
-            }
+            },
         };
-        let mut commands = vec![first];
-        while commands.len() < MAX_BATCH {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
-                Ok(command) => commands.push(command),
+                Ok(queued) => batch.push(queued),
                 Err(_) => break,
             }
         }
-        match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
+        let durability = if batch.iter().any(|queued| queued.durability == Durability::Flush) {
+            Durability::Flush
+        } else {
+            Durability::Lazy
+        };
+        if durability != synchronous {
+            let pragma = match durability {
+                Durability::Flush => "PRAGMA synchronous = FULL",
+                Durability::Lazy => "PRAGMA synchronous = NORMAL",
+            };
+            if connection.execute_batch(pragma).is_ok() {
+                synchronous = durability;
+            }
+        }
+        let committed = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(transaction) => {
                 let completions: Vec<Completion> =
-                    commands.into_iter().map(|command| command(Ok(&transaction))).collect();
+                    batch.into_iter().map(|queued| (queued.command)(Ok(&transaction))).collect();
                 let commit = transaction.commit().map_err(database);
+                let committed = commit.is_ok();
                 for completion in completions {
                     completion(commit.clone());
                 }
+                committed
             }
             Err(error) => {
                 let error = database(error);
-                for command in commands {
-                    command(Err(error.clone()))(Ok(()));
+                for queued in batch {
+                    (queued.command)(Err(error.clone()))(Ok(()));
+                }
+                false
+            }
+        };
+        if committed {
+            match synchronous {
+                // A commit that waited for the disk took every earlier commit of the WAL with it.
+                Durability::Flush => unsynced_since = None,
+                Durability::Lazy => {
+                    let since = *unsynced_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= LAZY_SYNC {
+                        sync_wal(wal);
+                        unsynced_since = None;
+                    }
                 }
             }
         }
         wal_to_truncate = std::fs::metadata(wal).is_ok_and(|metadata| metadata.len() > WAL_TRUNCATE_BYTES);
+    }
+    if unsynced_since.is_some() {
+        sync_wal(wal);
+    }
+}
+
+/// Flushes the WAL file to disk: the commits made without waiting for the disk are durable afterwards.
+fn sync_wal(wal: &Path) {
+    if let Err(error) = std::fs::File::open(wal).and_then(|file| file.sync_data()) {
+        tracing::warn!(%error, "cannot sync the database's WAL file");
     }
 }
 
@@ -1440,7 +1693,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Execution>> {
         let owner = owner.to_owned();
-        self.write(move |transaction| {
+        self.write_lazy(move |transaction| {
             let mut statement = transaction
                 .prepare_cached(&format!(
                     "UPDATE executions SET lease_owner = ?2, lease_until = ?3 WHERE id IN ( \
@@ -1470,158 +1723,38 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<StartOutcome> {
         let (id, owner) = (id.to_owned(), owner.to_owned());
-        self.write(move |transaction| {
-            let now_ms = millis(now);
-            let Some(execution) = get_execution(transaction, &id)? else { return Ok(StartOutcome::Gone) };
-            if execution.status != ExecutionStatus::Pending {
-                return Ok(StartOutcome::Gone);
-            }
-            let lease_owner: Option<String> = transaction
-                .query_row_cached("SELECT lease_owner FROM executions WHERE id = ?1", [&id], |row| row.get(0))
-                .map_err(database)?;
-            if lease_owner.as_deref().is_some_and(|holder| holder != owner) {
-                return Ok(StartOutcome::Gone);
-            }
-            let finish_without_run = |status: ExecutionStatus| -> Result<StartOutcome> {
-                transaction
-                    .execute_cached(
-                        "UPDATE executions SET status = ?2, started_at = ?3, completed_at = ?3, lease_owner = NULL \
-                         WHERE id = ?1",
-                        params![id, status.as_str(), now_ms],
-                    )
-                    .map_err(database)?;
-                Ok(StartOutcome::NotRun(status))
-            };
-            let job = get_job(transaction, &execution.job_id)?;
-            let Some(job) = job else { return finish_without_run(ExecutionStatus::Cancelled) };
-            let scheduled = execution.trigger != Trigger::Manual;
-            if scheduled && !job.active {
-                return finish_without_run(ExecutionStatus::Cancelled);
-            }
-            if execution.trigger == Trigger::Schedule {
-                let running: i64 = transaction
-                    .prepare_cached("SELECT COUNT(*) FROM executions WHERE job_id = ?1 AND status = 'running'")
-                    .and_then(|mut statement| statement.query_row([&job.id], |row| row.get(0)))
-                    .map_err(database)?;
-                if running > 0 {
-                    match job.policy.overlap {
-                        sundial_core::policy::Overlap::Allow => {}
-                        sundial_core::policy::Overlap::Skip => return finish_without_run(ExecutionStatus::Skipped),
-                        sundial_core::policy::Overlap::QueueOne => {
-                            let waiting_before: i64 = transaction
-                                .query_row_cached(
-                                    "SELECT COUNT(*) FROM executions WHERE job_id = ?1 AND status = 'pending' \
-                                     AND trigger = 'schedule' AND id != ?2 AND due_at <= ?3",
-                                    params![job.id, id, millis(execution.due_at)],
-                                    |row| row.get(0),
-                                )
-                                .map_err(database)?;
-                            if waiting_before > 0 {
-                                return finish_without_run(ExecutionStatus::Skipped);
-                            }
-                            return Ok(StartOutcome::Busy);
-                        }
-                    }
-                }
-            }
-            let Some(version) = get_version(transaction, &execution.job_id, &execution.version_id)? else {
-                return finish_without_run(ExecutionStatus::Cancelled);
-            };
-            transaction
-                .execute_cached(
-                    "UPDATE executions SET status = 'running', started_at = ?2, lease_owner = ?3, lease_until = ?4 \
-                     WHERE id = ?1",
-                    params![id, now_ms, owner, millis(lease_until)],
-                )
-                .map_err(database)?;
-            transaction
-                .execute_cached("UPDATE jobs SET last_run_at = ?2 WHERE id = ?1", params![pack_job_id(&job.id), now_ms])
-                .map_err(database)?;
-            let mut execution = execution;
-            execution.status = ExecutionStatus::Running;
-            execution.started_at = Some(now);
-            let mut job = job;
-            job.last_run_at = Some(now);
-            let versions = list_versions(transaction, &job.id)?;
-            Ok(StartOutcome::Started(Box::new(Started { execution, job, version, versions })))
+        self.write_lazy(move |transaction| start_execution(transaction, &id, &owner, lease_until, now)).await
+    }
+
+    async fn executions_start(
+        &self,
+        starts: &[(String, DateTime<Utc>)],
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<StartOutcome>> {
+        let (starts, owner) = (starts.to_vec(), owner.to_owned());
+        self.write_lazy(move |transaction| {
+            starts.iter().map(|(id, now)| start_execution(transaction, id, &owner, lease_until, *now)).collect()
         })
         .await
     }
 
     async fn execution_finish(&self, finish: &ExecutionFinish) -> Result<bool> {
         let finish = finish.clone();
-        self.write(move |transaction| {
-            let completed_at = millis(finish.completed_at);
-            let updated = transaction
-                .prepare_cached(
-                    "UPDATE executions SET status = ?2, result = ?3, error = ?4, logs = ?5, completed_at = ?6, \
-                     duration_ms = ?7, lease_owner = NULL, lease_until = NULL \
-                     WHERE id = ?1 AND status = 'running' AND (?8 IS NULL OR lease_owner = ?8) \
-                     RETURNING job_id",
-                )
-                .and_then(|mut statement| {
-                    statement
-                        .query_row(
-                            params![
-                                finish.id,
-                                finish.status.as_str(),
-                                finish.result.as_ref().map(to_json),
-                                finish.error,
-                                to_json(&finish.logs),
-                                completed_at,
-                                finish.duration_ms,
-                                finish.lease_owner,
-                            ],
-                            |row| row.get::<_, String>(0),
-                        )
-                        .optional()
-                })
-                .map_err(database)?;
-            let Some(job_id) = updated else { return Ok(false) };
-            let job = get_job(transaction, &job_id)?;
-            if let Some(retry) = &finish.retry {
-                if job.as_ref().is_some_and(|job| job.active || retry.trigger == Trigger::Manual) {
-                    insert_execution(transaction, retry)?;
-                }
-            }
-            if job.is_some() {
-                let statement = match finish.job_effect {
-                    JobEffect::None => None,
-                    JobEffect::ResetFailures => Some("UPDATE jobs SET consecutive_failures = 0 WHERE id = ?1"),
-                    JobEffect::CountFailure => {
-                        Some("UPDATE jobs SET consecutive_failures = consecutive_failures + 1 WHERE id = ?1")
-                    }
-                    JobEffect::AutoPause => Some(
-                        "UPDATE jobs SET consecutive_failures = consecutive_failures + 1, active = 0, \
-                         status = 'failed', next_run_at = NULL, updated_at = ?2 WHERE id = ?1",
-                    ),
-                    JobEffect::CompleteOnce => Some(
-                        "UPDATE jobs SET active = 0, status = 'completed', next_run_at = NULL, updated_at = ?2 \
-                         WHERE id = ?1 AND active = 1",
-                    ),
-                    JobEffect::FailOnce => Some(
-                        "UPDATE jobs SET active = 0, status = 'failed', next_run_at = NULL, \
-                         consecutive_failures = consecutive_failures + 1, updated_at = ?2 WHERE id = ?1 AND active = 1",
-                    ),
-                };
-                if let Some(statement) = statement {
-                    let needs_time = statement.contains("?2");
-                    let outcome = if needs_time {
-                        transaction.execute_cached(statement, params![pack_job_id(&job_id), completed_at])
-                    } else {
-                        transaction.execute_cached(statement, params![pack_job_id(&job_id)])
-                    };
-                    outcome.map_err(database)?;
-                }
-            }
-            Ok(true)
+        self.write_lazy(move |transaction| finish_execution(transaction, &finish)).await
+    }
+
+    async fn executions_finish(&self, finishes: &[ExecutionFinish]) -> Result<Vec<bool>> {
+        let finishes = finishes.to_vec();
+        self.write_lazy(move |transaction| {
+            finishes.iter().map(|finish| finish_execution(transaction, finish)).collect()
         })
         .await
     }
 
     async fn execution_note(&self, id: &str, note: &str) -> Result<bool> {
         let (id, note) = (id.to_owned(), note.to_owned());
-        self.write(move |transaction| {
+        self.write_lazy(move |transaction| {
             let changed = transaction
                 .execute_cached(
                     "UPDATE executions SET error = COALESCE(error || char(10), '') || ?2 \
@@ -1636,7 +1769,7 @@ impl Store for SqliteStore {
 
     async fn executions_heartbeat(&self, owner: &str, lease_until: DateTime<Utc>) -> Result<u64> {
         let owner = owner.to_owned();
-        self.write(move |transaction| {
+        self.write_lazy(move |transaction| {
             transaction
                 .execute_cached(
                     "UPDATE executions SET lease_until = ?2 WHERE lease_owner = ?1 AND status = 'running'",
@@ -1665,7 +1798,7 @@ impl Store for SqliteStore {
 
     async fn executions_release_claims(&self, owner: &str) -> Result<u64> {
         let owner = owner.to_owned();
-        self.write(move |transaction| {
+        self.write_lazy(move |transaction| {
             transaction
                 .execute_cached(
                     "UPDATE executions SET lease_owner = NULL, lease_until = NULL \
@@ -1749,7 +1882,7 @@ impl Store for SqliteStore {
     }
 
     async fn executions_prune(&self, before: DateTime<Utc>, keep: usize) -> Result<u64> {
-        self.write(move |transaction| {
+        self.write_lazy(move |transaction| {
             transaction
                 .execute_cached(
                     "DELETE FROM executions WHERE id IN ( \

@@ -200,7 +200,12 @@ pub(crate) fn compile(name: &str, source: &str) -> Result<Vec<u8>, String> {
 pub(crate) unsafe fn load_default(ctx: *mut JSContext, name: &str, bytecode: &[u8]) -> Result<JSValue, String> {
     // SAFETY: the bytecode was written by `compile` in this very process, from our own source.
     unsafe {
-        let read = qjs::JS_ReadObject(ctx, bytecode.as_ptr(), bytecode.len() as qjs::size_t, qjs::JS_READ_OBJ_BYTECODE as c_int);
+        let read = qjs::JS_ReadObject(
+            ctx,
+            bytecode.as_ptr(),
+            bytecode.len() as qjs::size_t,
+            qjs::JS_READ_OBJ_BYTECODE as c_int,
+        );
         let Some((module, evaluated)) = evaluate(ctx, read) else {
             return Err(format!("{name} does not load: {}", js::take_exception(ctx)));
         };
