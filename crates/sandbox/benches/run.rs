@@ -60,7 +60,8 @@ fn request(code: &str, i: u64) -> RunRequest {
                 "retryCount": 0,
                 "trigger": "schedule",
             },
-        }),
+        })
+        .to_string(),
         env: [("API_BASE".to_owned(), "https://example.test".to_owned())].into(),
         timeout: Duration::from_secs(5),
         // A function job (the default kind), started at once.

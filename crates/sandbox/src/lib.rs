@@ -23,9 +23,10 @@
 //!
 //! # Protocol
 //!
-//! Frames in both directions are a `u32` big-endian length followed by that many bytes of JSON (one message,
-//! internally tagged by `"type"`). JSON payloads that job code produces or receives (results, host-call
-//! arguments and answers, the job object) travel as JSON *text* inside the frame, parsed only where they are used.
+//! Frames in both directions are a `u32` big-endian length followed by that many bytes of JSON: one message, tagged
+//! by `"type"` (the pool's messages carry their fields in `"body"`). JSON payloads that job code produces or
+//! receives (results, host-call arguments and answers) travel as JSON *text* inside the frame, parsed only where
+//! they are used; the job object of a run travels as raw JSON.
 //!
 //! ```text
 //! server → worker  setup     {memoryLimitBytes, maxLogLines, …}        once, first: the limits of every run
@@ -184,14 +185,15 @@ impl Default for Limits {
 
 /// One execution to run.
 ///
-/// `Default` gives empty code of [`CodeKind::Function`], a `null` job, no variables and a zero timeout: set at least
-/// `code` and `timeout`.
+/// `Default` gives empty code of [`CodeKind::Function`], an empty job text (read as `null`), no variables and a zero
+/// timeout: set at least `code` and `timeout`.
 #[derive(Clone, Debug, Default)]
 pub struct RunRequest {
     /// JS source: of a function for [`CodeKind::Function`], of a whole job file for [`CodeKind::Module`].
     pub code: String,
-    /// The job object: `{id, name, metadata, activeVersion, data, userId?, execution: {…}}`.
-    pub job: serde_json::Value,
+    /// The job object as JSON text: `{id, name, metadata, activeVersion, data?, userId?, execution: {…}}`. Without
+    /// `data`, the job's `data` (the full Job) is asked of the host (`job.data`) the first time job code reads it.
+    pub job: String,
     /// The agent's variables, readable with `env(key)`.
     pub env: BTreeMap<String, String>,
     /// How long the run may take (at most [`MAX_TIMEOUT`]), loading a module included.
@@ -266,6 +268,7 @@ pub struct LogLine {
 /// | method | args | answer |
 /// |---|---|---|
 /// | `job.user` | `{jobId}` | the user `{userId, …fields}` (an `Err` when the job has no user context) |
+/// | `job.data` | `{jobId}` | the Job, as `Jobs.getJob` answers it (asked once, when job code first reads `job.data`) |
 /// | `user.send` | `{userId, messages}` | anything (the job sees `true`) |
 /// | `user.update` | `{userId, data}` | the updated user |
 /// | `User.get` | `{userId}` | the user, or `null` |

@@ -204,7 +204,7 @@ impl Pool {
             code,
             kind,
             true,
-            "null".into(),
+            serde_json::value::RawValue::from_string("null".to_owned()).expect("null is JSON"),
             BTreeMap::new(),
             timeout,
         ))) {
@@ -224,7 +224,7 @@ impl Pool {
         code: String,
         kind: CodeKind,
         describe: bool,
-        job: String,
+        job: Box<serde_json::value::RawValue>,
         env: BTreeMap<String, String>,
         timeout: Duration,
     ) -> RunMessage {
@@ -458,7 +458,11 @@ impl Reservation {
         let timeout = request.timeout.min(crate::MAX_TIMEOUT);
         let delay = request.start_at.map(|at| at.saturating_duration_since(started)).unwrap_or_default();
         let delay = delay.min(crate::MAX_START_DELAY);
-        let job = request.job.to_string();
+        let text = if request.job.trim().is_empty() { "null".to_owned() } else { request.job };
+        let job = match serde_json::value::RawValue::from_string(text) {
+            Ok(job) => job,
+            Err(e) => return Outcome::failed(format!("the job object is not JSON: {e}"), Vec::new(), started),
+        };
         let mut message = self.pool.run_message(request.code, request.kind, false, job, request.env, timeout);
         message.start_delay_us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
         let message = match protocol::encode(&ToWorker::Run(message)) {

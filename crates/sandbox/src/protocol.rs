@@ -21,9 +21,10 @@ pub(crate) const MAX_HOST_REPLY_BYTES: usize = 32 * 1024 * 1024;
 /// Error texts are cut to this many bytes.
 pub(crate) const MAX_ERROR_BYTES: usize = 64 * 1024;
 
-/// A message from the pool to a worker.
+/// A message from the pool to a worker: `{"type": …, "body": {…}}`, the tag first, so that the job object of a run
+/// can pass through as raw JSON (it is neither escaped into a string nor parsed on the way).
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", content = "body", rename_all = "snake_case")]
 pub(crate) enum ToWorker {
     /// The worker's limits, sent once, first: the worker builds its world with them, then says hello.
     Setup(Setup),
@@ -78,8 +79,8 @@ pub(crate) struct RunMessage {
     pub kind: CodeKind,
     /// Evaluate the module and answer its job definition (without `execute`) instead of running the job.
     pub describe: bool,
-    /// The job object as JSON text.
-    pub job: String,
+    /// The job object, as JSON carried as is.
+    pub job: Box<serde_json::value::RawValue>,
     pub env: BTreeMap<String, String>,
     pub timeout_ms: u64,
     /// How long after receiving the message the job's code starts (microseconds; the setup is done meanwhile).

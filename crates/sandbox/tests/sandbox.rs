@@ -43,6 +43,7 @@ impl Host for FakeHost {
                     "active": true,
                 })),
                 "job.deactivate" => Ok(json!({ "id": args["jobId"], "name": "reminder", "active": false })),
+                "job.data" => Ok(json!({ "id": args["jobId"], "name": "reminder", "active": true, "versions": [] })),
                 "fetch" => Ok(json!({
                     "url": args["args"][0],
                     "status": 201,
@@ -98,7 +99,7 @@ fn job() -> Value {
 fn request(code: &str) -> RunRequest {
     RunRequest {
         code: code.to_owned(),
-        job: job(),
+        job: job().to_string(),
         env: [("API_BASE".to_owned(), "https://example.test".to_owned())].into(),
         timeout: Duration::from_secs(5),
         kind: CodeKind::Function,
@@ -1155,4 +1156,29 @@ async fn a_run_that_hits_a_limit_does_not_cost_the_worker() {
                 return [typeof mark, a.length]; }";
     assert_completed(&run(&pool, code).await, json!(["undefined", 1000]));
     assert_eq!(pool.stats().restarts, 0);
+}
+
+#[tokio::test]
+async fn job_data_is_asked_of_the_host_when_first_read() {
+    let pool = pool(1).await;
+    let host = Arc::new(FakeHost::default());
+    let mut without_data = job();
+    without_data.as_object_mut().unwrap().remove("data");
+    let code = "async (job) => { const keys = Object.keys(job); const first = job.data; const again = job.data; \
+                const user = await job.user(); job.data = 5; \
+                return [keys, first.active, first === again, user.name, job.data, JSON.stringify(job).length > 0]; }";
+    let lazy = RunRequest { job: without_data.to_string(), ..request(code) };
+    let outcome = pool.run(lazy, host.clone()).await;
+    assert_completed(
+        &outcome,
+        json!([["id", "name", "metadata", "activeVersion", "data", "execution"], true, true, "Ann", 5, true]),
+    );
+    let methods: Vec<String> = host.calls().into_iter().map(|(method, _)| method).collect();
+    assert_eq!(methods, ["job.data", "job.user"], "job.data is asked once, when first read");
+    assert_eq!(host.calls()[0].1, json!({ "jobId": "job_1" }));
+    // A job that never reads it never asks.
+    let host = Arc::new(FakeHost::default());
+    let lazy = RunRequest { job: without_data.to_string(), ..request("(job) => job.name") };
+    assert_completed(&pool.run(lazy, host.clone()).await, json!("reminder"));
+    assert!(host.calls().is_empty());
 }

@@ -163,6 +163,8 @@ impl ExecutionHost {
                 let created = engine.create_job(&self.caller, new).await.map_err(message)?;
                 Ok(created.view())
             }
+            // The running job's `data`, asked when job code first reads it.
+            "job.data" => Ok(engine.job_detail(&self.agent(), &job_id()?).await.map_err(message)?.view()),
             "Jobs.getJob" => Ok(engine.job_detail(&self.agent(), &job_id()?).await.map_err(message)?.view()),
             "Jobs.getAll" => {
                 let include_dynamic = args.get("includeDynamic").and_then(Value::as_bool).unwrap_or(false);

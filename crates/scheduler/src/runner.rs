@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sundial_core::policy::{Misfire, MAX_CATCH_UP_RUNS};
 use sundial_core::{after_outcome, Execution, ExecutionStatus, Job, JobVersion, LogLine, Trigger};
 use sundial_sandbox::{OutcomeStatus, RunRequest};
@@ -299,7 +299,7 @@ impl Engine {
     }
 
     async fn run(&self, started: sundial_store::Started, reservation: sundial_sandbox::Reservation) {
-        let sundial_store::Started { execution, job, version, versions } = started;
+        let sundial_store::Started { execution, job, version, .. } = started;
         let started = execution.started_at.unwrap_or_else(|| self.now());
         if execution.trigger == Trigger::Schedule {
             let lateness = (started - execution.due_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
@@ -311,7 +311,7 @@ impl Engine {
         let ahead = (started - self.now()).clamp(Duration::zero(), self.config().fire_lead);
         let request = RunRequest {
             code: version.code.clone(),
-            job: sandbox_job(&job, &version, &versions, &execution),
+            job: sandbox_job(self, &job, &version, &execution),
             env: (*env).clone(),
             timeout: StdDuration::from_secs(u64::from(version.timeout_seconds)),
             kind: match version.kind {
@@ -565,24 +565,45 @@ fn jitter_of(id: &str) -> f64 {
     (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The `job` object job code receives (SPEC §5).
-fn sandbox_job(job: &Job, version: &JobVersion, versions: &[JobVersion], execution: &Execution) -> Value {
-    let data = sundial_core::wire::job_view(job, versions, None);
-    json!({
-        "id": job.id,
-        "name": job.name,
-        "metadata": job.metadata,
-        "activeVersion": sundial_core::wire::version_view(version, job.active_version_id.as_deref()),
-        "data": data,
-        "userId": job.user_id,
-        "execution": {
-            "id": execution.id,
-            "occurrenceId": execution.occurrence_id,
-            "scheduledFor": execution.scheduled_for.map(sundial_core::wire::instant),
-            "retryCount": execution.retry_count,
-            "trigger": execution.trigger.as_str(),
+/// The `job` object job code receives (SPEC §5), as JSON text. Its `data` (the full Job) is left out: the sandbox asks
+/// for it (`job.data`) only when job code reads it, which few jobs do; building it for every run cost more than the
+/// run. The active version's view is the engine's cached text.
+fn sandbox_job(engine: &Engine, job: &Job, version: &JobVersion, execution: &Execution) -> String {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct SandboxJob<'a> {
+        id: &'a str,
+        name: &'a str,
+        metadata: &'a sundial_core::JsonObject,
+        active_version: &'a serde_json::value::RawValue,
+        user_id: Option<&'a str>,
+        execution: SandboxExecution<'a>,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct SandboxExecution<'a> {
+        id: &'a str,
+        occurrence_id: &'a str,
+        scheduled_for: Option<String>,
+        retry_count: u32,
+        trigger: &'a str,
+    }
+    let active_version = engine.version_json(version, job.active_version_id.as_deref());
+    let object = SandboxJob {
+        id: &job.id,
+        name: &job.name,
+        metadata: &job.metadata,
+        active_version: &active_version,
+        user_id: job.user_id.as_deref(),
+        execution: SandboxExecution {
+            id: &execution.id,
+            occurrence_id: &execution.occurrence_id,
+            scheduled_for: execution.scheduled_for.map(sundial_core::wire::instant),
+            retry_count: execution.retry_count,
+            trigger: execution.trigger.as_str(),
         },
-    })
+    };
+    serde_json::to_string(&object).unwrap_or_else(|_| "null".to_owned())
 }
 
 /// Records slots and claims executions, handing what it claimed to the timer.
@@ -683,7 +704,7 @@ async fn dispatch_loop(
     use futures_util::future::{BoxFuture, FutureExt};
     use std::collections::VecDeque;
 
-    let window = (engine.shared.pool.stats().workers * 2).max(4);
+    let window = (engine.shared.pool.stats().workers * 8).max(16);
     let mut queue: VecDeque<(String, DateTime<Utc>)> = VecDeque::new();
     let mut ready: VecDeque<sundial_store::Started> = VecDeque::new();
     let mut starting: Option<BoxFuture<'static, Vec<sundial_store::Started>>> = None;

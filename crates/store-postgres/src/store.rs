@@ -409,10 +409,7 @@ async fn start(
     execution.started_at = Some(now);
     let mut job = job;
     job.last_run_at = Some(now);
-    let sql = format!("SELECT {VERSION_COLUMNS} FROM job_versions WHERE job_id = $1 ORDER BY created_at, id");
-    let rows = query(transaction, &sql, &[&job.id]).await?;
-    let versions = rows_to(&rows, |row| version_from_row(row, 0))?;
-    Ok(StartOutcome::Started(Box::new(Started { execution, job, version, versions })))
+    Ok(StartOutcome::Started(Box::new(Started { execution, job, version })))
 }
 
 /// The body of [`Store::execution_finish`] inside its transaction.

@@ -192,8 +192,6 @@ pub struct Started {
     pub job: Job,
     /// The version to run.
     pub version: JobVersion,
-    /// All versions of the job, oldest first (the `job.data` that job code sees lists them).
-    pub versions: Vec<JobVersion>,
 }
 
 /// What [`Store::execution_start`] did.

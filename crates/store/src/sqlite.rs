@@ -383,8 +383,7 @@ fn start_execution(
     execution.started_at = Some(now);
     let mut job = job;
     job.last_run_at = Some(now);
-    let versions = list_versions(transaction, &job.id)?;
-    Ok(StartOutcome::Started(Box::new(Started { execution, job, version, versions })))
+    Ok(StartOutcome::Started(Box::new(Started { execution, job, version })))
 }
 
 /// Records one final outcome (see [`Store::execution_finish`]).

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rquickjs::qjs::{self, JSContext, JSRuntime, JSValue};
 
 use super::arena::Arena;
-use super::input::Input;
+use super::input::with_input;
 use super::js;
 use super::modules::{self, IMPORT_REFUSED_CODE, PRELUDE_NAME};
 use super::{exit_now, syntax, Channel};
@@ -75,6 +75,8 @@ struct RunState {
     next_id: u64,
     /// Host calls awaiting their reply, by call id.
     calls: HashMap<u64, Resolvers>,
+    /// Replies that arrived while a synchronous host call waited for its own.
+    early_replies: Vec<ToWorker>,
     /// Timers by due instant (then id), and their promises.
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     sleeping: HashMap<u64, Resolvers>,
@@ -157,8 +159,8 @@ impl Engine {
         self.arena.snapshot_len()
     }
 
-    /// Runs one execution and reports it; reads host-call replies from `input` meanwhile.
-    pub(crate) fn execute(&mut self, run: RunMessage, input: &mut Input) {
+    /// Runs one execution and reports it; reads host-call replies from the channel meanwhile.
+    pub(crate) fn execute(&mut self, run: RunMessage) {
         // The job starts after the delay the pool asked for; its time limit counts from then.
         let delay = Duration::from_micros(run.start_delay_us).min(crate::MAX_START_DELAY);
         let started = Instant::now() + delay;
@@ -182,6 +184,7 @@ impl Engine {
                 dropped: 0,
                 next_id: 1,
                 calls: HashMap::new(),
+                early_replies: Vec::new(),
                 timers: BinaryHeap::new(),
                 sleeping: HashMap::new(),
                 settled: None,
@@ -204,7 +207,7 @@ impl Engine {
             let options = qjs::JS_NewObject(ctx);
             js::set(ctx, options, c"form", js::string(ctx, form));
             js::set(ctx, options, c"describe", if run.describe { qjs::JS_TRUE } else { qjs::JS_FALSE });
-            let mut args = [js::string(ctx, &run.code), js::string(ctx, &run.job), js::string(ctx, &env), options];
+            let mut args = [js::string(ctx, &run.code), js::string(ctx, run.job.get()), js::string(ctx, &env), options];
             let go = js::call(ctx, self.start, &mut args);
             for arg in args {
                 js::free(ctx, arg);
@@ -221,7 +224,7 @@ impl Engine {
                     Err(format!("the sandbox could not start the job: {error}"))
                 } else {
                     js::free(ctx, returned);
-                    self.event_loop(input, deadline)
+                    self.event_loop(deadline)
                 }
             }
         };
@@ -252,7 +255,7 @@ impl Engine {
 
     /// Serves queued jobs, timers and host-call replies until the job settles, the deadline passes or the memory
     /// cap is hit.
-    unsafe fn event_loop(&mut self, input: &mut Input, deadline: Instant) -> Result<(), String> {
+    unsafe fn event_loop(&mut self, deadline: Instant) -> Result<(), String> {
         loop {
             // SAFETY: the runtime is live; exceptions of queued jobs are the job's own (the prelude reports them).
             unsafe { self.run_jobs() };
@@ -269,9 +272,11 @@ impl Engine {
                 unsafe { self.settle_promise(due, js::UNDEFINED) };
                 continue;
             }
+            let early = with_run(|state| std::mem::take(&mut state.early_replies)).unwrap_or_default();
             let wake = with_run(|state| state.timers.peek().map(|Reverse((at, _))| *at)).flatten();
             let until = wake.map_or(deadline, |wake| wake.min(deadline));
-            match input.wait(until) {
+            let frames = if early.is_empty() { with_input(|input| input.wait(until)) } else { Ok(early) };
+            match frames {
                 Ok(frames) => {
                     for frame in frames {
                         match frame {
@@ -362,10 +367,11 @@ unsafe fn world(ctx: *mut JSContext, setup: &Setup) -> Result<JSValue, String> {
         let prelude_name = PRELUDE_NAME.to_string_lossy();
         let prelude = modules::load_default(ctx, &prelude_name, &modules::compile(&prelude_name, PRELUDE)?)?;
         let natives = qjs::JS_NewObject(ctx);
-        let list: [(&std::ffi::CStr, js::Native, c_int); 10] = [
+        let list: [(&std::ffi::CStr, js::Native, c_int); 11] = [
             (c"loadPart", native_load_part, 1),
             (c"log", native_log, 2),
             (c"host", native_host, 2),
+            (c"hostSync", native_host_sync, 2),
             (c"sleep", native_sleep, 1),
             (c"now", native_now, 0),
             (c"random", native_random, 1),
@@ -528,6 +534,60 @@ unsafe extern "C" fn native_host(ctx: *mut JSContext, _this: JSValue, argc: c_in
             js::free(ctx, resolvers[1]);
         }
         promise
+    }
+}
+
+/// `hostSync(method, args)`: a host call whose reply the job waits for without yielding, `"o<json>"` or
+/// `"e<message>"` (for what must read as a plain property, `job.data`). Replies to other calls that arrive
+/// meanwhile are kept for the event loop.
+unsafe extern "C" fn native_host_sync(ctx: *mut JSContext, _this: JSValue, argc: c_int, argv: *mut JSValue) -> JSValue {
+    // SAFETY: as above.
+    let (method, args) = unsafe {
+        (js::string_arg(ctx, argc, argv, 0).unwrap_or_default(), js::string_arg(ctx, argc, argv, 1).unwrap_or_default())
+    };
+    let sent = with_run(|state| {
+        if state.describing {
+            return None;
+        }
+        let call = state.next_id;
+        state.next_id += 1;
+        state.channel.clone().send(&FromWorker::HostCall { call, method: method.clone(), args });
+        Some(call)
+    })
+    .flatten();
+    let Some(call) = sent else {
+        let refused = format!("e{method}: host calls are not available while describing a job");
+        // SAFETY: a new string for the caller.
+        return unsafe { js::string(ctx, &refused) };
+    };
+    let deadline = epoch()
+        .checked_add(Duration::from_nanos(DEADLINE.load(Ordering::Relaxed)))
+        .unwrap_or_else(|| Instant::now() + crate::MAX_TIMEOUT);
+    loop {
+        let frames = match with_input(|input| input.wait(deadline)) {
+            Ok(frames) => frames,
+            Err(_) => exit_now(0),
+        };
+        if frames.is_empty() {
+            // SAFETY: as above; the run is past its deadline and ends `timeout`.
+            return unsafe { js::throw_type_error(ctx, &format!("{method}: the execution timed out")) };
+        }
+        let mut answer = None;
+        for frame in frames {
+            match frame {
+                ToWorker::HostReply { call: replied, ok, payload } if replied == call => {
+                    answer = Some(format!("{}{payload}", if ok { 'o' } else { 'e' }));
+                }
+                ToWorker::HostReply { .. } => {
+                    with_run(|state| state.early_replies.push(frame));
+                }
+                _ => exit_now(4),
+            }
+        }
+        if let Some(answer) = answer {
+            // SAFETY: as above.
+            return unsafe { js::string(ctx, &answer) };
+        }
     }
 }
 

@@ -1,10 +1,20 @@
 //! The worker's side of the channel from the pool: frames read from stdin, blocking between runs and with a deadline
 //! while a run waits for host-call replies or timers.
 
+use std::cell::RefCell;
 use std::io;
 use std::time::Instant;
 
 use crate::protocol::{ToWorker, MAX_FRAME_BYTES};
+
+thread_local! {
+    static INPUT: RefCell<Input> = RefCell::new(Input::new());
+}
+
+/// Runs `f` on the worker's input (one per process, read by the thread that runs JS).
+pub(crate) fn with_input<T>(f: impl FnOnce(&mut Input) -> T) -> T {
+    INPUT.with(|input| f(&mut input.borrow_mut()))
+}
 
 /// Bytes read from stdin, and the frames in them.
 pub(crate) struct Input {
@@ -14,7 +24,7 @@ pub(crate) struct Input {
 }
 
 impl Input {
-    pub(crate) fn new() -> Input {
+    fn new() -> Input {
         Input { buffer: Vec::with_capacity(64 * 1024), start: 0 }
     }
 

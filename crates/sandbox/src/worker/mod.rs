@@ -66,9 +66,7 @@ pub fn worker_main() -> ExitCode {
     // SAFETY: `setup_descriptors` returned a fresh descriptor that nothing else owns.
     let out = unsafe { File::from_raw_fd(out_fd) };
     let channel = Rc::new(Channel { out: RefCell::new(out) });
-    let mut input = input::Input::new();
-
-    let setup = match input.next() {
+    let setup = match input::with_input(input::Input::next) {
         Ok(Some(ToWorker::Setup(setup))) => setup,
         Ok(None) => return ExitCode::SUCCESS,
         Ok(Some(other)) => {
@@ -101,8 +99,8 @@ pub fn worker_main() -> ExitCode {
     });
 
     loop {
-        match input.next() {
-            Ok(Some(ToWorker::Run(run))) => engine.execute(run, &mut input),
+        match input::with_input(input::Input::next) {
+            Ok(Some(ToWorker::Run(run))) => engine.execute(run),
             // A reply to a host call of a run that has ended: nobody waits for it.
             Ok(Some(ToWorker::HostReply { .. })) => {}
             Ok(Some(ToWorker::Setup(_))) => {}

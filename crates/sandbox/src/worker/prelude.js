@@ -8,8 +8,8 @@
 // before any job code exists, and cannot be replaced by the job: host-call arguments are copied through own
 // enumerable properties into null-prototype objects and stringified with the captured JSON.stringify, so neither a
 // replaced JSON.stringify nor a polluted Object.prototype.toJSON changes what the host receives. The natives (log,
-// host, sleep, now, random, mathRandom, settle, evalModule, evalScript, loadPart) live only in this closure; job
-// code cannot reach them.
+// host, hostSync, sleep, now, random, mathRandom, settle, evalModule, evalScript, loadPart) live only in this
+// closure; job code cannot reach them.
 //
 // Host calls resolve with the host's JSON answer; a host error rejects with `new Error(message)`. The methods and
 // their arguments (the `Host` trait's contract):
@@ -100,6 +100,7 @@ export default function prelude(natives, settings) {
 
   const nLog = natives.log;
   const nHost = natives.host;
+  const nHostSync = natives.hostSync;
   const nSleep = natives.sleep;
   const nNow = natives.now;
   const nRandom = natives.random;
@@ -532,12 +533,31 @@ export default function prelude(natives, settings) {
     nSettle(false, wellFormed(text));
   }
 
+  // The job object. Without `data` in the JSON, `job.data` (the full Job, which few jobs read) is asked of the host
+  // the first time job code reads it, and kept; assigning it replaces it.
   function makeJob(jobJson) {
     const raw = JSONParse(jobJson);
-    const job = raw !== null && typeof raw === 'object'
-      ? new JobInstance(raw.id, raw.name, raw.metadata, raw.activeVersion, raw.data)
-      : raw;
-    if (raw !== null && typeof raw === 'object' && ObjectHasOwn(raw, 'execution')) job.execution = raw.execution;
+    if (raw === null || typeof raw !== 'object') return raw;
+    const job = new JobInstance(raw.id, raw.name, raw.metadata, raw.activeVersion, raw.data);
+    if (!ObjectHasOwn(raw, 'data')) {
+      const jobId = raw.id;
+      const replace = (value) => {
+        ObjectDefineProperty(job, 'data', { value, writable: true, enumerable: true, configurable: true });
+      };
+      ObjectDefineProperty(job, 'data', {
+        get() {
+          const reply = nHostSync('job.data', JSONStringify({ jobId }));
+          if (StringCharCodeAt(reply, 0) !== 111 /* o */) throw new ErrorCtor(StringSlice(reply, 1));
+          const data = JSONParse(StringSlice(reply, 1));
+          replace(data);
+          return data;
+        },
+        set: replace,
+        enumerable: true,
+        configurable: true,
+      });
+    }
+    if (ObjectHasOwn(raw, 'execution')) job.execution = raw.execution;
     return job;
   }
 
