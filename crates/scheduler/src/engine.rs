@@ -44,10 +44,12 @@ pub struct EngineConfig {
     pub lookahead: Duration,
     /// The longest the scheduler sleeps before looking at the store again.
     pub poll_interval: Duration,
-    /// How long before its instant a run is handed to a sandbox worker. The execution is marked `running` and the
-    /// worker sets the run up meanwhile, then starts the job's code on the instant; `startedAt` is never before
-    /// the due time.
+    /// How long before its instant a run is handed to a sandbox worker. The worker sets the run up meanwhile, then
+    /// starts the job's code on the instant.
     pub fire_lead: Duration,
+    /// How long before its instant an execution is marked `running` (in a batch with others due about then), so
+    /// that a busy moment of the store does not make it late. `startedAt` is its due time, never earlier.
+    pub start_lead: Duration,
     /// How long a claim or a running execution stays this node's without a heartbeat.
     pub lease: Duration,
     /// Executions older than this are pruned.
@@ -72,7 +74,8 @@ impl Default for EngineConfig {
             max_code_bytes: 1024 * 1024,
             lookahead: Duration::milliseconds(1500),
             poll_interval: Duration::milliseconds(500),
-            fire_lead: Duration::milliseconds(3),
+            fire_lead: Duration::milliseconds(2),
+            start_lead: Duration::milliseconds(25),
             lease: Duration::seconds(30),
             retention: Duration::days(30),
             keep_per_job: 100,

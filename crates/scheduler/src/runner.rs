@@ -640,7 +640,7 @@ async fn claim_loop(engine: Engine, timer: mpsc::UnboundedSender<Vec<Execution>>
 /// at the same instant keep the same order from slot to slot), then by its id.
 type Due = Reverse<(DateTime<Utc>, String, String)>;
 
-/// Keeps the claimed executions on a heap and hands each to the dispatcher a fire lead before its instant, in order.
+/// Keeps the claimed executions on a heap and hands each to the dispatcher a start lead before its instant, in order.
 async fn fire_loop(
     engine: Engine,
     mut claimed: mpsc::UnboundedReceiver<Vec<Execution>>,
@@ -649,7 +649,7 @@ async fn fire_loop(
 ) {
     let mut heap: BinaryHeap<Due> = BinaryHeap::new();
     let mut queued: HashSet<String> = HashSet::new();
-    let lead = engine.config().fire_lead;
+    let lead = engine.config().start_lead.max(engine.config().fire_lead);
     loop {
         let horizon = engine.now() + lead;
         while let Some(Reverse((due_at, _, _))) = heap.peek() {
@@ -689,11 +689,12 @@ async fn fire_loop(
 /// Most executions one start batch carries.
 const START_BATCH: usize = 64;
 
-/// Takes the fired executions in order, starts them in batches (one store write each) and hands each started one to
-/// a sandbox worker as soon as one is free, so that under a burst they start in the order they fell due (first
-/// come, first served) rather than in whatever order tasks get polled, and no worker waits for a store write.
+/// Takes the fired executions in order, starts them in batches (one store write each) a start lead before their
+/// instant, and hands each started one to a sandbox worker a fire lead before its instant, or as soon as a worker is
+/// free after that, so that under a burst they start in the order they fell due (first come, first served) rather
+/// than in whatever order tasks get polled, and no worker waits for a store write.
 ///
-/// Executions are started (marked `running`) at most a window of two per worker ahead of a free worker: enough to
+/// Executions are started (marked `running`) at most a window of eight per worker ahead of a free worker: enough to
 /// keep every worker busy while the next batch is written, few enough that `running` still means a worker is about
 /// to take it. A run cut off by the node's death before its worker took it is abandoned and retried like any other.
 async fn dispatch_loop(
@@ -715,7 +716,10 @@ async fn dispatch_loop(
             let batch: Vec<(String, DateTime<Utc>)> = queue.drain(..take).collect();
             starting = Some(engine.clone().start_batch(batch).boxed());
         }
-        if reserving.is_none() && !ready.is_empty() {
+        // The next started execution goes to a worker a fire lead before its instant, not earlier.
+        let hand_over_at = ready.front().map(|started| started.execution.due_at - engine.config().fire_lead);
+        let hand_over_now = hand_over_at.is_some_and(|at| at <= engine.now());
+        if reserving.is_none() && hand_over_now {
             let pool = engine.shared.pool.clone();
             reserving = Some(
                 async move {
@@ -730,9 +734,17 @@ async fn dispatch_loop(
                 .boxed(),
             );
         }
+        let wait_until = hand_over_at.filter(|_| !hand_over_now && reserving.is_none());
+        let wait_for_instant = async {
+            match wait_until {
+                Some(at) => engine.shared.clock.sleep_until(at).await,
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             _ = stopped.changed() => return,
+            _ = wait_for_instant => {}
             next = fired.recv() => match next {
                 Some(next) => {
                     queue.push_back(next);

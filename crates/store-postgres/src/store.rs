@@ -361,7 +361,11 @@ async fn start(
     if scheduled && !job.active {
         return finish_without_run(transaction, id, ExecutionStatus::Cancelled, now_ms).await;
     }
-    if execution.trigger == Trigger::Schedule {
+    let Some(version) = get_version(transaction, &execution.version_id).await? else {
+        return finish_without_run(transaction, id, ExecutionStatus::Cancelled, now_ms).await;
+    };
+    // The overlap policy is about the slots of recurring jobs.
+    if execution.trigger == Trigger::Schedule && version.schedule.is_recurring() {
         let running: i64 = get(
             &query_one(
                 transaction,
@@ -394,9 +398,6 @@ async fn start(
             }
         }
     }
-    let Some(version) = get_version(transaction, &execution.version_id).await? else {
-        return finish_without_run(transaction, id, ExecutionStatus::Cancelled, now_ms).await;
-    };
     execute(
         transaction,
         "UPDATE executions SET status = 'running', started_at = $2, lease_owner = $3, lease_until = $4 WHERE id = $1",

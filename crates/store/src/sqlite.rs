@@ -241,6 +241,8 @@ const VERSION_SELECT: &str = "SELECT v.id, v.job_id, COALESCE(v.name, (SELECT na
 const FIRST_VERSION: &str = "1.0.0";
 const EXECUTION_COLUMNS: &str = "id, agent_id, job_id, version_id, occurrence_id, status, trigger, scheduled_for, \
      due_at, started_at, completed_at, duration_ms, result, error, retry_count, logs, created_at";
+/// How many columns [`EXECUTION_COLUMNS`] names.
+const EXECUTION_COLUMN_COUNT: usize = 17;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, applies migrations and starts the writer thread.
@@ -313,13 +315,20 @@ fn start_execution(
     now: DateTime<Utc>,
 ) -> Result<StartOutcome> {
     let now_ms = millis(now);
-    let Some(execution) = get_execution(transaction, id)? else { return Ok(StartOutcome::Gone) };
+    let found = transaction
+        .prepare_cached(&format!("SELECT {EXECUTION_COLUMNS}, lease_owner FROM executions WHERE id = ?1"))
+        .and_then(|mut statement| {
+            statement
+                .query_row([id], |row| {
+                    Ok((execution_from_row(row)?, row.get::<_, Option<String>>(EXECUTION_COLUMN_COUNT)?))
+                })
+                .optional()
+        })
+        .map_err(database)?;
+    let Some((execution, lease_owner)) = found else { return Ok(StartOutcome::Gone) };
     if execution.status != ExecutionStatus::Pending {
         return Ok(StartOutcome::Gone);
     }
-    let lease_owner: Option<String> = transaction
-        .query_row_cached("SELECT lease_owner FROM executions WHERE id = ?1", [&id], |row| row.get(0))
-        .map_err(database)?;
     if lease_owner.as_deref().is_some_and(|holder| holder != owner) {
         return Ok(StartOutcome::Gone);
     }
@@ -339,7 +348,11 @@ fn start_execution(
     if scheduled && !job.active {
         return finish_without_run(ExecutionStatus::Cancelled);
     }
-    if execution.trigger == Trigger::Schedule {
+    let Some(version) = cached_version(transaction, &execution.job_id, &execution.version_id)? else {
+        return finish_without_run(ExecutionStatus::Cancelled);
+    };
+    // The overlap policy is about the slots of recurring jobs.
+    if execution.trigger == Trigger::Schedule && version.schedule.is_recurring() {
         let running: i64 = transaction
             .prepare_cached("SELECT COUNT(*) FROM executions WHERE job_id = ?1 AND status = 'running'")
             .and_then(|mut statement| statement.query_row([&job.id], |row| row.get(0)))
@@ -365,9 +378,7 @@ fn start_execution(
             }
         }
     }
-    let Some(version) = get_version(transaction, &execution.job_id, &execution.version_id)? else {
-        return finish_without_run(ExecutionStatus::Cancelled);
-    };
+
     transaction
         .execute_cached(
             "UPDATE executions SET status = 'running', started_at = ?2, lease_owner = ?3, lease_until = ?4 \
@@ -980,6 +991,36 @@ fn get_version(transaction: &Transaction<'_>, job_id: &str, version_id: &str) ->
             statement.query_row(params![pack_job_id(job_id), pack_version_id(version_id)], version_from_row).optional()
         })
         .map_err(database)
+}
+
+/// Versions kept by [`cached_version`] before the cache starts over.
+const VERSION_CACHE: usize = 10_000;
+
+thread_local! {
+    /// Versions the writer thread has read, by id (this thread is the store's only user of its connection).
+    static VERSIONS: std::cell::RefCell<std::collections::HashMap<String, JobVersion>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// [`get_version`] for every start of an execution: a version never changes once made (see `sqlite_v6`), so the
+/// writer keeps the versions it has read.
+fn cached_version(transaction: &Transaction<'_>, job_id: &str, version_id: &str) -> Result<Option<JobVersion>> {
+    let cached =
+        VERSIONS.with(|versions| versions.borrow().get(version_id).filter(|version| version.job_id == job_id).cloned());
+    if cached.is_some() {
+        return Ok(cached);
+    }
+    let version = get_version(transaction, job_id, version_id)?;
+    if let Some(version) = &version {
+        VERSIONS.with(|versions| {
+            let mut versions = versions.borrow_mut();
+            if versions.len() >= VERSION_CACHE {
+                versions.clear();
+            }
+            versions.insert(version_id.to_owned(), version.clone());
+        });
+    }
+    Ok(version)
 }
 
 fn list_versions(transaction: &Transaction<'_>, job_id: &str) -> Result<Vec<JobVersion>> {

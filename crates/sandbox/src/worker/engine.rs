@@ -692,16 +692,15 @@ pub(crate) fn memory_text(limit: usize) -> String {
     }
 }
 
-/// Blocks the worker's thread until `at`: sleeps until shortly before it, then spins, so that the job starts on the
-/// instant rather than up to a timer tick late. Nothing else has to run on this thread meanwhile.
+/// Blocks the worker's thread until `at` (never earlier: a sleep does not end before its time, and the worker's
+/// timer slack is 1 µs). Nothing else has to run on this thread meanwhile.
 fn wait_until(at: Instant) {
-    const SPIN: Duration = Duration::from_micros(50);
-    let left = at.saturating_duration_since(Instant::now());
-    if left > SPIN {
-        std::thread::sleep(left - SPIN);
-    }
-    while Instant::now() < at {
-        std::hint::spin_loop();
+    loop {
+        let left = at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left);
     }
 }
 
