@@ -52,8 +52,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        // Sized once from the announced length (within the cap), so a large body is not copied as it grows.
+        let announced = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<usize>().ok())
+            .unwrap_or(0)
+            .min(MAX_BODY_BYTES);
         let mut stream = request.into_body().into_data_stream();
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(announced);
         let mut received = 0usize;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|error| {

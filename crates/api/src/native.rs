@@ -410,15 +410,29 @@ async fn create_jobs(
     Ok(answer)
 }
 
-/// Hands memory freed after a big request back to the operating system: glibc keeps freed heap pages otherwise,
-/// so parsing a few large batches would leave the server's resident size high for good.
+/// Hands memory freed after big requests back to the operating system once they stop coming: glibc keeps freed
+/// heap pages otherwise, so parsing a few large batches would leave the server's resident size high for good. The
+/// trim waits for a quiet moment (no batch for [`TRIM_AFTER`]) rather than following each batch, because the next
+/// batch of a bulk load would fault the same pages straight back in.
 fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own heap and releases free pages; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    use std::sync::atomic::{AtomicU64, Ordering};
+    /// Bumped by every batch; a trim goes ahead only if no batch came after the one that scheduled it.
+    static LAST_BATCH: AtomicU64 = AtomicU64::new(0);
+    let mine = LAST_BATCH.fetch_add(1, Ordering::SeqCst) + 1;
+    tokio::spawn(async move {
+        tokio::time::sleep(TRIM_AFTER).await;
+        if LAST_BATCH.load(Ordering::SeqCst) == mine {
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim only walks glibc's own heap and releases free pages; it has no preconditions.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    });
 }
+
+/// How long after the last big batch the server gives its freed memory back.
+const TRIM_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// `sundial deploy`: `{files: [{path, source}], activate?}` — job files become pre-defined jobs (SPEC §7).
 async fn deploy(

@@ -758,8 +758,10 @@ impl Engine {
             let (job, version) = self.build_job(caller, new)?;
             rows.push((job, Some(version)));
         }
-        self.shared.store.jobs_insert_batch(&rows).await?;
+        let rows = Arc::new(rows);
+        self.shared.store.jobs_insert_batch(rows.clone()).await?;
         self.wake();
+        let rows = Arc::try_unwrap(rows).unwrap_or_else(|shared| (*shared).clone());
         Ok(rows
             .into_iter()
             .map(|(job, version)| JobDetail { job, versions: version.into_iter().collect(), last_execution: None })

@@ -750,10 +750,10 @@ impl Store for PostgresStore {
         transaction.commit().await.map_err(database)
     }
 
-    async fn jobs_insert_batch(&self, jobs: &[(Job, Option<JobVersion>)]) -> Result<()> {
+    async fn jobs_insert_batch(&self, jobs: std::sync::Arc<Vec<(Job, Option<JobVersion>)>>) -> Result<()> {
         let mut client = self.client().await?;
         let transaction = PostgresStore::begin(&mut client).await?;
-        for (job, version) in jobs {
+        for (job, version) in jobs.iter() {
             insert_job(&transaction, job).await?;
             if let Some(version) = version {
                 insert_version(&transaction, version).await?;

@@ -142,7 +142,7 @@ async fn insert_due_jobs(store: &PostgresStore, count: usize) -> Vec<sundial_cor
         jobs.push(job.clone());
         batch.push((job, Some(version)));
     }
-    store.jobs_insert_batch(&batch).await.expect("insert jobs");
+    store.jobs_insert_batch(std::sync::Arc::new(batch.clone())).await.expect("insert jobs");
     jobs
 }
 

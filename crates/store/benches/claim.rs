@@ -64,7 +64,7 @@ impl Fixture {
         runtime.block_on(async {
             let jobs: Vec<_> =
                 (0..QUEUE_JOBS).map(|index| job(QUEUE_JOBS as u64, base() + seconds(index as i64))).collect();
-            store.jobs_insert_batch(&jobs).await.expect("jobs inserted");
+            store.jobs_insert_batch(std::sync::Arc::new(jobs.clone())).await.expect("jobs inserted");
             // Round by round, one slot of every job per call, as the scheduler records them: rows due together are
             // written together.
             for round in 0..slots_per_job {
@@ -134,7 +134,10 @@ fn record_batch(c: &mut Criterion, fixture: &Fixture) {
     // Slots far after the claim benchmarks' clock, so they never join the claimed head of the queue.
     let first = base() + seconds(100 * QUEUE as i64);
     let jobs: Vec<_> = (0..RECORD_BATCH).map(|_| job(INTERVAL as u64, first)).collect();
-    fixture.runtime.block_on(fixture.store.jobs_insert_batch(&jobs)).expect("jobs inserted");
+    fixture
+        .runtime
+        .block_on(fixture.store.jobs_insert_batch(std::sync::Arc::new(jobs.clone())))
+        .expect("jobs inserted");
     let next_slot = Cell::new(0i64);
     let mut group = c.benchmark_group("occurrences_record");
     group.bench_function(BenchmarkId::new("one_slot_each_of_jobs", RECORD_BATCH), |b| {

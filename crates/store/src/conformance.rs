@@ -237,7 +237,7 @@ async fn versions_stay_as_made(store: &dyn Store) {
     let (mut job, mut first) = sample_job(Schedule::Once { execute_at: at(10) });
     job.metadata.insert("i".into(), json!(1));
     first.metadata = Some(job.metadata.clone());
-    store.jobs_insert_batch(&[(job.clone(), Some(first.clone()))]).await.expect("insert job");
+    store.jobs_insert_batch(std::sync::Arc::new(vec![(job.clone(), Some(first.clone()))])).await.expect("insert job");
     let other_code = JobVersion {
         id: new_id("ver"),
         name: "renamed later".into(),

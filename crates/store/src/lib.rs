@@ -320,7 +320,7 @@ pub trait Store: DataStore + Send + Sync + 'static {
     /// Creates a job and, when given, its first version.
     async fn job_insert(&self, job: &Job, version: Option<&JobVersion>) -> Result<()>;
     /// Creates many jobs with their first versions in one transaction.
-    async fn jobs_insert_batch(&self, jobs: &[(Job, Option<JobVersion>)]) -> Result<()>;
+    async fn jobs_insert_batch(&self, jobs: std::sync::Arc<Vec<(Job, Option<JobVersion>)>>) -> Result<()>;
     /// One job of an agent (deleted jobs are gone).
     async fn job_get(&self, agent_id: &str, job_id: &str) -> Result<Option<Job>>;
     /// A page of an agent's jobs, by id.

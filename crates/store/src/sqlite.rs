@@ -870,7 +870,6 @@ pub(crate) fn insert_version(
     owner: Option<&Owner<'_>>,
     codes: &mut Codes,
 ) -> Result<()> {
-    let conflict = || StoreError::Conflict(format!("version {} of job {}", version.version, version.job_id));
     let taken = transaction
         .prepare_cached("SELECT 1 FROM job_versions WHERE job_id = ?1 AND (id = ?2 OR COALESCE(version, '1.0.0') = ?3)")
         .and_then(|mut statement| {
@@ -878,8 +877,19 @@ pub(crate) fn insert_version(
         })
         .map_err(database)?;
     if taken {
-        return Err(conflict());
+        return Err(StoreError::Conflict(format!("version {} of job {}", version.version, version.job_id)));
     }
+    insert_new_version(transaction, version, owner, codes)
+}
+
+/// Inserts the first version of a job inserted in the same transaction (no version string can be taken yet).
+fn insert_new_version(
+    transaction: &Transaction<'_>,
+    version: &JobVersion,
+    owner: Option<&Owner<'_>>,
+    codes: &mut Codes,
+) -> Result<()> {
+    let conflict = || StoreError::Conflict(format!("version {} of job {}", version.version, version.job_id));
     let code_id = codes.id(transaction, &version.code)?;
     let name = owner.filter(|owner| owner.name == version.name).map_or(Some(version.name.as_str()), |_| None);
     let metadata = match &version.metadata {
@@ -1433,14 +1443,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn jobs_insert_batch(&self, jobs: &[(Job, Option<JobVersion>)]) -> Result<()> {
-        let jobs = jobs.to_vec();
+    async fn jobs_insert_batch(&self, jobs: std::sync::Arc<Vec<(Job, Option<JobVersion>)>>) -> Result<()> {
         self.write(move |transaction| {
             let mut codes = Codes::default();
-            for (job, version) in &jobs {
+            for (job, version) in jobs.iter() {
                 insert_job(transaction, job)?;
                 if let Some(version) = version {
-                    insert_version(transaction, version, own_version(job, version).as_ref(), &mut codes)?;
+                    // A job inserted just now has no other version its own could clash with.
+                    insert_new_version(transaction, version, own_version(job, version).as_ref(), &mut codes)?;
                 }
             }
             Ok(())
