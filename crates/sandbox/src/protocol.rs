@@ -125,7 +125,8 @@ pub(crate) enum FromWorker {
 
 /// Encodes one frame: a `u32` big-endian length, then the JSON.
 pub(crate) fn encode<T: Serialize>(message: &T) -> std::io::Result<Vec<u8>> {
-    let mut bytes = vec![0u8; 4];
+    let mut bytes = Vec::with_capacity(1024);
+    bytes.extend_from_slice(&[0u8; 4]);
     serde_json::to_writer(&mut bytes, message).map_err(std::io::Error::other)?;
     let len = u32::try_from(bytes.len() - 4)
         .ok()

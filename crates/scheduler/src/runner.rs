@@ -299,7 +299,7 @@ impl Engine {
     }
 
     async fn run(&self, started: sundial_store::Started, reservation: sundial_sandbox::Reservation) {
-        let sundial_store::Started { execution, job, version, .. } = started;
+        let sundial_store::Started { execution, job, mut version, .. } = started;
         let started = execution.started_at.unwrap_or_else(|| self.now());
         if execution.trigger == Trigger::Schedule {
             let lateness = (started - execution.due_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
@@ -310,7 +310,8 @@ impl Engine {
         // clock says).
         let ahead = (started - self.now()).clamp(Duration::zero(), self.config().fire_lead);
         let request = RunRequest {
-            code: version.code.clone(),
+            // What follows the run needs the version's policies, not its code.
+            code: std::mem::take(&mut version.code),
             job: sandbox_job(self, &job, &version, &execution),
             env: (*env).clone(),
             timeout: StdDuration::from_secs(u64::from(version.timeout_seconds)),
