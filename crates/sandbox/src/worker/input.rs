@@ -85,18 +85,19 @@ impl Input {
             self.buffer.drain(..self.start);
             self.start = 0;
         }
-        let len = self.buffer.len();
-        self.buffer.resize(len + 64 * 1024, 0);
+        self.buffer.reserve(64 * 1024);
+        let room = self.buffer.spare_capacity_mut();
         loop {
-            // SAFETY: the buffer has 64 KiB of writable room after `len`.
-            let n = unsafe { libc::read(0, self.buffer.as_mut_ptr().add(len).cast(), 64 * 1024) };
+            // SAFETY: `room` is writable, uninitialized memory of the buffer; `read` writes at most its length.
+            let n = unsafe { libc::read(0, room.as_mut_ptr().cast(), room.len()) };
             if n >= 0 {
-                self.buffer.truncate(len + n as usize);
+                let len = self.buffer.len() + n as usize;
+                // SAFETY: `read` initialized the `n` bytes after the old length.
+                unsafe { self.buffer.set_len(len) };
                 return Ok(n as usize);
             }
             let error = io::Error::last_os_error();
             if error.kind() != io::ErrorKind::Interrupted {
-                self.buffer.truncate(len);
                 return Err(error);
             }
         }
