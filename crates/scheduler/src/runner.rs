@@ -40,6 +40,9 @@ const MISFIRE_THRESHOLD_SECONDS: i64 = 5;
 const MAX_SLOTS_PER_PASS: usize = 1000;
 /// Tries to record an outcome while the store is unreachable (≈ 14 s in all).
 const FINISH_ATTEMPTS: u32 = 10;
+/// How long after a slot comes within the lookahead the loop records it, so that slots due within this much of
+/// each other are recorded in one pass.
+const RECORD_COALESCE_MS: i64 = 100;
 /// Batch sizes of the record and claim steps (one store call each per pass of the loop).
 const RECORD_BATCH: usize = 500;
 const CLAIM_BATCH: usize = 1000;
@@ -628,7 +631,16 @@ async fn claim_loop(engine: Engine, timer: mpsc::UnboundedSender<Vec<Execution>>
             tokio::task::yield_now().await;
             continue;
         }
-        let sleep = engine.shared.clock.sleep_until(engine.now() + engine.config().poll_interval);
+        // Wake when the next slot comes within the lookahead (a little after, so that slots due close together are
+        // recorded in one pass), or after the poll interval, whichever is first: slots are then recorded at a steady
+        // moment before they are due instead of whenever a poll happens to come.
+        let now = engine.now();
+        let mut wake_at = now + engine.config().poll_interval;
+        if let Ok(Some(next_slot)) = engine.store().next_slot_at().await {
+            let enters = next_slot - engine.config().lookahead + Duration::milliseconds(RECORD_COALESCE_MS);
+            wake_at = wake_at.min(enters.max(now));
+        }
+        let sleep = engine.shared.clock.sleep_until(wake_at);
         tokio::select! {
             _ = sleep => {}
             _ = engine.shared.wake.notified() => {}

@@ -936,6 +936,18 @@ impl Store for PostgresStore {
         rows_to(&rows, |row| Ok(DueJob { job: job_from_row(row, 0)?, version: version_from_row(row, JOB_WIDTH)? }))
     }
 
+    async fn next_slot_at(&self) -> Result<Option<DateTime<Utc>>> {
+        let client = self.client().await?;
+        let row = query_one(
+            &client,
+            "SELECT MIN(next_run_at) FROM jobs WHERE active AND deleted_at IS NULL AND next_run_at IS NOT NULL",
+            &[],
+        )
+        .await?;
+        let millis: Option<i64> = get(&row, 0)?;
+        Ok(millis.and_then(DateTime::from_timestamp_millis))
+    }
+
     async fn occurrences_record(&self, records: &[OccurrenceRecord], now: DateTime<Utc>) -> Result<usize> {
         let now = millis(now);
         // Jobs are locked in id order (the sort is stable, so records of one job keep their order): two schedulers

@@ -363,6 +363,8 @@ pub trait Store: DataStore + Send + Sync + 'static {
 
     /// Active jobs with `next_run_at <= horizon`, earliest first.
     async fn jobs_due(&self, horizon: DateTime<Utc>, limit: usize) -> Result<Vec<DueJob>>;
+    /// The earliest `next_run_at` of an active job: when the next slot is due to be recorded.
+    async fn next_slot_at(&self) -> Result<Option<DateTime<Utc>>>;
     /// Records slots (occurrence + pending execution) and advances each job, one transaction for the batch.
     /// A record whose job moved on (compare-and-set on `next_run_at`) or whose slot exists is left out.
     /// Answers how many records were applied.

@@ -1674,11 +1674,25 @@ impl Store for SqliteStore {
             let mut due = Vec::with_capacity(jobs.len());
             for job in jobs {
                 let Some(version_id) = &job.active_version_id else { continue };
-                if let Some(version) = get_version(transaction, &job.id, version_id)? {
+                if let Some(version) = cached_version(transaction, &job.id, version_id)? {
                     due.push(DueJob { job, version });
                 }
             }
             Ok(due)
+        })
+        .await
+    }
+
+    async fn next_slot_at(&self) -> Result<Option<DateTime<Utc>>> {
+        self.write_lazy(move |transaction| {
+            transaction
+                .query_row_cached(
+                    "SELECT MIN(next_run_at) FROM jobs WHERE active = 1 AND deleted_at IS NULL AND next_run_at IS NOT NULL",
+                    [],
+                    |row| row.get::<_, Option<i64>>(0),
+                )
+                .map(|millis| millis.and_then(DateTime::from_timestamp_millis))
+                .map_err(database)
         })
         .await
     }
