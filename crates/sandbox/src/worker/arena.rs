@@ -137,6 +137,11 @@ impl Arena {
         EXCEEDED.load(Ordering::Relaxed)
     }
 
+    /// Whether the last run grew the arena enough past the snapshot that restoring gives pages back to the OS.
+    pub(crate) fn grew_much(&self) -> bool {
+        heap().high_water > self.base as usize + self.snapshot.len() + TRIM_SLACK
+    }
+
     /// Puts the arena back into the snapshot's state. Nothing that points into the arena may be used afterwards
     /// unless it existed when the snapshot was taken.
     pub(crate) fn restore(&mut self) {

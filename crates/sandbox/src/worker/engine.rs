@@ -1,6 +1,5 @@
 //! Runs executions in the worker's world: one QuickJS runtime and context with the prelude, `console` and the
-//! library loaded, built once per worker and snapshotted (see `arena.rs`); every run starts from the snapshot and
-//! the arena is restored once it has been reported.
+//! library loaded, built once per worker and snapshotted (see `arena.rs`); every run starts from the snapshot.
 //!
 //! A run: the prelude's `start` compiles the job's function (or loads its file) and builds the job object; the
 //! worker then waits for the run's instant and calls the function `start` answered; then it serves the event loop
@@ -8,8 +7,11 @@
 //! is hit. The deadline is enforced twice: QuickJS's interrupt handler stops running JS (and stays armed while the
 //! prelude serializes the result, the error text and log lines, since getters and `toJSON` run job code), and the
 //! event loop stops waiting at the deadline for a job whose promise never settles. Elapsed time is checked once more
-//! after the run. Whatever the run left behind (timers, host calls, queued jobs, garbage, an interrupted or
-//! out-of-memory runtime) is gone with the restore, so a worker survives timeouts and the memory cap.
+//! after the run.
+//!
+//! Whatever a run left behind (timers, host calls, queued jobs, garbage, an interrupted or out-of-memory runtime) is
+//! gone with the restore, so a worker survives timeouts and the memory cap. The arena is restored just before the
+//! next run (the copy leaves warm in the cache what that run uses), or at once after a run that used a lot of memory.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -120,6 +122,8 @@ pub(crate) struct Engine {
     context: *mut JSContext,
     /// The prelude's `start`, a value of the snapshot (never freed: every restore brings it back).
     start: JSValue,
+    /// Whether a run changed the arena since the last restore.
+    dirty: bool,
 }
 
 /// The address space an arena for a JS heap cap of `memory_limit` bytes spans: room for the cap twice over (blocks
@@ -150,7 +154,7 @@ impl Engine {
             while qjs::JS_ExecutePendingJob(runtime, &mut job_context) > 0 {}
             qjs::JS_RunGC(runtime);
             arena.take_snapshot();
-            Ok(Engine { channel, setup, arena, runtime, context, start })
+            Ok(Engine { channel, setup, arena, runtime, context, start, dirty: false })
         }
     }
 
@@ -191,6 +195,10 @@ impl Engine {
                 random,
             })
         });
+        if self.dirty {
+            self.arena.restore();
+            self.dirty = false;
+        }
         self.arena.arm(self.setup.memory_limit_bytes);
         set_deadline(deadline);
 
@@ -248,9 +256,15 @@ impl Engine {
         };
         self.report(&run, verdict);
         // Nothing of this run may survive it: its state goes (without touching the JS values it holds, which the
-        // restore makes meaningless), then the arena returns to the snapshot.
+        // restore makes meaningless), and no JS runs again before the arena is back to the snapshot.
         RUN.with(|state| state.borrow_mut().take());
-        self.arena.restore();
+        // The arena goes back to the snapshot just before the next run, so that the copy leaves warm in the cache
+        // what that run is about to use; a run that used a lot of memory is undone at once, to give it back.
+        self.dirty = true;
+        if self.arena.grew_much() {
+            self.arena.restore();
+            self.dirty = false;
+        }
     }
 
     /// Serves queued jobs, timers and host-call replies until the job settles, the deadline passes or the memory
