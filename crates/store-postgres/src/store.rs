@@ -450,7 +450,9 @@ async fn finish(transaction: &Transaction<'_>, finish: &ExecutionFinish) -> Resu
     if job.is_some() {
         let statement = match finish.job_effect {
             JobEffect::None => None,
-            JobEffect::ResetFailures => Some("UPDATE jobs SET consecutive_failures = 0 WHERE id = $1"),
+            JobEffect::ResetFailures => {
+                Some("UPDATE jobs SET consecutive_failures = 0 WHERE id = $1 AND consecutive_failures <> 0")
+            }
             JobEffect::CountFailure => {
                 Some("UPDATE jobs SET consecutive_failures = consecutive_failures + 1 WHERE id = $1")
             }

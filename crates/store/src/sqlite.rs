@@ -426,19 +426,22 @@ fn finish_execution(transaction: &Transaction<'_>, finish: &ExecutionFinish) -> 
         })
         .map_err(database)?;
     let Some(job_id) = updated else { return Ok(false) };
-    let active: Option<bool> = transaction
-        .query_row_cached("SELECT active FROM jobs WHERE id = ?1", [pack_job_id(&job_id)], |row| row.get(0))
-        .optional()
-        .map_err(database)?;
     if let Some(retry) = &finish.retry {
+        let active: Option<bool> = transaction
+            .query_row_cached("SELECT active FROM jobs WHERE id = ?1", [pack_job_id(&job_id)], |row| row.get(0))
+            .optional()
+            .map_err(database)?;
         if active.is_some_and(|active| active || retry.trigger == Trigger::Manual) {
             insert_execution(transaction, retry)?;
         }
     }
-    if active.is_some() {
+    // Each effect is one update of the job's row, which changes nothing when the job is gone.
+    {
         let statement = match finish.job_effect {
             JobEffect::None => None,
-            JobEffect::ResetFailures => Some("UPDATE jobs SET consecutive_failures = 0 WHERE id = ?1"),
+            JobEffect::ResetFailures => {
+                Some("UPDATE jobs SET consecutive_failures = 0 WHERE id = ?1 AND consecutive_failures != 0")
+            }
             JobEffect::CountFailure => {
                 Some("UPDATE jobs SET consecutive_failures = consecutive_failures + 1 WHERE id = ?1")
             }
