@@ -74,7 +74,6 @@ struct RunState {
     max_host_calls_in_flight: usize,
     lines: usize,
     dropped: usize,
-    next_id: u64,
     /// Host calls awaiting their reply, by call id.
     calls: HashMap<u64, Resolvers>,
     /// Replies that arrived while a synchronous host call waited for its own.
@@ -89,6 +88,13 @@ struct RunState {
 
 thread_local! {
     static RUN: RefCell<Option<RunState>> = const { RefCell::new(None) };
+}
+
+/// The next id of a host call or timer. Ids are unique for the life of the worker, not per run, so that nothing
+/// addressed to an earlier run's call could ever be taken for a later run's.
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Runs `f` on the current run's state, if a run is in progress.
@@ -186,7 +192,6 @@ impl Engine {
                 max_host_calls_in_flight: self.setup.max_host_calls_in_flight,
                 lines: 0,
                 dropped: 0,
-                next_id: 1,
                 calls: HashMap::new(),
                 early_replies: Vec::new(),
                 timers: BinaryHeap::new(),
@@ -538,8 +543,7 @@ unsafe extern "C" fn native_host(ctx: *mut JSContext, _this: JSValue, argc: c_in
         }
         let Some((promise, resolvers)) = new_promise(ctx) else { return qjs::JS_EXCEPTION };
         let sent = with_run(|state| {
-            let call = state.next_id;
-            state.next_id += 1;
+            let call = next_id();
             state.calls.insert(call, resolvers);
             state.channel.clone().send(&FromWorker::HostCall { call, method, args });
         });
@@ -563,8 +567,7 @@ unsafe extern "C" fn native_host_sync(ctx: *mut JSContext, _this: JSValue, argc:
         if state.describing {
             return None;
         }
-        let call = state.next_id;
-        state.next_id += 1;
+        let call = next_id();
         state.channel.clone().send(&FromWorker::HostCall { call, method: method.clone(), args });
         Some(call)
     })
@@ -614,8 +617,7 @@ unsafe extern "C" fn native_sleep(ctx: *mut JSContext, _this: JSValue, argc: c_i
         let Some((promise, resolvers)) = new_promise(ctx) else { return qjs::JS_EXCEPTION };
         let at = Instant::now() + Duration::from_millis(ms as u64);
         let kept = with_run(|state| {
-            let id = state.next_id;
-            state.next_id += 1;
+            let id = next_id();
             state.timers.push(Reverse((at, id)));
             state.sleeping.insert(id, resolvers);
         });
