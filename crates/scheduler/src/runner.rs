@@ -295,7 +295,7 @@ impl Engine {
         match self.shared.pool.reserve().await {
             Ok(reservation) => Some(reservation),
             Err(error) => {
-                tracing::error!(execution = %execution_id, %error, "no sandbox worker; leaving it to a later claim");
+                tracing::error!(execution = %execution_id, %error, "no sandbox worker available");
                 None
             }
         }
@@ -444,9 +444,11 @@ impl Engine {
     }
 }
 
-/// Outcomes waiting to be recorded, each with the answer its run waits for.
-pub(crate) type Outcomes =
-    mpsc::UnboundedSender<(ExecutionFinish, tokio::sync::oneshot::Sender<sundial_store::Result<bool>>)>;
+/// An outcome waiting to be recorded, with the answer its run waits for.
+type PendingOutcome = (ExecutionFinish, tokio::sync::oneshot::Sender<sundial_store::Result<bool>>);
+
+/// Where runs hand their outcomes to [`record_outcomes`].
+pub(crate) type Outcomes = mpsc::UnboundedSender<PendingOutcome>;
 
 /// The most outcomes one store write records, and how long the first of them waits for others.
 const OUTCOME_BATCH: usize = 128;
@@ -457,7 +459,7 @@ const OUTCOME_LINGER: StdDuration = StdDuration::from_millis(2);
 /// each retries on its own.
 async fn record_outcomes(
     engine: Engine,
-    mut outcomes: mpsc::UnboundedReceiver<(ExecutionFinish, tokio::sync::oneshot::Sender<sundial_store::Result<bool>>)>,
+    mut outcomes: mpsc::UnboundedReceiver<PendingOutcome>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut stopping = false;
@@ -732,20 +734,9 @@ async fn dispatch_loop(
         // The next started execution goes to a worker a fire lead before its instant, not earlier.
         let hand_over_at = ready.front().map(|started| started.execution.due_at - engine.config().fire_lead);
         let hand_over_now = hand_over_at.is_some_and(|at| at <= engine.now());
-        if reserving.is_none() && hand_over_now {
-            let pool = engine.shared.pool.clone();
-            reserving = Some(
-                async move {
-                    match pool.reserve().await {
-                        Ok(reservation) => Some(reservation),
-                        Err(error) => {
-                            tracing::error!(%error, "no sandbox worker; started executions wait for one");
-                            None
-                        }
-                    }
-                }
-                .boxed(),
-            );
+        if let (None, true, Some(next)) = (&reserving, hand_over_now, ready.front()) {
+            let (engine, id) = (engine.clone(), next.execution.id.clone());
+            reserving = Some(async move { engine.reserve(&id).await }.boxed());
         }
         let wait_until = hand_over_at.filter(|_| !hand_over_now && reserving.is_none());
         let wait_for_instant = async {

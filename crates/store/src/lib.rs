@@ -397,25 +397,13 @@ pub trait Store: DataStore + Send + Sync + 'static {
         starts: &[(String, DateTime<Utc>)],
         owner: &str,
         lease_until: DateTime<Utc>,
-    ) -> Result<Vec<StartOutcome>> {
-        let mut outcomes = Vec::with_capacity(starts.len());
-        for (id, now) in starts {
-            outcomes.push(self.execution_start(id, owner, lease_until, *now).await?);
-        }
-        Ok(outcomes)
-    }
+    ) -> Result<Vec<StartOutcome>>;
     /// Records the final outcome, the retry and the job effect in one transaction. False when the execution is not
     /// running any more (or the fencing owner does not match): nothing is written then.
     async fn execution_finish(&self, finish: &ExecutionFinish) -> Result<bool>;
     /// Records several final outcomes in one transaction, each as [`Store::execution_finish`] would; answers one
     /// flag per outcome, in order.
-    async fn executions_finish(&self, finishes: &[ExecutionFinish]) -> Result<Vec<bool>> {
-        let mut recorded = Vec::with_capacity(finishes.len());
-        for finish in finishes {
-            recorded.push(self.execution_finish(finish).await?);
-        }
-        Ok(recorded)
-    }
+    async fn executions_finish(&self, finishes: &[ExecutionFinish]) -> Result<Vec<bool>>;
     /// Appends a line to a final execution's error text (a late result from a node that lost the execution).
     async fn execution_note(&self, id: &str, note: &str) -> Result<bool>;
     /// Extends the leases of running executions of `owner`. Claims of pending executions are not extended: a claim
