@@ -51,6 +51,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/agents/{agent_id}/jobs/{job_id}/versions/{version}/code", get(version_code))
         .route("/v1/agents/{agent_id}/jobs/{job_id}/executions", get(list_executions))
         .route("/v1/agents/{agent_id}/jobs/{job_id}/preview", get(preview))
+        .route("/v1/agents/{agent_id}/preview", post(preview_schedule))
         .route("/v1/agents/{agent_id}/executions", get(list_agent_executions))
         .route("/v1/agents/{agent_id}/executions/{execution_id}", get(get_execution))
 }
@@ -726,8 +727,63 @@ async fn preview(
     let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
     let n = parse_number(&params, "n", 10, 1000)?;
     let (job, schedule, instants) = state.engine.preview(&caller, &job_id, n).await?;
-    let zone = schedule.compile().map(|compiled| compiled.timezone()).map_err(FieldError::from)?;
-    let fires: Vec<Value> =
-        instants.iter().map(|at| json!({"utc": instant(*at), "local": at.with_timezone(&zone).to_rfc3339()})).collect();
-    Ok(Json(json!({"jobId": job.id, "schedule": schedule, "timezone": schedule.timezone_name(), "fires": fires})))
+    let compiled = schedule.compile().map_err(FieldError::from)?;
+    let mut answer = schedule_answer(&schedule, &compiled, &instants, state.engine.now());
+    answer.insert("jobId".into(), json!(job.id));
+    // `fires` is the earlier name of `nextRuns`, kept for clients that read it.
+    answer.insert("fires".into(), answer["nextRuns"].clone());
+    Ok(Json(Value::Object(answer)))
+}
+
+/// `POST /v1/agents/{agentId}/preview` `{schedule, n?}`: what a schedule would do if a job had it now — its
+/// description, its next runs in UTC and in its zone, and what daylight saving time does to them. Creates nothing.
+async fn preview_schedule(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(agent_id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    principal.caller_for(&state, &agent_id).await?;
+    let Value::Object(body) = body else {
+        return Err(FieldError::new("body", "must be a JSON object {schedule, n?}").into());
+    };
+    let schedule = sundial_core::Schedule::parse(
+        body.get("schedule").unwrap_or(&Value::Null),
+        &state.engine.config().schedule_limits,
+    )
+    .map_err(FieldError::from)?;
+    let n = match body.get("n") {
+        None | Some(Value::Null) => 10,
+        Some(value) => value
+            .as_u64()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| FieldError::new("n", "must be a whole number between 1 and 100"))?
+            as usize,
+    };
+    let compiled = schedule.compile().map_err(FieldError::from)?;
+    let now = state.engine.now();
+    let instants = match &schedule {
+        // A past instant fires as soon as the job is created.
+        sundial_core::Schedule::Once { execute_at } => vec![(*execute_at).max(now)],
+        _ => compiled.preview(now, now, n),
+    };
+    Ok(Json(Value::Object(schedule_answer(&schedule, &compiled, &instants, now))))
+}
+
+/// The fields both previews answer: `schedule`, `scheduleDescription`, `timezone`, `nextRuns` and `dstNotes` (for
+/// the runs listed, at least the next 10).
+fn schedule_answer(
+    schedule: &sundial_core::Schedule,
+    compiled: &sundial_core::CompiledSchedule,
+    instants: &[chrono::DateTime<Utc>],
+    now: chrono::DateTime<Utc>,
+) -> serde_json::Map<String, Value> {
+    let mut answer = serde_json::Map::new();
+    answer.insert("schedule".into(), sundial_core::wire::schedule_view(schedule));
+    answer.insert("scheduleDescription".into(), json!(sundial_core::describe::describe(schedule)));
+    answer.insert("timezone".into(), json!(schedule.timezone_name()));
+    answer.insert("nextRuns".into(), sundial_core::describe::runs_view(instants, compiled.timezone()));
+    let from = instants.first().map_or(now, |first| (*first - chrono::TimeDelta::seconds(1)).min(now));
+    answer.insert("dstNotes".into(), json!(compiled.dst_notes(from, instants.len().max(10))));
+    answer
 }

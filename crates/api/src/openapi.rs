@@ -195,7 +195,20 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         (
             "/v1/agents/{agentId}/jobs/{jobId}/preview",
             "get",
-            operation("The next fire instants, UTC and local (n)", None, ("200", object())),
+            operation(
+                "The job's schedule in words, its next runs (n), UTC and local, and daylight saving notes",
+                None,
+                ("200", schema("SchedulePreview")),
+            ),
+        ),
+        (
+            "/v1/agents/{agentId}/preview",
+            "post",
+            operation(
+                "What a schedule would do, without a job: its description, next runs (n, 1-100) and DST notes",
+                Some(json!({"type": "object", "required": ["schedule"], "properties": {"schedule": schema("Schedule"), "n": {"type": "integer", "minimum": 1, "maximum": 100}}})),
+                ("200", schema("SchedulePreview")),
+            ),
         ),
         (
             "/v1/agents/{agentId}/executions/{executionId}",
@@ -231,6 +244,11 @@ pub fn document() -> Value {
                 "Error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}},
                 "Schedule": schedule,
                 "Retry": retry,
+                "Run": {"type": "object", "required": ["utc", "local"], "properties": {"utc": {"type": "string", "format": "date-time"}, "local": {"type": "string", "format": "date-time"}}},
+                "SchedulePreview": {"type": "object", "required": ["schedule", "scheduleDescription", "timezone", "nextRuns", "dstNotes"], "properties": {
+                    "schedule": schema("Schedule"), "scheduleDescription": {"type": "string"}, "timezone": {"type": "string"},
+                    "nextRuns": {"type": "array", "items": schema("Run")}, "dstNotes": {"type": "array", "items": {"type": "string"}}
+                }},
                 "CreateJob": {"type": "object", "required": ["name", "schedule", "code"], "properties": {
                     "name": {"type": "string"}, "description": {"type": "string"}, "schedule": schema("Schedule"),
                     "code": {"type": "string", "description": "JavaScript source of the execute function"},
@@ -242,6 +260,7 @@ pub fn document() -> Value {
                     "id": {"type": "string"}, "agentId": {"type": "string"}, "name": {"type": "string"}, "dynamic": {"type": "boolean"},
                     "userId": {"type": "string"}, "active": {"type": "boolean"}, "status": {"enum": ["active", "paused", "failed", "inactive", "completed"]},
                     "metadata": {"type": "object"}, "schedule": schema("Schedule"), "activeVersionId": {"type": "string"},
+                    "scheduleDescription": {"type": "string"}, "timezone": {"type": "string"}, "nextRuns": {"type": "array", "items": schema("Run")},
                     "activeVersion": schema("JobVersion"), "versions": {"type": "array", "items": schema("JobVersion")},
                     "lastRunAt": {"type": "string"}, "nextRunAt": {"type": "string"}, "lastExecution": schema("JobExecution"),
                     "policy": {"type": "object"}, "consecutiveFailures": {"type": "integer"}, "createdAt": {"type": "string"}, "updatedAt": {"type": "string"}

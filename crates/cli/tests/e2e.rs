@@ -2,6 +2,7 @@
 //! real `sundial` binary over HTTP on a random port (first run, API, CLI, bad input, `kill -9` and restart).
 
 mod cluster;
+mod contract;
 mod data;
 mod lua_cli;
 mod support;

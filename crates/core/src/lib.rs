@@ -3,6 +3,7 @@
 //! This crate does no IO: no SQL, no HTTP, no async, no clock of its own. Every function takes the current time as
 //! an argument, so the scheduler and its tests decide what "now" is.
 
+pub mod describe;
 pub mod model;
 pub mod policy;
 pub mod retry;

@@ -274,6 +274,16 @@ impl CompiledSchedule {
         slots
     }
 
+    /// What daylight saving time does to the next `n` slots after `after`, in words: a wall time that does not
+    /// exist and where it fires instead, a wall time that happens twice and which pass fires. Empty for once and
+    /// interval schedules and for zones without daylight saving time.
+    pub fn dst_notes(&self, after: DateTime<Utc>, n: usize) -> Vec<String> {
+        match &self.kind {
+            Kind::Cron(rule) => rule.dst_notes(after, n),
+            _ => Vec::new(),
+        }
+    }
+
     /// The zone the schedule is read in (UTC for once and interval schedules).
     pub fn timezone(&self) -> Tz {
         match &self.kind {
@@ -420,6 +430,69 @@ impl CronRule {
         }
     }
 
+    /// See [`CompiledSchedule::dst_notes`]. Walks matching wall times as [`CronRule::next_after`] does, counting the
+    /// slots they make, and says what each wall time in a gap or a repeated range becomes.
+    fn dst_notes(&self, after: DateTime<Utc>, n: usize) -> Vec<String> {
+        use crate::describe::{clock_time, date};
+        let mut notes: Vec<String> = Vec::new();
+        let Some(start) = self.wall_time(after).and_then(|wall| wall.with_nanosecond(0)) else { return notes };
+        let zone = self.zone;
+        let wall_words = |wall: &NaiveDateTime| clock_time(wall.hour(), wall.minute(), wall.second());
+        let mut note = |text: String| {
+            if !notes.contains(&text) {
+                notes.push(text);
+            }
+        };
+        let (mut cursor, mut slots) = (start, 0);
+        // A clock pattern walks every matching wall time of a gap without making a slot: bound the walk.
+        for _ in 0..(n * 4 + 100_000) {
+            if slots >= n {
+                break;
+            }
+            let Some(wall) = self.wall_match(cursor, false) else { break };
+            cursor = wall;
+            match zone.from_local_datetime(&wall) {
+                LocalResult::Single(_) => slots += 1,
+                LocalResult::Ambiguous(earlier, later) => {
+                    let day = date(&earlier);
+                    if self.clock {
+                        slots += 2;
+                        note(format!(
+                            "clocks go back on {day}: wall times repeated then fire in both passes ({} and {})",
+                            earlier.format("%Z"),
+                            later.format("%Z")
+                        ));
+                    } else {
+                        slots += 1;
+                        note(format!(
+                            "{} happens twice on {day} (clocks go back); runs once, at the first ({})",
+                            wall_words(&wall),
+                            earlier.format("%Z")
+                        ));
+                    }
+                }
+                LocalResult::None => {
+                    let Some(instead) = self.gap_end(wall).map(|instant| instant.with_timezone(&zone)) else {
+                        continue;
+                    };
+                    let day = date(&instead);
+                    if self.clock {
+                        note(format!("clocks go forward on {day}: wall times in the gap do not exist and do not fire"));
+                    } else {
+                        slots += 1;
+                        note(format!(
+                            "{} does not exist on {day} (clocks go forward); runs at {} {}",
+                            wall_words(&wall),
+                            clock_time(instead.hour(), instead.minute(), instead.second()),
+                            instead.format("%Z")
+                        ));
+                    }
+                }
+            }
+        }
+        notes
+    }
+
     /// The zone's wall time at `instant`, or `None` at the edges of chrono's range (where `naive_local` panics).
     fn wall_time(&self, instant: DateTime<Utc>) -> Option<NaiveDateTime> {
         let offset = self.zone.offset_from_utc_datetime(&instant.naive_utc()).fix();
@@ -482,14 +555,14 @@ impl CronRule {
 }
 
 /// One field of a pattern: as written (for messages) and upper-cased (for croner).
-struct Field {
+pub(crate) struct Field {
     text: String,
-    upper: String,
+    pub(crate) upper: String,
 }
 
 /// Splits a pattern into its six fields (seconds first), expanding nicknames and checking the field count and
 /// where month and day names appear (croner would otherwise read `JAN` in the day-of-week field as Monday).
-fn cron_fields(expression: &str) -> Result<Vec<Field>, ScheduleError> {
+pub(crate) fn cron_fields(expression: &str) -> Result<Vec<Field>, ScheduleError> {
     let trimmed = expression.trim();
     if trimmed.is_empty() {
         return Err(ScheduleError::new(FIELD_EXPRESSION, "must not be empty"));

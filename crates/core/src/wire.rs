@@ -15,7 +15,7 @@ pub fn instant(time: DateTime<Utc>) -> String {
 
 /// A schedule on the wire: `executeAt` as every other instant, with milliseconds (`…T09:00:00.000Z`), as JavaScript's
 /// `toISOString` writes it, even when they are zero.
-fn schedule_view(schedule: &crate::Schedule) -> Value {
+pub fn schedule_view(schedule: &crate::Schedule) -> Value {
     let mut value = json!(schedule);
     if let (crate::Schedule::Once { execute_at }, Some(object)) = (schedule, value.as_object_mut()) {
         object.insert("executeAt".into(), Value::String(instant(*execute_at)));
@@ -87,6 +87,18 @@ pub fn execution_view(execution: &Execution, with_logs: bool) -> Value {
     Value::Object(object)
 }
 
+/// How many upcoming fire instants a job view lists (`nextRuns`).
+pub const NEXT_RUNS_IN_VIEW: usize = 3;
+
+/// The next [`NEXT_RUNS_IN_VIEW`] fire instants of an active job, in UTC and in the schedule's zone; empty when the
+/// job will not fire.
+fn next_runs_view(job: &Job, schedule: &crate::Schedule) -> Value {
+    let (Some(next), true) = (job.next_run_at, job.active) else { return Value::Array(Vec::new()) };
+    let Ok(compiled) = schedule.compile() else { return Value::Array(Vec::new()) };
+    let runs = crate::describe::next_runs(&compiled, next, job.anchor_at, NEXT_RUNS_IN_VIEW);
+    crate::describe::runs_view(&runs, compiled.timezone())
+}
+
 /// A job as `Job` on the wire, with its versions, its active version and top-level `schedule` (read by `lua jobs view`).
 pub fn job_view(job: &Job, versions: &[JobVersion], last_execution: Option<&Execution>) -> Value {
     let active_version_id = job.active_version_id.as_deref();
@@ -104,6 +116,9 @@ pub fn job_view(job: &Job, versions: &[JobVersion], last_execution: Option<&Exec
     object.insert("metadata".into(), Value::Object(job.metadata.clone()));
     if let Some(active) = active {
         object.insert("schedule".into(), schedule_view(&active.schedule));
+        object.insert("scheduleDescription".into(), json!(crate::describe::describe(&active.schedule)));
+        object.insert("timezone".into(), json!(active.schedule.timezone_name()));
+        object.insert("nextRuns".into(), next_runs_view(job, &active.schedule));
         object.insert("timeout".into(), json!(active.timeout_seconds));
         put(&mut object, "retry", json!(active.retry));
     }

@@ -13,7 +13,9 @@ use sundial_core::{Schedule, ScheduleLimits};
 /// - `first ANCHOR`: the first slot of a schedule activated at ANCHOR;
 /// - `next N after T [anchor A]`: the preview of the next N slots strictly after T (the anchor defaults to T);
 /// - `after T anchor A`: the single next slot strictly after T;
-/// - `count FROM TO anchor A cap C`: the number of slots in (FROM, TO].
+/// - `count FROM TO anchor A cap C`: the number of slots in (FROM, TO];
+/// - `describe`: the schedule in words;
+/// - `dst N after T`: the daylight saving notes for the next N slots strictly after T.
 ///
 /// Every other ask validates the schedule first, with the default limits.
 fn check(schedule: &str, ask: &str, expect: Expect) {
@@ -72,6 +74,12 @@ fn check(schedule: &str, ask: &str, expect: Expect) {
                 ["after", after, "anchor", anchor] => {
                     compiled.next_after(instant(after), instant(anchor)).map_or("none\n".to_string(), show)
                 }
+                ["describe"] => format!("{}\n", sundial_core::describe::describe(&parsed)),
+                ["dst", n, "after", after] => compiled
+                    .dst_notes(instant(after), n.parse().expect("n"))
+                    .iter()
+                    .map(|note| format!("{note}\n"))
+                    .collect(),
                 ["count", from, to, "anchor", anchor, "cap", cap] => {
                     let count =
                         compiled.count_slots(instant(from), instant(to), instant(anchor), cap.parse().expect("cap"));
@@ -1321,4 +1329,153 @@ fn agrees_with_croner_where_croner_follows_the_spec() {
             }
         }
     }
+}
+
+// --- Said back in words (SPEC §3) ---
+
+/// Every schedule in words, one per line, for a table of (schedule JSON) inputs.
+fn describe_all(schedules: &[String], expect: Expect) {
+    let mut actual = String::new();
+    for schedule in schedules {
+        let value: serde_json::Value = serde_json::from_str(schedule).expect("test schedule is JSON");
+        let parsed = Schedule::parse(&value, &ScheduleLimits::default()).expect("test schedule is valid");
+        actual.push_str(&format!("{:<48} {}\n", schedule_words(&value), sundial_core::describe::describe(&parsed)));
+    }
+    expect.assert_eq(&actual);
+}
+
+/// A short label for a schedule in a table: its expression, seconds or instant.
+fn schedule_words(value: &serde_json::Value) -> String {
+    ["expression", "seconds", "executeAt"]
+        .iter()
+        .find_map(|key| value.get(key))
+        .map(|value| value.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn descriptions_of_once_and_interval_schedules() {
+    let schedules: Vec<String> = [
+        r#"{"type": "once", "executeAt": "2026-12-09T15:00:00Z"}"#,
+        r#"{"type": "once", "executeAt": "2026-12-09T10:00:30-05:00"}"#,
+        r#"{"type": "interval", "seconds": 1}"#,
+        r#"{"type": "interval", "seconds": 45}"#,
+        r#"{"type": "interval", "seconds": 60}"#,
+        r#"{"type": "interval", "seconds": 90}"#,
+        r#"{"type": "interval", "seconds": 300}"#,
+        r#"{"type": "interval", "seconds": 5400}"#,
+        r#"{"type": "interval", "seconds": 7200}"#,
+        r#"{"type": "interval", "seconds": 86400}"#,
+        r#"{"type": "interval", "seconds": 604800}"#,
+    ]
+    .map(String::from)
+    .to_vec();
+    describe_all(
+        &schedules,
+        expect![[r#"
+            "2026-12-09T15:00:00Z"                           once on Wed 9 Dec 2026 at 15:00 (UTC)
+            "2026-12-09T10:00:30-05:00"                      once on Wed 9 Dec 2026 at 15:00:30 (UTC)
+            1                                                every second
+            45                                               every 45 seconds
+            60                                               every minute
+            90                                               every 90 seconds
+            300                                              every 5 minutes
+            5400                                             every 90 minutes
+            7200                                             every 2 hours
+            86400                                            every day
+            604800                                           every 7 days
+        "#]],
+    );
+}
+
+#[test]
+fn descriptions_of_cron_schedules() {
+    let schedules: Vec<String> = [
+        ("0 9 * * MON-FRI", "America/New_York"),
+        ("0 9 * * 1-5", "Europe/Paris"),
+        ("30 8 * * *", "UTC"),
+        ("0 9,17 * * *", "Asia/Tokyo"),
+        ("*/5 * * * *", "UTC"),
+        ("* * * * *", "UTC"),
+        ("*/10 * * * * *", "UTC"),
+        ("15 * * * *", "UTC"),
+        ("0 */2 * * *", "UTC"),
+        ("*/15 9-17 * * MON-FRI", "Europe/London"),
+        ("0 10 * * SAT,SUN", "UTC"),
+        ("0 8 * * 1,3,5", "UTC"),
+        ("0 0 1 * *", "UTC"),
+        ("0 0 1,15 * *", "UTC"),
+        ("0 0 L * *", "UTC"),
+        ("0 12 25 DEC *", "UTC"),
+        ("@daily", "UTC"),
+        ("@weekly", "UTC"),
+        ("@hourly", "UTC"),
+        ("@yearly", "UTC"),
+        ("30 15 10 * * *", "UTC"),
+        ("0 0 13 * FRI", "UTC"),
+        ("0 0 LW * *", "UTC"),
+        ("0 9 * * MON#1", "UTC"),
+        ("5-10 * * * *", "UTC"),
+    ]
+    .iter()
+    .map(|(expression, zone)| cron(expression, zone))
+    .collect();
+    describe_all(
+        &schedules,
+        expect![[r#"
+            "0 9 * * MON-FRI"                                every weekday at 09:00 (America/New_York)
+            "0 9 * * 1-5"                                    every weekday at 09:00 (Europe/Paris)
+            "30 8 * * *"                                     every day at 08:30 (UTC)
+            "0 9,17 * * *"                                   every day at 09:00 and 17:00 (Asia/Tokyo)
+            "*/5 * * * *"                                    every 5 minutes (UTC)
+            "* * * * *"                                      every minute (UTC)
+            "*/10 * * * * *"                                 every 10 seconds (UTC)
+            "15 * * * *"                                     every hour at minute 15 (UTC)
+            "0 */2 * * *"                                    every 2 hours at minute 0 (UTC)
+            "*/15 9-17 * * MON-FRI"                          every 15 minutes from 09:00 to 17:59, every weekday (Europe/London)
+            "0 10 * * SAT,SUN"                               every Saturday and Sunday at 10:00 (UTC)
+            "0 8 * * 1,3,5"                                  every Monday, Wednesday and Friday at 08:00 (UTC)
+            "0 0 1 * *"                                      on day 1 of every month at 00:00 (UTC)
+            "0 0 1,15 * *"                                   on days 1 and 15 of every month at 00:00 (UTC)
+            "0 0 L * *"                                      on the last day of every month at 00:00 (UTC)
+            "0 12 25 DEC *"                                  every year on 25 Dec at 12:00 (UTC)
+            "@daily"                                         every day at 00:00 (UTC)
+            "@weekly"                                        every Sunday at 00:00 (UTC)
+            "@hourly"                                        every hour at minute 0 (UTC)
+            "@yearly"                                        every year on 1 Jan at 00:00 (UTC)
+            "30 15 10 * * *"                                 every day at 10:15:30 (UTC)
+            "0 0 13 * FRI"                                   at times matching cron "0 0 13 * FRI" (UTC)
+            "0 0 LW * *"                                     at times matching cron "0 0 LW * *" (UTC)
+            "0 9 * * MON#1"                                  at times matching cron "0 9 * * MON#1" (UTC)
+            "5-10 * * * *"                                   at times matching cron "5-10 * * * *" (UTC)
+        "#]],
+    );
+}
+
+#[test]
+fn dst_notes_name_the_missing_and_the_repeated_wall_times() {
+    // 2026: New York springs forward on 8 March (02:00 → 03:00) and falls back on 1 November (02:00 → 01:00).
+    check(
+        &cron("30 2 * * *", "America/New_York"),
+        "dst 10 after 2026-03-03T12:00:00Z",
+        expect![[r#"
+            02:30 does not exist on Sun 8 Mar 2026 (clocks go forward); runs at 03:00 EDT
+        "#]],
+    );
+    check(
+        &cron("30 1 * * *", "America/New_York"),
+        "dst 10 after 2026-10-28T12:00:00Z",
+        expect![[r#"
+            01:30 happens twice on Sun 1 Nov 2026 (clocks go back); runs once, at the first (EDT)
+        "#]],
+    );
+    check(
+        &cron("*/30 * * * *", "America/New_York"),
+        "dst 400 after 2026-03-08T00:00:00Z",
+        expect![[r#"
+        clocks go forward on Sun 8 Mar 2026: wall times in the gap do not exist and do not fire
+    "#]],
+    );
+    check(&cron("30 2 * * *", "America/New_York"), "dst 10 after 2026-06-01T00:00:00Z", expect![[r#""#]]);
+    check(&cron("30 2 * * *", "UTC"), "dst 10 after 2026-03-03T12:00:00Z", expect![[r#""#]]);
 }

@@ -1,0 +1,107 @@
+//! The API contract that agents and their SDKs build on: schedules said back in words with their next runs, the
+//! schedule preview, code accepted as people paste it, free variables refused at creation, idempotent creation with
+//! `dedupKey`, and user tokens with scopes and an expiry.
+
+use serde_json::{json, Value};
+
+use crate::support::{send, Server, TestEngine};
+use crate::utc;
+
+/// The view of a job the engine created, as the API shows it.
+fn view_of(detail: &sundial_scheduler::JobDetail) -> Value {
+    detail.view()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_views_say_the_schedule_back_with_the_next_runs_across_dst() {
+    // New York springs forward on Sunday 10 March 2030 (02:00 EST → 03:00 EDT).
+    let mut test = TestEngine::start(utc("2030-03-08T12:00:00Z")).await;
+    let code = "async (job) => job.id";
+    let once = test
+        .create(
+            json!({"name": "once", "schedule": {"type": "once", "executeAt": "2030-03-09T15:00:00Z"}, "code": code}),
+            None,
+        )
+        .await;
+    let view = view_of(&once);
+    assert_eq!(view["scheduleDescription"], "once on Sat 9 Mar 2030 at 15:00 (UTC)");
+    assert_eq!(view["timezone"], "UTC");
+    assert_eq!(view["nextRuns"], json!([{"utc": "2030-03-09T15:00:00.000Z", "local": "2030-03-09T15:00:00+00:00"}]));
+
+    let interval = test
+        .create(json!({"name": "tick", "schedule": {"type": "interval", "seconds": 300}, "code": code}), None)
+        .await;
+    let view = view_of(&interval);
+    assert_eq!(view["scheduleDescription"], "every 5 minutes");
+    let runs: Vec<&str> =
+        view["nextRuns"].as_array().expect("nextRuns").iter().map(|run| run["utc"].as_str().expect("utc")).collect();
+    assert_eq!(runs, ["2030-03-08T12:05:00.000Z", "2030-03-08T12:10:00.000Z", "2030-03-08T12:15:00.000Z"]);
+
+    let schedule = json!({"type": "cron", "expression": "30 2 * * *", "timezone": "America/New_York"});
+    let cron = test.create(json!({"name": "nightly", "schedule": schedule, "code": code}), None).await;
+    let view = view_of(&cron);
+    assert_eq!(view["scheduleDescription"], "every day at 02:30 (America/New_York)");
+    assert_eq!(view["timezone"], "America/New_York");
+    assert_eq!(
+        view["nextRuns"],
+        json!([
+            {"utc": "2030-03-09T07:30:00.000Z", "local": "2030-03-09T02:30:00-05:00"},
+            // 02:30 does not exist on the 10th: the run comes at the first instant after the gap.
+            {"utc": "2030-03-10T07:00:00.000Z", "local": "2030-03-10T03:00:00-04:00"},
+            {"utc": "2030-03-11T06:30:00.000Z", "local": "2030-03-11T02:30:00-04:00"},
+        ])
+    );
+
+    let caller = TestEngine::caller(None);
+    let paused = test.engine.deactivate(&caller, &cron.job.id).await.expect("deactivate");
+    assert_eq!(paused.view()["nextRuns"], json!([]), "an inactive job has no next runs");
+    assert_eq!(paused.view()["scheduleDescription"], "every day at 02:30 (America/New_York)");
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_contract_over_http() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(directory.path(), "sk_test_contract");
+    preview_says_what_a_schedule_would_do(&server).await;
+}
+
+async fn preview_says_what_a_schedule_would_do(server: &Server) {
+    // Every Sunday of March at 02:30 in New York: ten runs always include a spring-forward Sunday.
+    let schedule = json!({"type": "cron", "expression": "30 2 * 3 SUN", "timezone": "America/New_York"});
+    let (status, answer) = server.post("/v1/agents/default/preview", json!({"schedule": schedule})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["scheduleDescription"], "every Sunday in Mar at 02:30 (America/New_York)");
+    assert_eq!(answer["timezone"], "America/New_York");
+    let runs = answer["nextRuns"].as_array().expect("nextRuns");
+    assert_eq!(runs.len(), 10);
+    assert!(
+        runs.iter().any(|run| run["local"].as_str().is_some_and(|local| local.contains("T03:00:00-04:00"))),
+        "{answer}"
+    );
+    let notes = answer["dstNotes"].as_array().expect("dstNotes");
+    assert!(
+        notes.iter().any(|note| note.as_str().is_some_and(|note| note.starts_with("02:30 does not exist on Sun "))),
+        "{answer}"
+    );
+
+    let (status, answer) = server
+        .post("/v1/agents/default/preview", json!({"schedule": {"type": "interval", "seconds": 7200}, "n": 2}))
+        .await;
+    assert_eq!((status, answer["scheduleDescription"].clone()), (200, json!("every 2 hours")));
+    assert_eq!(answer["nextRuns"].as_array().map(Vec::len), Some(2));
+
+    let bad_zone = json!({"schedule": {"type": "cron", "expression": "0 9 * * *", "timezone": "Mars/Base"}});
+    let (status, answer) = server.post("/v1/agents/default/preview", bad_zone).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["code"], "invalid_schedule");
+    assert_eq!(answer["message"], "schedule.timezone: unknown IANA zone \"Mars/Base\"");
+
+    let (status, answer) = server
+        .post("/v1/agents/default/preview", json!({"schedule": {"type": "interval", "seconds": 60}, "n": 0}))
+        .await;
+    assert_eq!((status, answer["code"].clone()), (400, json!("invalid_request")), "{answer}");
+    let url = format!("{}/v1/agents/default/preview", server.url);
+    let (status, _) = send(reqwest::Client::new().post(url).bearer_auth("sk_wrong").json(&json!({}))).await;
+    assert_eq!(status, 401);
+}
