@@ -212,3 +212,26 @@ test('a repeated POST with the same X-Idempotency-Key gets the first answer and 
   const { total } = await native(`/jobs/${first.body.data.id}/executions`);
   assert.equal(total, 2, 'two triggers ran, not three');
 });
+
+test('a tool holding a user token files a ticket through Data and schedules its follow-up', async () => {
+  const answer = await luaAs(userToken, `
+    const ticket = await Data.create('tickets', { subject: 'Printer on fire', status: 'open' }, 'printer on fire');
+    const job = await Jobs.create({
+      name: 'ticket-followup-' + ticket.id,
+      metadata: { ticketId: ticket.id },
+      schedule: { type: 'once', executeAt: new Date(Date.now() + 3600 * 1000) },
+      execute: async (job) => {
+        const entry = await Data.getEntry('tickets', job.metadata.ticketId);
+        return { status: entry.data.status };
+      },
+    });
+    const found = await Data.search('tickets', 'printer', 5, 0);
+    return { ticketId: ticket.id, jobId: job.id, found: found.length };`);
+  assert.ok(answer.value, `the tool failed: ${JSON.stringify(answer.thrown)}`);
+  assert.ok(answer.value.found >= 1, 'the user token searched the collection');
+  const job = await native(`/jobs/${answer.value.jobId}`);
+  assert.equal(job.userId, userId, 'the follow-up is a dynamic job of the token\'s user');
+  assert.equal(job.metadata.ticketId, answer.value.ticketId);
+  const entry = await native(`/data/tickets/${answer.value.ticketId}`);
+  assert.equal(entry.data.status, 'open');
+});

@@ -37,6 +37,19 @@ pub async fn create_key(
     admin: bool,
     secret: Option<String>,
 ) -> ApiResult<(ApiKey, String)> {
+    create_scoped_key(store, agent_id, user_id, admin, secret, None, None).await
+}
+
+/// Creates and stores a key limited to `scopes` (all when `None`) until `expires_at` (for ever when `None`).
+pub async fn create_scoped_key(
+    store: &dyn Store,
+    agent_id: Option<&str>,
+    user_id: Option<&str>,
+    admin: bool,
+    secret: Option<String>,
+    scopes: Option<Vec<String>>,
+    expires_at: Option<chrono::DateTime<Utc>>,
+) -> ApiResult<(ApiKey, String)> {
     let prefix = if user_id.is_some() { "ut" } else { "sk" };
     let secret = secret.unwrap_or_else(|| new_secret(prefix));
     let key = ApiKey {
@@ -46,9 +59,31 @@ pub async fn create_key(
         admin,
         hash: hash_key(&secret),
         created_at: Utc::now(),
+        scopes,
+        expires_at,
     };
     store.key_insert(&key).await?;
     Ok((key, secret))
+}
+
+/// What a user token may be limited to, named by `scopes` when it is minted.
+pub const SCOPES: [&str; 3] = ["jobs", "data", "products"];
+
+/// The scope a request path needs from a scoped user token: jobs, executions and schedule previews need `jobs`, the
+/// agent's data collections `data`, its products `products`. Other paths (the token's own user record and
+/// conversation) need none.
+fn scope_of_path(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["developer", "jobs", ..] => Some("jobs"),
+        ["v1" | "developer", "agents", _, section, ..] => match *section {
+            "jobs" | "executions" | "preview" => Some("jobs"),
+            "data" | "custom-data" => Some("data"),
+            "products" => Some("products"),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The authenticated credential of a request.
@@ -130,6 +165,22 @@ impl FromRequestParts<AppState> for Principal {
             .key_find(&hash_key(secret))
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid API key (unknown or revoked)"))?;
+        if let Some(expires_at) = key.expires_at.filter(|expires_at| *expires_at <= Utc::now()) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "token_expired",
+                format!("this token expired at {}; mint a new one", sundial_core::wire::instant(expires_at)),
+            ));
+        }
+        if let (Some(scopes), Some(needed)) = (&key.scopes, scope_of_path(parts.uri.path())) {
+            if !scopes.iter().any(|scope| scope == needed) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    format!("this token's scopes ({}) do not include {needed:?}", scopes.join(", ")),
+                ));
+            }
+        }
         let acting_user = match parts.headers.get("x-user-id") {
             None => None,
             Some(value) => {

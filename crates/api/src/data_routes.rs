@@ -66,22 +66,11 @@ pub(crate) fn routes() -> Router<AppState> {
 
 // --- shared ---
 
-/// The agent whose data collections the request reaches: another agent's answer 404, user tokens 403.
+/// The agent whose data collections or products the request reaches: another agent's answer 404. A user token may
+/// use them, like a tool running for its user, unless it was minted without the `data` or `products` scope (checked
+/// with the credential, see `auth`).
 async fn data_agent(state: &AppState, principal: &Principal, agent_id: &str) -> ApiResult<String> {
-    let caller = principal.caller_for(state, agent_id).await?;
-    if principal.is_user_token() {
-        return Err(ApiError::forbidden("data collections need an agent key, not a user token"));
-    }
-    Ok(caller.agent_id)
-}
-
-/// The agent whose products the request reaches; user tokens may only read.
-async fn product_agent(state: &AppState, principal: &Principal, agent_id: &str, write: bool) -> ApiResult<String> {
-    let caller = principal.caller_for(state, agent_id).await?;
-    if write && principal.is_user_token() {
-        return Err(ApiError::forbidden("changing products needs an agent key, not a user token"));
-    }
-    Ok(caller.agent_id)
+    Ok(principal.caller_for(state, agent_id).await?.agent_id)
 }
 
 /// Engine errors with the codes of this resource: `entry_not_found`, `product_not_found`.
@@ -317,7 +306,7 @@ async fn lua_products(
     Path(agent_id): Path<String>,
     Query(params): Params,
 ) -> ApiResult<Response> {
-    let agent_id = product_agent(&state, &principal, &agent_id, false).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let (products, pagination) = list_products(&state, &agent_id, &params).await?;
     Ok(Json(json!({"success": true, "data": products, "pagination": pagination})).into_response())
 }
@@ -328,7 +317,7 @@ async fn lua_product_create(
     Path(agent_id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let agent_id = product_agent(&state, &principal, &agent_id, true).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let product = state.engine.product_create(&agent_id, &body).await.map_err(api_error)?;
     Ok(ok_status(StatusCode::CREATED, json!({ "product": product_view(&product) })))
 }
@@ -340,7 +329,7 @@ async fn lua_product_update(
     Path(agent_id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let agent_id = product_agent(&state, &principal, &agent_id, true).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let mut set = object_body(&body)?.clone();
     let Some(Value::String(id)) = set.remove("id") else {
         return Err(FieldError::new("id", "is required and must be a string").into());
@@ -357,7 +346,7 @@ async fn lua_product_search(
     Path(agent_id): Path<String>,
     Query(params): Params,
 ) -> ApiResult<Response> {
-    let agent_id = product_agent(&state, &principal, &agent_id, false).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let products = search_products(&state, &agent_id, &params).await?;
     let message = format!("{} products found", products.len());
     Ok(Json(json!({"success": true, "message": message, "data": products})).into_response())
@@ -368,7 +357,7 @@ async fn lua_product(
     principal: Principal,
     Path((agent_id, product_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let agent_id = product_agent(&state, &principal, &agent_id, false).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let product = state.engine.product(&agent_id, &product_id).await.map_err(api_error)?;
     let product = product.ok_or_else(|| api_error(EngineError::NotFound("product")))?;
     Ok(ok(product_view(&product)))
@@ -379,7 +368,7 @@ async fn lua_product_delete(
     principal: Principal,
     Path((agent_id, product_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let agent_id = product_agent(&state, &principal, &agent_id, true).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     state.engine.product_delete(&agent_id, &product_id).await.map_err(api_error)?;
     Ok(ok(json!({"deleted": true})))
 }
@@ -498,7 +487,7 @@ async fn products(
     Path(agent_id): Path<String>,
     Query(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let agent_id = product_agent(&state, &principal, &agent_id, false).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let (products, pagination) = list_products(&state, &agent_id, &params).await?;
     Ok(Json(json!({"products": products, "pagination": pagination})))
 }
@@ -509,7 +498,7 @@ async fn product_create(
     Path(agent_id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let agent_id = product_agent(&state, &principal, &agent_id, true).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let product = state.engine.product_create(&agent_id, &body).await.map_err(api_error)?;
     Ok((StatusCode::CREATED, Json(product_view(&product))).into_response())
 }
@@ -520,7 +509,7 @@ async fn product_search(
     Path(agent_id): Path<String>,
     Query(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let agent_id = product_agent(&state, &principal, &agent_id, false).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     Ok(Json(json!({ "products": search_products(&state, &agent_id, &params).await? })))
 }
 
@@ -529,7 +518,7 @@ async fn product(
     principal: Principal,
     Path((agent_id, product_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let agent_id = product_agent(&state, &principal, &agent_id, false).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let product = state.engine.product(&agent_id, &product_id).await.map_err(api_error)?;
     let product = product.ok_or_else(|| api_error(EngineError::NotFound("product")))?;
     Ok(Json(product_view(&product)))
@@ -542,7 +531,7 @@ async fn product_replace(
     Path((agent_id, product_id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let agent_id = product_agent(&state, &principal, &agent_id, true).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let change = ObjectChange::Replace(object_body(&body)?.clone());
     let product = state.engine.product_update(&agent_id, &product_id, change).await.map_err(api_error)?;
     Ok(Json(product_view(&product)))
@@ -555,7 +544,7 @@ async fn product_patch(
     Path((agent_id, product_id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let agent_id = product_agent(&state, &principal, &agent_id, true).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let change = ObjectChange::Merge { set: object_body(&body)?.clone(), unset: Vec::new() };
     let product = state.engine.product_update(&agent_id, &product_id, change).await.map_err(api_error)?;
     Ok(Json(product_view(&product)))
@@ -566,7 +555,7 @@ async fn product_delete(
     principal: Principal,
     Path((agent_id, product_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let agent_id = product_agent(&state, &principal, &agent_id, true).await?;
+    let agent_id = data_agent(&state, &principal, &agent_id).await?;
     state.engine.product_delete(&agent_id, &product_id).await.map_err(api_error)?;
     Ok(Json(json!({"deleted": true, "id": product_id})))
 }

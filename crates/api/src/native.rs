@@ -254,16 +254,69 @@ async fn put_user(
     Ok(Json(user_view(&user_id, &record.data)))
 }
 
+/// The longest life a user token can be minted with: one year.
+const MAX_TOKEN_SECONDS: i64 = 366 * 86_400;
+
 async fn mint_user_token(
     State(state): State<AppState>,
     principal: Principal,
     Path((agent_id, user_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     principal.require_agent_key()?;
     let caller = user_caller(&state, &principal, &agent_id, &user_id).await?;
-    let (key, secret) =
-        create_key(state.engine.store().as_ref(), Some(&caller.agent_id), Some(&user_id), false, None).await?;
-    let body = json!({"id": key.id, "token": secret, "agentId": caller.agent_id, "userId": user_id});
+    let Value::Object(body) = body else {
+        return Err(FieldError::new("body", "must be a JSON object {scopes?, expiresInSeconds?}").into());
+    };
+    let scopes = match body.get("scopes") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => {
+            let mut scopes = Vec::new();
+            for (index, item) in items.iter().enumerate() {
+                let scope = item.as_str().filter(|scope| crate::auth::SCOPES.contains(scope)).ok_or_else(|| {
+                    FieldError::new(format!("scopes[{index}]"), "must be one of \"jobs\", \"data\", \"products\"")
+                })?;
+                if !scopes.iter().any(|known| known == scope) {
+                    scopes.push(scope.to_owned());
+                }
+            }
+            if scopes.is_empty() {
+                return Err(FieldError::new("scopes", "must name at least one scope, or be left out for all").into());
+            }
+            Some(scopes)
+        }
+        Some(_) => return Err(FieldError::new("scopes", "must be an array of \"jobs\", \"data\", \"products\"").into()),
+    };
+    let expires_at = match body.get("expiresInSeconds") {
+        None | Some(Value::Null) => None,
+        Some(value) => {
+            let seconds =
+                value.as_i64().filter(|seconds| (1..=MAX_TOKEN_SECONDS).contains(seconds)).ok_or_else(|| {
+                    FieldError::new(
+                        "expiresInSeconds",
+                        format!("must be a whole number between 1 and {MAX_TOKEN_SECONDS}"),
+                    )
+                })?;
+            Some(Utc::now() + chrono::TimeDelta::seconds(seconds))
+        }
+    };
+    let store = state.engine.store();
+    let (key, secret) = crate::auth::create_scoped_key(
+        store.as_ref(),
+        Some(&caller.agent_id),
+        Some(&user_id),
+        false,
+        None,
+        scopes.clone(),
+        expires_at,
+    )
+    .await?;
+    let scopes = scopes.unwrap_or_else(|| crate::auth::SCOPES.map(str::to_owned).to_vec());
+    let mut body =
+        json!({"id": key.id, "token": secret, "agentId": caller.agent_id, "userId": user_id, "scopes": scopes});
+    if let Some(expires_at) = expires_at {
+        body["expiresAt"] = json!(instant(expires_at));
+    }
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 

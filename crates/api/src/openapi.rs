@@ -206,7 +206,9 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
             "post",
             operation(
                 "What a schedule would do, without a job: its description, next runs (n, 1-100) and DST notes",
-                Some(json!({"type": "object", "required": ["schedule"], "properties": {"schedule": schema("Schedule"), "n": {"type": "integer", "minimum": 1, "maximum": 100}}})),
+                Some(
+                    json!({"type": "object", "required": ["schedule"], "properties": {"schedule": schema("Schedule"), "n": {"type": "integer", "minimum": 1, "maximum": 100}}}),
+                ),
                 ("200", schema("SchedulePreview")),
             ),
         ),

@@ -4,7 +4,11 @@
 //! and text that is compared or sorted uses the `"C"` collation so ordering is byte-wise, as in SQLite.
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[&str] = &[CORE, DATA];
+pub(crate) const MIGRATIONS: &[&str] = &[CORE, DATA, KEY_SCOPES];
+
+/// User tokens with narrower rights and an expiry.
+const KEY_SCOPES: &str =
+    "ALTER TABLE api_keys ADD COLUMN scopes TEXT; ALTER TABLE api_keys ADD COLUMN expires_at BIGINT;";
 
 /// Agents, keys, users and messages, jobs, versions, occurrences and executions, blobs and idempotency keys.
 const CORE: &str = r#"

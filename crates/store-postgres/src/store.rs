@@ -121,6 +121,8 @@ fn key_from_row(row: &Row) -> Result<ApiKey> {
         admin: get(row, 3)?,
         hash: get(row, 4)?,
         created_at: time(get(row, 5)?),
+        scopes: get::<Option<String>>(row, 6)?.map(|text| sundial_store::split_scopes(&text)),
+        expires_at: get::<Option<i64>>(row, 7)?.map(time),
     })
 }
 
@@ -526,8 +528,18 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         execute(
             &client,
-            "INSERT INTO api_keys (id, agent_id, user_id, admin, hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&key.id, &key.agent_id, &key.user_id, &key.admin, &key.hash, &millis(key.created_at)],
+            "INSERT INTO api_keys (id, agent_id, user_id, admin, hash, created_at, scopes, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &key.id,
+                &key.agent_id,
+                &key.user_id,
+                &key.admin,
+                &key.hash,
+                &millis(key.created_at),
+                &key.scopes.as_ref().map(|scopes| scopes.join(",")),
+                &key.expires_at.map(millis),
+            ],
         )
         .await?;
         Ok(())
@@ -537,7 +549,8 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let row = query_opt(
             &client,
-            "SELECT id, agent_id, user_id, admin, hash, created_at FROM api_keys WHERE hash = $1 AND revoked_at IS NULL",
+            "SELECT id, agent_id, user_id, admin, hash, created_at, scopes, expires_at FROM api_keys \
+             WHERE hash = $1 AND revoked_at IS NULL",
             &[&hash],
         )
         .await?;

@@ -152,7 +152,19 @@ async fn agents_and_keys(store: &dyn Store) {
         admin: false,
         hash: "h1".into(),
         created_at: at(0),
+        scopes: None,
+        expires_at: None,
     };
+    let scoped = ApiKey {
+        id: new_id("key"),
+        user_id: Some("u1".into()),
+        hash: "h2".into(),
+        scopes: Some(vec!["data".into(), "jobs".into()]),
+        expires_at: Some(at(3600)),
+        ..key.clone()
+    };
+    store.key_insert(&scoped).await.expect("insert scoped key");
+    assert_eq!(store.key_find("h2").await.expect("find"), Some(scoped), "scopes and expiry read back");
     store.key_insert(&key).await.expect("insert key");
     assert_eq!(store.key_find("h1").await.expect("find"), Some(key.clone()));
     assert_eq!(store.admin_key_count().await.expect("count"), 0);

@@ -21,6 +21,11 @@ use sundial_core::{Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVer
 
 pub use data::DataStore;
 pub use ids::new_id;
+
+/// The scopes of a key as stored (comma-separated) read back as a list.
+pub fn split_scopes(text: &str) -> Vec<String> {
+    text.split(',').filter(|scope| !scope.is_empty()).map(str::to_owned).collect()
+}
 pub use sqlite::SqliteStore;
 
 /// Errors of the storage layer. A missing row is not an error: lookups answer `None`.
@@ -97,6 +102,10 @@ pub struct ApiKey {
     pub hash: String,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// For a user token minted with narrower rights: what it may reach (`jobs`, `data`, `products`); `None` for all.
+    pub scopes: Option<Vec<String>>,
+    /// When the key stops working; `None` for never.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A user's data record.

@@ -221,6 +221,7 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pend
 "#,
     ),
     Migration::Code(crate::sqlite_v6::migrate),
+    Migration::Sql("ALTER TABLE api_keys ADD COLUMN scopes TEXT; ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;"),
 ];
 
 const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
@@ -1127,6 +1128,8 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
         admin: row.get(3)?,
         hash: row.get(4)?,
         created_at: time(row.get(5)?),
+        scopes: row.get::<_, Option<String>>(6)?.map(|text| crate::split_scopes(&text)),
+        expires_at: opt_time(row.get(7)?),
     })
 }
 
@@ -1221,8 +1224,18 @@ impl Store for SqliteStore {
         self.write(move |transaction| {
             transaction
                 .execute_cached(
-                    "INSERT INTO api_keys (id, agent_id, user_id, admin, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![key.id, key.agent_id, key.user_id, key.admin, key.hash, millis(key.created_at)],
+                    "INSERT INTO api_keys (id, agent_id, user_id, admin, hash, created_at, scopes, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        key.id,
+                        key.agent_id,
+                        key.user_id,
+                        key.admin,
+                        key.hash,
+                        millis(key.created_at),
+                        key.scopes.as_ref().map(|scopes| scopes.join(",")),
+                        opt_millis(key.expires_at)
+                    ],
                 )
                 .map_err(database)?;
             Ok(())
@@ -1235,7 +1248,7 @@ impl Store for SqliteStore {
         self.write(move |transaction| {
             transaction
                 .prepare_cached(
-                    "SELECT id, agent_id, user_id, admin, hash, created_at FROM api_keys \
+                    "SELECT id, agent_id, user_id, admin, hash, created_at, scopes, expires_at FROM api_keys \
                      WHERE hash = ?1 AND revoked_at IS NULL",
                 )
                 .and_then(|mut statement| statement.query_row([hash], key_from_row).optional())

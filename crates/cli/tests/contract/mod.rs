@@ -64,6 +64,97 @@ async fn the_api_contract_over_http() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let server = Server::start(directory.path(), "sk_test_contract");
     preview_says_what_a_schedule_would_do(&server).await;
+    user_tokens_have_scopes_and_an_expiry(&server).await;
+}
+
+/// A request with `token` instead of the admin key.
+fn as_token(server: &Server, token: &str, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new().request(method, format!("{}{path}", server.url)).bearer_auth(token)
+}
+
+/// Mints a user token for `user` with `body` (`{scopes?, expiresInSeconds?}`); answers the whole answer.
+async fn mint(server: &Server, user: &str, body: Value) -> (u16, Value) {
+    server.post(&format!("/v1/agents/default/users/{user}/tokens"), body).await
+}
+
+async fn user_tokens_have_scopes_and_an_expiry(server: &Server) {
+    let job = json!({"name": "t", "schedule": {"type": "interval", "seconds": 3600}, "code": "async () => 1"});
+    let entry = json!({"data": {"subject": "printer"}, "searchText": "printer"});
+
+    // By default a user token may do what a tool running for its user may: jobs, Data and Products.
+    let (status, minted) = mint(server, "u1", json!({})).await;
+    assert_eq!(status, 201, "{minted}");
+    assert_eq!(minted["scopes"], json!(["jobs", "data", "products"]));
+    let token = minted["token"].as_str().expect("token").to_owned();
+    let (status, answer) =
+        send(as_token(server, &token, reqwest::Method::POST, "/v1/agents/default/data/tickets").json(&entry)).await;
+    assert_eq!(status, 201, "a user token writes Data: {answer}");
+    let (status, answer) = send(as_token(server, &token, reqwest::Method::GET, "/v1/agents/default/products")).await;
+    assert_eq!(status, 200, "a user token reads Products: {answer}");
+    let (status, answer) =
+        send(as_token(server, &token, reqwest::Method::POST, "/v1/agents/default/jobs").json(&job)).await;
+    assert_eq!((status, answer["userId"].clone()), (201, json!("u1")), "{answer}");
+    // It still never sees another user's record.
+    let (status, _) = send(as_token(server, &token, reqwest::Method::GET, "/v1/agents/default/users/u2")).await;
+    assert!(status == 403 || status == 404, "another user's record answered {status}");
+
+    // Narrower scopes.
+    let (status, minted) = mint(server, "u1", json!({"scopes": ["jobs"]})).await;
+    assert_eq!((status, minted["scopes"].clone()), (201, json!(["jobs"])), "{minted}");
+    let jobs_only = minted["token"].as_str().expect("token").to_owned();
+    let (status, answer) =
+        send(as_token(server, &jobs_only, reqwest::Method::POST, "/v1/agents/default/jobs").json(&job)).await;
+    assert_eq!(status, 201, "{answer}");
+    for path in [
+        "/v1/agents/default/data/tickets",
+        "/developer/agents/default/custom-data/tickets",
+        "/v1/agents/default/products",
+    ] {
+        let (status, answer) = send(as_token(server, &jobs_only, reqwest::Method::GET, path)).await;
+        assert_eq!((status, answer["code"].clone()), (403, json!("insufficient_scope")), "{path}: {answer}");
+        assert!(answer["message"].as_str().is_some_and(|message| message.contains("jobs")), "{answer}");
+    }
+    let (status, minted) = mint(server, "u1", json!({"scopes": ["data"]})).await;
+    assert_eq!(status, 201);
+    let data_only = minted["token"].as_str().expect("token").to_owned();
+    for path in ["/v1/agents/default/jobs", "/developer/jobs/default"] {
+        let (status, answer) = send(as_token(server, &data_only, reqwest::Method::GET, path)).await;
+        assert_eq!((status, answer["code"].clone()), (403, json!("insufficient_scope")), "{path}: {answer}");
+    }
+    let (status, _) = send(as_token(server, &data_only, reqwest::Method::GET, "/v1/agents/default/data/tickets")).await;
+    assert_eq!(status, 200);
+
+    // Bad mint requests name the field.
+    let (status, answer) = mint(server, "u1", json!({"scopes": ["jobs", "admin"]})).await;
+    assert_eq!(
+        (status, answer["message"].clone()),
+        (400, json!("scopes[1]: must be one of \"jobs\", \"data\", \"products\""))
+    );
+    let (status, answer) = mint(server, "u1", json!({"scopes": []})).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = mint(server, "u1", json!({"expiresInSeconds": 0})).await;
+    assert!(
+        status == 400 && answer["message"].as_str().is_some_and(|m| m.starts_with("expiresInSeconds: ")),
+        "{answer}"
+    );
+    let (status, _) =
+        send(as_token(server, &token, reqwest::Method::POST, "/v1/agents/default/users/u1/tokens").json(&json!({})))
+            .await;
+    assert_eq!(status, 403, "a user token cannot mint tokens");
+
+    // Expiry.
+    let (status, minted) = mint(server, "u1", json!({"expiresInSeconds": 1})).await;
+    assert_eq!(status, 201, "{minted}");
+    let expires_at = utc(minted["expiresAt"].as_str().expect("expiresAt"));
+    let short = minted["token"].as_str().expect("token").to_owned();
+    let (status, _) = send(as_token(server, &short, reqwest::Method::GET, "/v1/agents/default/jobs")).await;
+    assert_eq!(status, 200, "a token works before it expires");
+    tokio::time::sleep(
+        (expires_at - chrono::Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(50),
+    )
+    .await;
+    let (status, answer) = send(as_token(server, &short, reqwest::Method::GET, "/v1/agents/default/jobs")).await;
+    assert_eq!((status, answer["code"].clone()), (401, json!("token_expired")), "{answer}");
 }
 
 async fn preview_says_what_a_schedule_would_do(server: &Server) {

@@ -279,12 +279,17 @@ async fn lua_cli_routes_answer_in_its_envelope_and_agents_are_apart() {
         send(as_other(reqwest::Method::GET, &at("/v1/agents/other/data/tickets/search", &[("text", "T-9")]))).await;
     assert_eq!(searched["entries"], json!([]), "search stays within the agent");
 
-    // A user token may not reach the agent's data collections.
+    // A user token reaches the agent's data collections, like a tool running for its user, unless it was minted
+    // without the `data` scope.
     let (_, token) = server.post("/v1/agents/default/users/u7/tokens", json!({})).await;
     let token = token["token"].as_str().expect("token").to_owned();
     let request = reqwest::Client::new().get(format!("{}{base}/tickets", server.url)).bearer_auth(&token);
+    assert_eq!(send(request).await.0, 200);
+    let (_, token) = server.post("/v1/agents/default/users/u7/tokens", json!({"scopes": ["jobs"]})).await;
+    let token = token["token"].as_str().expect("token").to_owned();
+    let request = reqwest::Client::new().get(format!("{}{base}/tickets", server.url)).bearer_auth(&token);
     let (code, error) = send(request).await;
-    assert_eq!((code, error["code"].clone()), (403, json!("forbidden")));
+    assert_eq!((code, error["code"].clone()), (403, json!("insufficient_scope")));
 
     let (code, deleted) = send(server.request(reqwest::Method::DELETE, &path)).await;
     assert_eq!((code, deleted["data"]["status"].clone()), (200, json!("success")));
@@ -366,7 +371,7 @@ async fn products_over_v1_and_lua_cli_routes() {
     let (code, one) = server.get(&format!("/developer/agents/default/products/{mouse_id}")).await;
     assert_eq!((code, one["data"]["name"].clone()), (200, json!("Trackball")));
 
-    // Another agent sees none of it; a user token may read but not write.
+    // Another agent sees none of it; a user token may read and write unless minted without the `products` scope.
     let (_, created) = server.post("/v1/agents", json!({"agentId": "other"})).await;
     let other_key = created["key"]["key"].as_str().expect("key").to_owned();
     let request =
@@ -379,6 +384,13 @@ async fn products_over_v1_and_lua_cli_routes() {
         send(reqwest::Client::new().get(format!("{}/v1/agents/default/products", server.url)).bearer_auth(&token))
             .await;
     assert_eq!(code, 200);
+    let request = reqwest::Client::new()
+        .post(format!("{}/v1/agents/default/products", server.url))
+        .bearer_auth(&token)
+        .json(&json!({"id": "pen-1", "name": "Pen"}));
+    assert_eq!(send(request).await.0, 201);
+    let (_, token) = server.post("/v1/agents/default/users/u7/tokens", json!({"scopes": ["jobs", "data"]})).await;
+    let token = token["token"].as_str().expect("token").to_owned();
     let request = reqwest::Client::new()
         .post(format!("{}/v1/agents/default/products", server.url))
         .bearer_auth(&token)
