@@ -400,7 +400,9 @@ fn is_punctuator(code: &str, token: Token, punctuator: &str) -> bool {
 fn line_terminator_length(bytes: &[u8], position: usize) -> usize {
     match bytes.get(position) {
         Some(b'\n' | b'\r') => 1,
-        Some(0xE2) if bytes.get(position + 1) == Some(&0x80) && matches!(bytes.get(position + 2), Some(0xA8 | 0xA9)) => {
+        Some(0xE2)
+            if bytes.get(position + 1) == Some(&0x80) && matches!(bytes.get(position + 2), Some(0xA8 | 0xA9)) =>
+        {
             3
         }
         _ => 0,
@@ -591,7 +593,9 @@ fn lex(code: &str, position: usize) -> Result<Token, LexError> {
         _ if starts_identifier(code, start) => token(TokenKind::Name, scan_identifier(code, start)),
         b'#' if starts_identifier(code, start + 1) => token(TokenKind::PrivateName, scan_identifier(code, start + 1)),
         b'0'..=b'9' => token(TokenKind::Number, scan_number(bytes, start)),
-        b'.' if bytes.get(start + 1).is_some_and(u8::is_ascii_digit) => token(TokenKind::Number, scan_number(bytes, start)),
+        b'.' if bytes.get(start + 1).is_some_and(u8::is_ascii_digit) => {
+            token(TokenKind::Number, scan_number(bytes, start))
+        }
         b'\'' | b'"' => token(TokenKind::String, scan_string(bytes, start)?),
         b'`' => {
             let (kind, end) = scan_template(bytes, start + 1, start)?;
@@ -776,7 +780,9 @@ fn classify(code: &str, first: Token) -> Result<Shape, SourceError> {
                     }
                 }
             }
-            if next_is("(") && !is_reserved(text) {
+            // Any name can be a method's, even a reserved word (`{ delete(id) {…} }.delete.toString()`); whether a
+            // `{` follows the parameters is checked later.
+            if next_is("(") {
                 return Ok(Shape::Method);
             }
             let names_a_member = matches!(next.kind, TokenKind::Name | TokenKind::String | TokenKind::Number)
@@ -858,8 +864,10 @@ fn check_trailing(code: &str, end: usize) -> Result<(), SourceError> {
             return Ok(());
         }
         if !is_punctuator(code, token, ";") {
-            let message =
-                format!("must be the source of a single JavaScript function, found more code after it: {}", describe(code, token));
+            let message = format!(
+                "must be the source of a single JavaScript function, found more code after it: {}",
+                describe(code, token)
+            );
             return Err(error_at(code, message, token.start));
         }
         position = token.end;
@@ -1025,7 +1033,8 @@ impl<'a> Scanner<'a> {
                     };
                     if text != expected {
                         let (line, column) = PositionCursor::new(code).advance_to(open.position);
-                        let opening = if open.byte == b'$' { "${".to_string() } else { (open.byte as char).to_string() };
+                        let opening =
+                            if open.byte == b'$' { "${".to_string() } else { (open.byte as char).to_string() };
                         let message =
                             format!("unbalanced brackets: `{text}` does not match the `{opening}` at {line}:{column}");
                         return Err(error_at(code, message, token.start));
@@ -1523,10 +1532,7 @@ impl<'a> Parser<'a> {
         }
         let mut scanner = Scanner::new(self.code, open);
         let mut parentheses: Vec<usize> = Vec::new();
-        loop {
-            let Ok(token) = scanner.next() else {
-                break;
-            };
+        while let Ok(token) = scanner.next() {
             if is_punctuator(self.code, token, "(") {
                 parentheses.push(token.start);
             } else if is_punctuator(self.code, token, ")") {
@@ -1602,8 +1608,8 @@ impl<'a> Parser<'a> {
                 self.scope = outer_scope;
                 return Ok(());
             }
-            let names_the_member = next.kind == TokenKind::Punctuator
-                && matches!(token_text(self.code, next), "(" | "=" | ";" | "}");
+            let names_the_member =
+                next.kind == TokenKind::Punctuator && matches!(token_text(self.code, next), "(" | "=" | ";" | "}");
             if !names_the_member {
                 self.advance()?;
             }
@@ -1632,10 +1638,9 @@ impl<'a> Parser<'a> {
         let mut modified = false;
         if self.is_name("get") || self.is_name("set") || self.is_name("async") {
             let next = self.peek()?;
-            let starts_key = matches!(
-                next.kind,
-                TokenKind::Name | TokenKind::String | TokenKind::Number | TokenKind::PrivateName
-            ) || is_punctuator(self.code, next, "[");
+            let starts_key =
+                matches!(next.kind, TokenKind::Name | TokenKind::String | TokenKind::Number | TokenKind::PrivateName)
+                    || is_punctuator(self.code, next, "[");
             let async_modifier = self.is_name("async") && !next.newline_before;
             if starts_key && (async_modifier || !self.is_name("async")) {
                 is_async = self.is_name("async");
@@ -1804,7 +1809,8 @@ impl<'a> Parser<'a> {
             }
             "return" => {
                 self.advance()?;
-                if !(self.is(";") || self.is("}") || self.current.kind == TokenKind::End || self.current.newline_before) {
+                if !(self.is(";") || self.is("}") || self.current.kind == TokenKind::End || self.current.newline_before)
+                {
                     self.parse_expression(false)?;
                 }
                 self.consume_semicolon()
@@ -1851,9 +1857,7 @@ impl<'a> Parser<'a> {
     /// Whether the current `let` starts a declaration rather than being a name.
     fn let_starts_declaration(&self) -> Parsed<bool> {
         let next = self.peek()?;
-        Ok(next.kind == TokenKind::Name
-            || is_punctuator(self.code, next, "[")
-            || is_punctuator(self.code, next, "{"))
+        Ok(next.kind == TokenKind::Name || is_punctuator(self.code, next, "[") || is_punctuator(self.code, next, "{"))
     }
 
     fn parse_expression_statement(&mut self) -> Parsed {

@@ -75,13 +75,13 @@ pub struct SqliteStore {
 }
 
 /// One schema migration: SQL, or code for a conversion SQL cannot express.
-enum Migration {
+pub(crate) enum Migration {
     Sql(&'static str),
     Code(fn(&Transaction<'_>) -> Result<()>),
 }
 
 /// Schema migrations, applied in order once each; the index + 1 is the schema version. Append only.
-const MIGRATIONS: &[Migration] = &[
+pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration::Sql(
         r#"
 CREATE TABLE agents (
