@@ -235,3 +235,22 @@ test('a tool holding a user token files a ticket through Data and schedules its 
   const entry = await native(`/data/tickets/${answer.value.ticketId}`);
   assert.equal(entry.data.status, 'open');
 });
+
+test('Jobs.create twice with one metadata.dedupKey gives one job, and a changed schedule a new version', async () => {
+  const config = (minutes) => ({
+    name: 'dedup-followup',
+    metadata: { dedupKey: 'followup-T-7' },
+    schedule: { type: 'interval', seconds: minutes * 60 },
+    execute: async (job) => job.metadata.dedupKey,
+  });
+  const first = await Jobs.create(config(60));
+  const second = await Jobs.create(config(60));
+  assert.equal(second.id, first.id, 'the same job');
+  const changed = await Jobs.create(config(30));
+  assert.equal(changed.id, first.id, 'still the same job');
+  const job = await native(`/jobs/${first.id}`);
+  assert.equal(job.versions.length, 2, 'a new version for the new schedule');
+  assert.deepEqual(job.schedule, { type: 'interval', seconds: 1800 });
+  const { jobs } = await native('/jobs?includeDynamic=true&limit=1000');
+  assert.equal(jobs.filter((each) => each.name === 'dedup-followup').length, 1);
+});

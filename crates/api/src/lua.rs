@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use sundial_core::retry::json_type;
 use sundial_core::wire::{execution_view, version_view};
 use sundial_core::{CodeKind, Execution, FieldError, JsonObject, Schedule};
-use sundial_scheduler::{Caller, JobDetail, NewJob, NewVersion};
+use sundial_scheduler::{Caller, Creation, JobDetail, NewJob, NewVersion};
 use sundial_store::JobFilter;
 
 use crate::auth::Principal;
@@ -193,8 +193,11 @@ async fn create_job(
         }
     })?;
     new.code = code;
-    let detail = state.engine.create_job(&caller, new).await?;
-    Ok(ok_status(StatusCode::CREATED, lua_job(&detail)))
+    // lua-cli has no field of its own for it: a tool passes its dedupKey in the job's metadata.
+    new.dedup_key = sundial_scheduler::parse_dedup_key(new.metadata.get("dedupKey"), "metadata.dedupKey")?;
+    let (detail, creation) = state.engine.create_job_idempotent(&caller, new).await?;
+    let status = if creation == Creation::Created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(ok_status(status, lua_job(&detail)))
 }
 
 async fn get_job(

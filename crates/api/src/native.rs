@@ -15,7 +15,7 @@ use futures_util::stream::Stream;
 use serde_json::{json, Value};
 use sundial_core::wire::{execution_view, instant, version_view};
 use sundial_core::{ExecutionStatus, FieldError, JobStatus, JsonObject};
-use sundial_scheduler::{Caller, JobChange, NewJob, NewVersion};
+use sundial_scheduler::{Caller, Creation, JobChange, NewJob, NewVersion};
 use sundial_store::{Agent, JobFilter, Message};
 
 use crate::auth::{create_key, Principal};
@@ -421,8 +421,10 @@ async fn create_job(
 ) -> ApiResult<Response> {
     let caller = principal.caller_for(&state, &agent_id).await?;
     let new = NewJob::parse(&body, state.engine.config())?;
-    let detail = state.engine.create_job(&caller, new).await?;
-    Ok((StatusCode::CREATED, Json(detail.view())).into_response())
+    let (detail, creation) = state.engine.create_job_idempotent(&caller, new).await?;
+    // A repeated create with the same dedupKey answers the job it made before: 200, not 201.
+    let status = if creation == Creation::Created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(detail.view())).into_response())
 }
 
 async fn create_jobs(

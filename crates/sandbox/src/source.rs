@@ -34,8 +34,9 @@
 //! * `await` outside an async function and `yield` outside a generator are taken as keywords, never as references.
 //! * Identifiers written with `\u` escapes are compared by their raw text.
 //! * Direct `eval` that declares variables is not seen.
-//! * A method with a computed name (`[name](job) {…}`), getters, setters and parenthesized functions
-//!   (`(job => job.id)`) are refused by [`function_source`] as not being one of the accepted shapes.
+//! * A method with a computed name (`[name](job) {…}`), getters, setters, parenthesized functions
+//!   (`(job => job.id)`) and methods named `if`, `for`, `while`, `switch` or `with` (which look like statements)
+//!   are refused by [`function_source`] as not being one of the accepted shapes.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -780,9 +781,10 @@ fn classify(code: &str, first: Token) -> Result<Shape, SourceError> {
                     }
                 }
             }
-            // Any name can be a method's, even a reserved word (`{ delete(id) {…} }.delete.toString()`); whether a
-            // `{` follows the parameters is checked later.
-            if next_is("(") {
+            // Any name can be a method's, even a reserved word (`{ delete(id) {…} }.delete.toString()`), but the
+            // statements that look like methods are taken for statements. Whether a `{` follows the parameters is
+            // checked later.
+            if next_is("(") && !matches!(text, "if" | "for" | "while" | "switch" | "with") {
                 return Ok(Shape::Method);
             }
             let names_a_member = matches!(next.kind, TokenKind::Name | TokenKind::String | TokenKind::Number)
@@ -954,6 +956,16 @@ fn starts_statement(code: &str, token: Token) -> bool {
         _ => false,
     }
 }
+
+/// Operators that assign to their left operand.
+const ASSIGNMENT_OPERATORS: &[&str] =
+    &["=", "+=", "-=", "*=", "/=", "%=", "**=", "<<=", ">>=", ">>>=", "&=", "|=", "^=", "&&=", "||=", "??="];
+
+/// Punctuators that join two operands.
+const BINARY_OPERATORS: &[&str] = &[
+    "??", "||", "&&", "|", "^", "&", "==", "!=", "===", "!==", "<", ">", "<=", ">=", "<<", ">>", ">>>", "+", "-", "*",
+    "/", "%", "**",
+];
 
 /// Keywords after which a `/` starts a regular expression.
 const KEYWORDS_BEFORE_EXPRESSION: &[&str] = &[
@@ -2043,26 +2055,7 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
         self.parse_conditional(no_in)?;
-        if self.current.kind == TokenKind::Punctuator
-            && matches!(
-                self.text(),
-                "=" | "+="
-                    | "-="
-                    | "*="
-                    | "/="
-                    | "%="
-                    | "**="
-                    | "<<="
-                    | ">>="
-                    | ">>>="
-                    | "&="
-                    | "|="
-                    | "^="
-                    | "&&="
-                    | "||="
-                    | "??="
-            )
-        {
+        if self.current.kind == TokenKind::Punctuator && ASSIGNMENT_OPERATORS.contains(&self.text()) {
             self.advance()?;
             self.parse_assignment(no_in)?;
         }
@@ -2114,31 +2107,7 @@ impl<'a> Parser<'a> {
 
     fn is_binary_operator(&self, no_in: bool) -> bool {
         match self.current.kind {
-            TokenKind::Punctuator => matches!(
-                self.text(),
-                "??" | "||"
-                    | "&&"
-                    | "|"
-                    | "^"
-                    | "&"
-                    | "=="
-                    | "!="
-                    | "==="
-                    | "!=="
-                    | "<"
-                    | ">"
-                    | "<="
-                    | ">="
-                    | "<<"
-                    | ">>"
-                    | ">>>"
-                    | "+"
-                    | "-"
-                    | "*"
-                    | "/"
-                    | "%"
-                    | "**"
-            ),
+            TokenKind::Punctuator => BINARY_OPERATORS.contains(&self.text()),
             TokenKind::Name => self.text() == "instanceof" || (self.text() == "in" && !no_in),
             _ => false,
         }

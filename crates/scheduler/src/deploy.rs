@@ -138,6 +138,7 @@ impl Engine {
                     policy: Default::default(),
                     version: "1.0.0".into(),
                     dynamic: Some(false),
+                    dedup_key: None,
                 };
                 let created = self.create_job(&agent, new).await?;
                 deployed.push(Deployed {

@@ -154,6 +154,40 @@ pub struct NewJob {
     pub version: String,
     /// Whether it is a dynamic job; `None` decides by the caller (a user makes it dynamic).
     pub dynamic: Option<bool>,
+    /// Makes creation idempotent within one agent and user: a second create with the same key answers the job the
+    /// first made (with a new version when the schedule, code or options differ), never a second job.
+    pub dedup_key: Option<String>,
+}
+
+/// The longest `dedupKey` accepted.
+pub const MAX_DEDUP_KEY_BYTES: usize = 200;
+
+/// Validates a `dedupKey`: 1 to 200 bytes without control characters.
+pub fn parse_dedup_key(value: Option<&Value>, field: &str) -> Result<Option<String>, FieldError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(key))
+            if !key.is_empty() && key.len() <= MAX_DEDUP_KEY_BYTES && !key.chars().any(char::is_control) =>
+        {
+            Ok(Some(key.clone()))
+        }
+        Some(Value::String(_)) => {
+            Err(FieldError::new(field, format!("must be 1 to {MAX_DEDUP_KEY_BYTES} bytes without control characters")))
+        }
+        Some(other) => Err(FieldError::new(field, format!("must be a string, got {}", json_type(other)))),
+    }
+}
+
+/// What an idempotent create did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Creation {
+    /// A new job.
+    Created,
+    /// The job of an earlier create with the same `dedupKey`, unchanged: nothing differed.
+    Existing,
+    /// The job of an earlier create with the same `dedupKey`, changed to what this create asked for (a new version
+    /// when its schedule, code or options differed).
+    Updated,
 }
 
 /// Reads the optional `kind` field (`function` or `module`).
@@ -298,6 +332,7 @@ impl NewJob {
         let version = optional_string(body, "version", 64)?.unwrap_or_else(|| "1.0.0".into());
         parse_semver(&version, "version")?;
         let dynamic = optional_bool(body, "dynamic")?;
+        let dedup_key = parse_dedup_key(body.get("dedupKey"), "dedupKey")?;
         Ok(NewJob {
             name,
             description,
@@ -311,6 +346,7 @@ impl NewJob {
             policy,
             version,
             dynamic,
+            dedup_key,
         })
     }
 }
@@ -701,16 +737,108 @@ impl Engine {
         Ok((job, version))
     }
 
-    /// Creates a job with its first version.
+    /// Creates a job with its first version (or, with a `dedupKey`, answers the job an earlier create made).
     pub async fn create_job(&self, caller: &Caller, new: NewJob) -> EngineResult<JobDetail> {
+        Ok(self.create_job_idempotent(caller, new).await?.0)
+    }
+
+    /// Creates a job with its first version, and says what it did. Without a `dedupKey` it always creates. With
+    /// one, the key is bound to the new job's id before the job is written, so of two concurrent creates with one key
+    /// only one writes a job; the other finds the key bound and answers that job — as it is when nothing differs,
+    /// changed to this request when something does. A key bound to a job that is gone (deleted, or a create that
+    /// failed) is moved to the new job.
+    pub async fn create_job_idempotent(&self, caller: &Caller, new: NewJob) -> EngineResult<(JobDetail, Creation)> {
+        let Some(key) = new.dedup_key.clone() else {
+            return Ok((self.insert_new_job(caller, new, None).await?, Creation::Created));
+        };
+        let user = caller.user_id.as_deref();
+        let store = &self.shared.store;
+        let job_id = new_id("job");
+        let mut bound = store.job_dedup_bind(&caller.agent_id, user, &key, &job_id, self.now()).await?;
+        // Each round either ends or moves a binding away from a job that is gone; a few rounds settle any race.
+        for _ in 0..4 {
+            if bound == job_id {
+                return match self.insert_new_job(caller, new, Some(job_id.clone())).await {
+                    Ok(detail) => Ok((detail, Creation::Created)),
+                    Err(error) => {
+                        // Free the key for the next try; a failure to do so only leaves a binding to a missing job.
+                        if let Err(unbind) = store.job_dedup_rebind(&caller.agent_id, user, &key, &job_id, None).await {
+                            tracing::warn!(error = %unbind, "cannot release a dedupKey after a failed create");
+                        }
+                        Err(error)
+                    }
+                };
+            }
+            match self.job(caller, &bound).await {
+                Ok(existing) => return self.reuse_job(caller, existing, new).await,
+                Err(EngineError::NotFound(_)) => {
+                    if store.job_dedup_rebind(&caller.agent_id, user, &key, &bound, Some(&job_id)).await? {
+                        bound = job_id.clone();
+                    } else {
+                        bound = store.job_dedup_bind(&caller.agent_id, user, &key, &job_id, self.now()).await?;
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(EngineError::Conflict(format!("dedupKey {key:?} is being bound by concurrent creates; try again")))
+    }
+
+    /// Writes a new job (with `job_id`, when given) after the creation checks.
+    async fn insert_new_job(&self, caller: &Caller, new: NewJob, job_id: Option<String>) -> EngineResult<JobDetail> {
         self.check_creation_rate(&caller.agent_id)?;
         if new.activate {
             self.check_active_quota(&caller.agent_id, 1).await?;
         }
-        let (job, version) = self.build_job(caller, new)?;
+        let (mut job, mut version) = self.build_job(caller, new)?;
+        if let Some(job_id) = job_id {
+            job.id = job_id.clone();
+            version.job_id = job_id;
+        }
         self.shared.store.job_insert(&job, Some(&version)).await?;
         self.wake();
         Ok(JobDetail { job, versions: vec![version], last_execution: None })
+    }
+
+    /// Answers the job an earlier create with the same `dedupKey` made, changed to what `new` asks for: name,
+    /// description and policy in place, metadata replaced, and a new published version when the schedule, code,
+    /// kind, timeout or retries differ from the active version's.
+    async fn reuse_job(&self, caller: &Caller, job: Job, new: NewJob) -> EngineResult<(JobDetail, Creation)> {
+        let active = match &job.active_version_id {
+            Some(_) => Some(self.active_version(&job).await?),
+            None => None,
+        };
+        let version_differs = active.as_ref().is_none_or(|active| {
+            active.schedule != new.schedule
+                || active.code != new.code
+                || active.kind != new.kind
+                || active.timeout_seconds != new.timeout_seconds
+                || active.retry != new.retry
+        });
+        let info_differs = job.name != new.name || job.description != new.description || job.policy != new.policy;
+        let metadata_differs = job.metadata != new.metadata;
+        if !version_differs && !info_differs && !metadata_differs {
+            return Ok((self.detail(job).await?, Creation::Existing));
+        }
+        if metadata_differs {
+            self.update_metadata(caller, &job.id, &Value::Object(new.metadata.clone()), true).await?;
+        }
+        let change = JobChange {
+            name: info_differs.then(|| new.name.clone()),
+            description: if info_differs { new.description.clone() } else { None },
+            policy: info_differs.then(|| new.policy.clone()),
+            version: version_differs.then_some(NewVersion {
+                version: None,
+                description: None,
+                code: Some(new.code),
+                kind: Some(new.kind),
+                schedule: Some(new.schedule),
+                timeout_seconds: Some(new.timeout_seconds),
+                retry: Some(new.retry),
+                metadata: None,
+            }),
+        };
+        Ok((self.update_job(caller, &job.id, change).await?, Creation::Updated))
     }
 
     /// Creates a job without a version (lua-cli registers pre-defined jobs this way, then pushes and publishes a
@@ -749,8 +877,12 @@ impl Engine {
         Ok(JobDetail { job, versions: Vec::new(), last_execution: None })
     }
 
-    /// Creates many jobs in one transaction: all or none.
+    /// Creates many jobs in one transaction: all or none. A job with a `dedupKey` bound by an earlier create is not
+    /// created again: its place in the answer holds that job (changed as [`Engine::create_job_idempotent`] does).
     pub async fn create_jobs(&self, caller: &Caller, batch: Vec<NewJob>) -> EngineResult<Vec<JobDetail>> {
+        if batch.iter().any(|new| new.dedup_key.is_some()) {
+            return self.create_jobs_with_keys(caller, batch).await;
+        }
         let activating = batch.iter().filter(|new| new.activate).count() as u64;
         self.check_active_quota(&caller.agent_id, activating).await?;
         let mut rows = Vec::with_capacity(batch.len());
@@ -766,6 +898,103 @@ impl Engine {
             .into_iter()
             .map(|(job, version)| JobDetail { job, versions: version.into_iter().collect(), last_execution: None })
             .collect())
+    }
+
+    /// [`Engine::create_jobs`] for a batch that carries `dedupKey`s: the keys are bound first; the jobs whose key
+    /// this batch bound (and those without a key) are written in one transaction, and if that fails, the keys are
+    /// released; the others answer the job their key is bound to. Two items of one batch with the same key are one
+    /// job.
+    async fn create_jobs_with_keys(&self, caller: &Caller, batch: Vec<NewJob>) -> EngineResult<Vec<JobDetail>> {
+        let user = caller.user_id.as_deref();
+        let store = self.shared.store.clone();
+        let mut fresh = Vec::new();
+        let mut reused: Vec<(NewJob, String)> = Vec::new();
+        let mut bound_here: Vec<(String, String)> = Vec::new();
+        let mut order: Vec<Result<usize, usize>> = Vec::with_capacity(batch.len());
+        for new in batch {
+            let Some(key) = new.dedup_key.clone() else {
+                order.push(Ok(fresh.len()));
+                fresh.push((new, None));
+                continue;
+            };
+            if let Some((_, job_id)) = bound_here.iter().find(|(bound, _)| *bound == key) {
+                let job_id = job_id.clone();
+                order.push(Err(reused.len()));
+                reused.push((new, job_id));
+                continue;
+            }
+            let job_id = new_id("job");
+            let mut bound = store.job_dedup_bind(&caller.agent_id, user, &key, &job_id, self.now()).await?;
+            // A key bound to a job that is gone is moved to the new one.
+            if bound != job_id
+                && matches!(self.job(caller, &bound).await, Err(EngineError::NotFound(_)))
+                && store.job_dedup_rebind(&caller.agent_id, user, &key, &bound, Some(&job_id)).await?
+            {
+                bound = job_id.clone();
+            }
+            if bound == job_id {
+                bound_here.push((key, job_id.clone()));
+                order.push(Ok(fresh.len()));
+                fresh.push((new, Some(job_id)));
+            } else {
+                order.push(Err(reused.len()));
+                reused.push((new, bound));
+            }
+        }
+        let release = |bound_here: Vec<(String, String)>| {
+            let store = store.clone();
+            let agent_id = caller.agent_id.clone();
+            async move {
+                for (key, job_id) in bound_here {
+                    let _ = store.job_dedup_rebind(&agent_id, user, &key, &job_id, None).await;
+                }
+            }
+        };
+        let written = async {
+            let activating = fresh.iter().filter(|(new, _)| new.activate).count() as u64;
+            self.check_active_quota(&caller.agent_id, activating).await?;
+            let mut rows = Vec::with_capacity(fresh.len());
+            for (new, job_id) in fresh {
+                let (mut job, mut version) = self.build_job(caller, new)?;
+                if let Some(job_id) = job_id {
+                    job.id = job_id.clone();
+                    version.job_id = job_id;
+                }
+                rows.push((job, Some(version)));
+            }
+            let rows = Arc::new(rows);
+            store.jobs_insert_batch(rows.clone()).await?;
+            EngineResult::Ok(Arc::try_unwrap(rows).unwrap_or_else(|shared| (*shared).clone()))
+        }
+        .await;
+        let rows = match written {
+            Ok(rows) => rows,
+            Err(error) => {
+                release(bound_here).await;
+                return Err(error);
+            }
+        };
+        self.wake();
+        let mut created: Vec<Option<JobDetail>> = rows
+            .into_iter()
+            .map(|(job, version)| {
+                Some(JobDetail { job, versions: version.into_iter().collect(), last_execution: None })
+            })
+            .collect();
+        let mut others: Vec<Option<JobDetail>> = Vec::with_capacity(reused.len());
+        for (new, job_id) in reused {
+            let job = self.job(caller, &job_id).await?;
+            others.push(Some(self.reuse_job(caller, job, new).await?.0));
+        }
+        let mut answer = Vec::with_capacity(order.len());
+        for place in order {
+            let detail = match place {
+                Ok(index) => created.get_mut(index).and_then(Option::take),
+                Err(index) => others.get_mut(index).and_then(Option::take),
+            };
+            answer.push(detail.ok_or_else(|| EngineError::Conflict("a batch item has no answer".into()))?);
+        }
+        Ok(answer)
     }
 
     /// The job, for this agent (and, for user callers, this user's or the agent's pre-defined jobs).

@@ -14,6 +14,7 @@ pub mod runner;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
-    Caller, Deletion, Engine, EngineConfig, EngineError, EngineResult, JobChange, JobDetail, NewJob, NewVersion,
+    parse_dedup_key, Caller, Creation, Deletion, Engine, EngineConfig, EngineError, EngineResult, JobChange, JobDetail,
+    NewJob, NewVersion,
 };
 pub use runner::SchedulerHandle;

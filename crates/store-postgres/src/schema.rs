@@ -4,7 +4,19 @@
 //! and text that is compared or sorted uses the `"C"` collation so ordering is byte-wise, as in SQLite.
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[&str] = &[CORE, DATA, KEY_SCOPES];
+pub(crate) const MIGRATIONS: &[&str] = &[CORE, DATA, KEY_SCOPES, JOB_DEDUP];
+
+/// Idempotent creation: a `dedupKey` of one agent and user, bound to the job it created.
+const JOB_DEDUP: &str = r#"
+CREATE TABLE job_dedup (
+    agent_id TEXT COLLATE "C" NOT NULL,
+    user_id TEXT COLLATE "C" NOT NULL,
+    dedup_key TEXT COLLATE "C" NOT NULL,
+    job_id TEXT COLLATE "C" NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, user_id, dedup_key)
+);
+"#;
 
 /// User tokens with narrower rights and an expiry.
 const KEY_SCOPES: &str =

@@ -568,6 +568,61 @@ impl Store for PostgresStore {
         Ok(changed > 0)
     }
 
+    async fn job_dedup_bind(
+        &self,
+        agent_id: &str,
+        user_id: Option<&str>,
+        key: &str,
+        job_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
+        let client = self.client().await?;
+        let user_id = user_id.unwrap_or_default();
+        // One statement: the new binding, or (on a conflict, which returns no row) the existing one.
+        let row = query_one(
+            &client,
+            "WITH bound AS (INSERT INTO job_dedup (agent_id, user_id, dedup_key, job_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING job_id) \
+             SELECT job_id FROM bound UNION ALL \
+             SELECT job_id FROM job_dedup WHERE agent_id = $1 AND user_id = $2 AND dedup_key = $3 LIMIT 1",
+            &[&agent_id, &user_id, &key, &job_id, &millis(now)],
+        )
+        .await?;
+        get(&row, 0)
+    }
+
+    async fn job_dedup_rebind(
+        &self,
+        agent_id: &str,
+        user_id: Option<&str>,
+        key: &str,
+        from: &str,
+        to: Option<&str>,
+    ) -> Result<bool> {
+        let client = self.client().await?;
+        let user_id = user_id.unwrap_or_default();
+        let changed = match to {
+            Some(to) => {
+                execute(
+                    &client,
+                    "UPDATE job_dedup SET job_id = $5 WHERE agent_id = $1 AND user_id = $2 AND dedup_key = $3 \
+                     AND job_id = $4",
+                    &[&agent_id, &user_id, &key, &from, &to],
+                )
+                .await?
+            }
+            None => {
+                execute(
+                    &client,
+                    "DELETE FROM job_dedup WHERE agent_id = $1 AND user_id = $2 AND dedup_key = $3 AND job_id = $4",
+                    &[&agent_id, &user_id, &key, &from],
+                )
+                .await?
+            }
+        };
+        Ok(changed > 0)
+    }
+
     async fn admin_key_count(&self) -> Result<u64> {
         let client = self.client().await?;
         let row = query_one(&client, "SELECT COUNT(*) FROM api_keys WHERE admin AND revoked_at IS NULL", &[]).await?;

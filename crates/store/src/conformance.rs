@@ -164,6 +164,17 @@ async fn agents_and_keys(store: &dyn Store) {
         ..key.clone()
     };
     store.key_insert(&scoped).await.expect("insert scoped key");
+
+    // A dedup key binds once per agent and user; a rebind moves it only from the job it is bound to.
+    assert_eq!(store.job_dedup_bind("a", Some("u1"), "k", "job_1", at(0)).await.expect("bind"), "job_1");
+    assert_eq!(store.job_dedup_bind("a", Some("u1"), "k", "job_2", at(1)).await.expect("bind"), "job_1");
+    assert_eq!(store.job_dedup_bind("a", Some("u2"), "k", "job_3", at(1)).await.expect("bind"), "job_3");
+    assert_eq!(store.job_dedup_bind("a", None, "k", "job_4", at(1)).await.expect("bind"), "job_4");
+    assert!(!store.job_dedup_rebind("a", Some("u1"), "k", "job_2", Some("job_5")).await.expect("rebind"));
+    assert!(store.job_dedup_rebind("a", Some("u1"), "k", "job_1", Some("job_5")).await.expect("rebind"));
+    assert_eq!(store.job_dedup_bind("a", Some("u1"), "k", "job_6", at(2)).await.expect("bind"), "job_5");
+    assert!(store.job_dedup_rebind("a", Some("u1"), "k", "job_5", None).await.expect("unbind"));
+    assert_eq!(store.job_dedup_bind("a", Some("u1"), "k", "job_6", at(2)).await.expect("bind"), "job_6");
     assert_eq!(store.key_find("h2").await.expect("find"), Some(scoped), "scopes and expiry read back");
     store.key_insert(&key).await.expect("insert key");
     assert_eq!(store.key_find("h1").await.expect("find"), Some(key.clone()));

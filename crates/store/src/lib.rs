@@ -287,6 +287,29 @@ pub trait Store: DataStore + Send + Sync + 'static {
     /// The number of unrevoked admin keys (first-run detection).
     async fn admin_key_count(&self) -> Result<u64>;
 
+    // --- idempotent creation ---
+
+    /// Binds the `dedupKey` of one agent and user (`None`: the agent's own jobs) to `job_id`, unless the key is
+    /// bound already; answers the job id the key is bound to (`job_id` when this call bound it).
+    async fn job_dedup_bind(
+        &self,
+        agent_id: &str,
+        user_id: Option<&str>,
+        key: &str,
+        job_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String>;
+    /// Moves a binding from job `from` to job `to`, or removes it (`to` = `None`), only while it is still bound to
+    /// `from`; whether it changed.
+    async fn job_dedup_rebind(
+        &self,
+        agent_id: &str,
+        user_id: Option<&str>,
+        key: &str,
+        from: &str,
+        to: Option<&str>,
+    ) -> Result<bool>;
+
     // --- users and their conversations ---
 
     /// A user's record.

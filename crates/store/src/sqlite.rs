@@ -222,6 +222,10 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pend
     ),
     Migration::Code(crate::sqlite_v6::migrate),
     Migration::Sql("ALTER TABLE api_keys ADD COLUMN scopes TEXT; ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;"),
+    Migration::Sql(
+        "CREATE TABLE job_dedup (agent_id TEXT NOT NULL, user_id TEXT NOT NULL, dedup_key TEXT NOT NULL, \
+         job_id TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (agent_id, user_id, dedup_key)) WITHOUT ROWID;",
+    ),
 ];
 
 const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
@@ -1266,6 +1270,68 @@ impl Store for SqliteStore {
                     params![agent_id, key_id, millis(now)],
                 )
                 .map_err(database)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn job_dedup_bind(
+        &self,
+        agent_id: &str,
+        user_id: Option<&str>,
+        key: &str,
+        job_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
+        let (agent_id, user_id, key, job_id) =
+            (agent_id.to_owned(), user_id.unwrap_or_default().to_owned(), key.to_owned(), job_id.to_owned());
+        self.write(move |transaction| {
+            transaction
+                .execute_cached(
+                    "INSERT INTO job_dedup (agent_id, user_id, dedup_key, job_id, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                    params![agent_id, user_id, key, job_id, millis(now)],
+                )
+                .map_err(database)?;
+            transaction
+                .query_row_cached(
+                    "SELECT job_id FROM job_dedup WHERE agent_id = ?1 AND user_id = ?2 AND dedup_key = ?3",
+                    params![agent_id, user_id, key],
+                    |row| row.get(0),
+                )
+                .map_err(database)
+        })
+        .await
+    }
+
+    async fn job_dedup_rebind(
+        &self,
+        agent_id: &str,
+        user_id: Option<&str>,
+        key: &str,
+        from: &str,
+        to: Option<&str>,
+    ) -> Result<bool> {
+        let (agent_id, user_id, key, from, to) = (
+            agent_id.to_owned(),
+            user_id.unwrap_or_default().to_owned(),
+            key.to_owned(),
+            from.to_owned(),
+            to.map(str::to_owned),
+        );
+        self.write(move |transaction| {
+            let changed = match to {
+                Some(to) => transaction.execute_cached(
+                    "UPDATE job_dedup SET job_id = ?5 WHERE agent_id = ?1 AND user_id = ?2 AND dedup_key = ?3 \
+                     AND job_id = ?4",
+                    params![agent_id, user_id, key, from, to],
+                ),
+                None => transaction.execute_cached(
+                    "DELETE FROM job_dedup WHERE agent_id = ?1 AND user_id = ?2 AND dedup_key = ?3 AND job_id = ?4",
+                    params![agent_id, user_id, key, from],
+                ),
+            }
+            .map_err(database)?;
             Ok(changed > 0)
         })
         .await

@@ -65,6 +65,75 @@ async fn the_api_contract_over_http() {
     let server = Server::start(directory.path(), "sk_test_contract");
     preview_says_what_a_schedule_would_do(&server).await;
     user_tokens_have_scopes_and_an_expiry(&server).await;
+    a_repeated_create_with_one_dedup_key_gives_one_job(&server).await;
+}
+
+/// Creates a job as `user` (with `X-User-Id`); answers (status, job).
+async fn create_as(server: &Server, user: &str, body: &Value) -> (u16, Value) {
+    send(server.request(reqwest::Method::POST, "/v1/agents/default/jobs").header("X-User-Id", user).json(body)).await
+}
+
+async fn a_repeated_create_with_one_dedup_key_gives_one_job(server: &Server) {
+    let body = json!({
+        "name": "standup-reminder",
+        "dedupKey": "standup",
+        "schedule": {"type": "cron", "expression": "0 9 * * MON-FRI", "timezone": "Europe/Paris"},
+        "code": "async (job) => job.metadata.text",
+        "metadata": {"text": "stand-up"},
+    });
+    let (status, first) = create_as(server, "u1", &body).await;
+    assert_eq!(status, 201, "{first}");
+    let id = first["id"].clone();
+
+    // The model calls its tool again with the same arguments: the same job, unchanged.
+    let (status, again) = create_as(server, "u1", &body).await;
+    assert_eq!((status, again["id"].clone()), (200, id.clone()), "{again}");
+    assert_eq!(again["versions"].as_array().map(Vec::len), Some(1));
+
+    // The same key with another schedule: a new version of the same job.
+    let mut changed = body.clone();
+    changed["schedule"]["expression"] = json!("30 9 * * MON-FRI");
+    let (status, updated) = create_as(server, "u1", &changed).await;
+    assert_eq!((status, updated["id"].clone()), (200, id.clone()), "{updated}");
+    assert_eq!(updated["versions"].as_array().map(Vec::len), Some(2));
+    assert_eq!(updated["scheduleDescription"], "every weekday at 09:30 (Europe/Paris)");
+    assert_eq!(updated["active"], true);
+
+    // Another user's key is another key.
+    let (status, other) = create_as(server, "u2", &body).await;
+    assert_eq!(status, 201, "{other}");
+    assert_ne!(other["id"], id);
+
+    // In a batch: an item with a bound key answers that job; two items with one new key make one job.
+    let second = json!({"name": "second", "dedupKey": "second", "schedule": {"type": "interval", "seconds": 3600}, "code": "async () => 2"});
+    let batch = json!({"jobs": [changed, second, second]});
+    let request = || server.request(reqwest::Method::POST, "/v1/agents/default/jobs/batch").header("X-User-Id", "u1");
+    let (status, answer) = send(request().json(&batch)).await;
+    assert_eq!(status, 201, "{answer}");
+    let ids: Vec<Value> = answer["jobs"].as_array().expect("jobs").iter().map(|job| job["id"].clone()).collect();
+    assert_eq!(ids[0], id);
+    assert_eq!(ids[1], ids[2], "one key, one job");
+    let (_, again) = send(request().json(&batch)).await;
+    let again: Vec<Value> = again["jobs"].as_array().expect("jobs").iter().map(|job| job["id"].clone()).collect();
+    assert_eq!(again, ids, "a repeated batch makes nothing new");
+    let (_, listed) =
+        send(server.request(reqwest::Method::GET, "/v1/agents/default/jobs?includeDynamic=true&limit=1000")).await;
+    let named = |name: &str| listed["jobs"].as_array().expect("jobs").iter().filter(|job| job["name"] == name).count();
+    assert_eq!((named("standup-reminder"), named("second")), (2, 1), "one job per user and key");
+
+    // Once the job is deleted, the key makes a new one.
+    let job_id = id.as_str().expect("id");
+    let (status, _) = send(server.request(reqwest::Method::DELETE, &format!("/v1/agents/default/jobs/{job_id}"))).await;
+    assert_eq!(status, 200);
+    let (status, fresh) = create_as(server, "u1", &body).await;
+    assert_eq!(status, 201, "{fresh}");
+    assert_ne!(fresh["id"], id);
+
+    let mut bad = body.clone();
+    bad["dedupKey"] = json!("");
+    let (status, answer) = create_as(server, "u1", &bad).await;
+    assert_eq!(status, 400);
+    assert!(answer["message"].as_str().is_some_and(|message| message.starts_with("dedupKey: ")), "{answer}");
 }
 
 /// A request with `token` instead of the admin key.
