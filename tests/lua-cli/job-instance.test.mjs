@@ -254,3 +254,23 @@ test('Jobs.create twice with one metadata.dedupKey gives one job, and a changed 
   const { jobs } = await native('/jobs?includeDynamic=true&limit=1000');
   assert.equal(jobs.filter((each) => each.name === 'dedup-followup').length, 1);
 });
+
+test("the seed's wrong example (a parent-scope variable) is refused by Jobs.create, naming it", async () => {
+  const input = { message: 'Team meeting' };
+  const userMessage = input.message; // This variable...
+  await assert.rejects(
+    Jobs.create({
+      name: 'self-contained-or-not',
+      schedule: { type: 'once', executeAt: new Date(Date.now() + 3600 * 1000) },
+      execute: async (job) => {
+        // ...is NOT available here!
+        await user.send(userMessage); // eslint-disable-line no-undef
+      },
+    }),
+    (error) => {
+      assert.match(String(error.message ?? error), /userMessage \(at \d+:\d+\)/);
+      assert.match(String(error.message ?? error), /metadata/);
+      return true;
+    },
+  );
+});

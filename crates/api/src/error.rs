@@ -54,7 +54,11 @@ impl ApiError {
 
     /// 400 for a bad field.
     pub fn invalid(error: FieldError) -> ApiError {
-        let code = if error.field.starts_with("schedule") { "invalid_schedule" } else { "invalid_request" };
+        let code = match error.code {
+            Some(code) => code,
+            None if error.field.starts_with("schedule") => "invalid_schedule",
+            None => "invalid_request",
+        };
         ApiError {
             status: StatusCode::BAD_REQUEST,
             code,

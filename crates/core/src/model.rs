@@ -19,18 +19,26 @@ pub struct FieldError {
     pub field: String,
     /// Why the value was refused, lowercase and without a trailing full stop.
     pub reason: String,
+    /// A stable error code more precise than the one its field implies (e.g. `unresolved_reference`).
+    pub code: Option<&'static str>,
 }
 
 impl FieldError {
     /// Builds an error for `field`.
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        FieldError { field: field.into(), reason: reason.into() }
+        FieldError { field: field.into(), reason: reason.into(), code: None }
+    }
+
+    /// The same error with its own stable code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
     }
 }
 
 impl From<ScheduleError> for FieldError {
     fn from(error: ScheduleError) -> Self {
-        FieldError { field: error.field, reason: error.reason }
+        FieldError { field: error.field, reason: error.reason, code: None }
     }
 }
 

@@ -89,6 +89,7 @@
 
 mod pool;
 mod protocol;
+pub mod source;
 mod worker;
 
 use std::collections::BTreeMap;

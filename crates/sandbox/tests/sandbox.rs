@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
+mod source;
+
 use sundial_sandbox::{CodeKind, Host, Outcome, OutcomeStatus, Pool, PoolConfig, RunRequest, SandboxError, TestAction};
 
 /// A stand-in for the server: answers host calls from a fixed script and records them in order.
@@ -151,11 +153,42 @@ async fn the_three_function_forms_run() {
         "async execute(job) {\n  return job.id;\n}",
         "  async (job) => job.id  // trailing comment\n",
         "async (job) => job.id;",
+        // As people paste it: comments before and after, a directive, semicolons.
+        "// note\nasync (job) => job.id",
+        "/*! license: MIT */\n/* another */ async function execute(job) { return job.id }; // after\n",
+        "\"use strict\";\nasync (job) => job.id;;",
+        "'use strict'\n// why\nasync execute(job) { return job.id }",
     ];
     for code in forms {
         let outcome = run(&pool, code).await;
         assert_completed(&outcome, json!("job_1"));
     }
+}
+
+#[tokio::test]
+async fn a_use_strict_directive_before_the_function_makes_it_strict() {
+    let pool = pool(1).await;
+    let strict = run(&pool, "\"use strict\";\n(job) => (function () { return this === undefined; })()").await;
+    assert_completed(&strict, json!(true));
+    let sloppy = run(&pool, "(job) => (function () { return this === undefined; })()").await;
+    assert_completed(&sloppy, json!(false));
+}
+
+/// The names job code may use without declaring them (`source::SANDBOX_GLOBALS`, by which job code is checked when a
+/// job is created) are the sandbox's real globals: every one exists in a run, and every global of a run is listed.
+#[tokio::test]
+async fn the_globals_the_creation_check_knows_are_the_sandboxs() {
+    let pool = pool(1).await;
+    let outcome = run(&pool, "async () => Object.getOwnPropertyNames(globalThis)").await;
+    let Some(Value::Array(names)) = outcome.result.clone() else { panic!("no list of globals: {outcome:?}") };
+    let real: std::collections::BTreeSet<String> =
+        names.iter().filter_map(|name| name.as_str()).map(str::to_owned).collect();
+    let known: std::collections::BTreeSet<String> =
+        sundial_sandbox::source::SANDBOX_GLOBALS.iter().map(|name| (*name).to_owned()).collect();
+    let unknown: Vec<&String> = real.difference(&known).collect();
+    let missing: Vec<&String> = known.difference(&real).collect();
+    assert!(unknown.is_empty(), "globals of the sandbox the creation check would refuse: {unknown:?}");
+    assert!(missing.is_empty(), "names the creation check accepts that a run lacks: {missing:?}");
 }
 
 #[tokio::test]

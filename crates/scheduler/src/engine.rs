@@ -272,28 +272,41 @@ pub fn parse_semver(text: &str, field: &str) -> Result<(u64, u64, u64), FieldErr
     }
 }
 
-/// Checks that `code` is the source of a function: an arrow function, a `function` expression or a method shorthand.
-/// The sandbox reports the exact syntax error at run time; this catches data that is plainly not code.
+/// Checks that `code` is the source of one function (an arrow function, a `function` expression or a method, with
+/// comments, a `"use strict"` directive and semicolons around it as people paste it) and that it is self-contained:
+/// every name it uses is declared in it or is a global of the sandbox. A name from the tool that created the job
+/// would be undefined when the job runs, so it is refused now, with code `unresolved_reference`. The sandbox reports
+/// any finer syntax error when the job runs.
 pub fn check_code(code: &str, field: &str, max_bytes: usize) -> Result<(), FieldError> {
+    use sundial_sandbox::source;
     if code.len() > max_bytes {
         return Err(FieldError::new(field, format!("must be at most {max_bytes} bytes")));
     }
-    let text = code.trim_start();
-    let text = text.strip_prefix("async").map(str::trim_start).unwrap_or(text);
-    let is_identifier_char = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
-    let looks_like_function = text.starts_with("function")
-        || text.starts_with('(')
-        || {
-            let identifier: String = text.chars().take_while(|c| is_identifier_char(*c)).collect();
-            let rest = text[identifier.len()..].trim_start();
-            !identifier.is_empty() && (rest.starts_with("=>") || rest.starts_with('('))
+    let references = source::unresolved_references(code, &source::is_sandbox_global)
+        .map_err(|error| FieldError::new(field, format!("{} (at {}:{})", error.message, error.line, error.column)))?;
+    if !references.is_empty() {
+        const SHOWN: usize = 5;
+        let mut names: Vec<String> = references
+            .iter()
+            .take(SHOWN)
+            .map(|reference| format!("{} (at {}:{})", reference.name, reference.line, reference.column))
+            .collect();
+        if references.len() > SHOWN {
+            names.push(format!("{} more", references.len() - SHOWN));
         }
-        || text.starts_with('*');
-    if text.is_empty() || !looks_like_function {
+        let (names, verb) = match names.as_slice() {
+            [one] => (one.clone(), "is"),
+            [rest @ .., last] => (format!("{} and {last}", rest.join(", ")), "are"),
+            [] => (String::new(), "is"),
+        };
         return Err(FieldError::new(
             field,
-            "must be the source of a JavaScript function (an arrow function, a function expression or a method)",
-        ));
+            format!(
+                "{names} {verb} not defined in the job's function: a job runs on its own, without the variables of \
+                 the code that created it; pass the value in metadata and read it as job.metadata.<name>"
+            ),
+        )
+        .with_code("unresolved_reference"));
     }
     Ok(())
 }

@@ -66,6 +66,66 @@ async fn the_api_contract_over_http() {
     preview_says_what_a_schedule_would_do(&server).await;
     user_tokens_have_scopes_and_an_expiry(&server).await;
     a_repeated_create_with_one_dedup_key_gives_one_job(&server).await;
+    code_is_taken_as_people_paste_it_and_must_be_self_contained(&server).await;
+}
+
+/// The seed's wrong example (`shared/seed/jobs-api.txt`, "Jobs execute functions must be self-contained"), as
+/// `execute.toString()` gives it.
+const SEED_WRONG_EXAMPLE: &str = "async ( job ) => {
+// ...is NOT available here! ❌
+await user . send ( userMessage ); // Error: userMessage is not defined
+}";
+
+async fn code_is_taken_as_people_paste_it_and_must_be_self_contained(server: &Server) {
+    let pasted = "// Sends the day's summary.\n/*! (c) Example Corp, MIT */\n\"use strict\";\n\
+                  async (job) => ({ name: job.name, strict: (function () { return this === undefined; })() });\n\
+                  // end of job\n";
+    let body =
+        json!({"name": "pasted", "schedule": {"type": "interval", "seconds": 3600}, "code": pasted, "activate": false});
+    let (status, job) = server.post("/v1/agents/default/jobs", body).await;
+    assert_eq!(status, 201, "{job}");
+    let job_id = job["id"].as_str().expect("id").to_owned();
+    let (status, execution) = server.post(&format!("/v1/agents/default/jobs/{job_id}/trigger"), json!({})).await;
+    assert_eq!(status, 202, "{execution}");
+    let execution_id = execution["id"].as_str().expect("id").to_owned();
+    let finished = crate::support::eventually(15, "the pasted job to finish", || async {
+        let (_, execution) = server.get(&format!("/v1/agents/default/executions/{execution_id}")).await;
+        (execution["status"] != "running" && execution["status"] != "pending").then_some(execution)
+    })
+    .await;
+    assert_eq!(finished["status"], "completed", "{finished}");
+    assert_eq!(finished["result"], json!({"name": "pasted", "strict": true}));
+
+    // The seed's wrong example is refused when it is created, naming what it cannot reach.
+    let body = json!({"name": "wrong", "schedule": {"type": "interval", "seconds": 3600}, "code": SEED_WRONG_EXAMPLE});
+    let (status, answer) = server.post("/v1/agents/default/jobs", body).await;
+    assert_eq!(
+        (status, answer["code"].clone(), answer["field"].clone()),
+        (400, json!("unresolved_reference"), json!("code")),
+        "{answer}"
+    );
+    let message = answer["message"].as_str().expect("message");
+    assert!(message.starts_with("code: user (at 3:7) and userMessage (at 3:21) are not defined"), "{message}");
+    assert!(message.contains("metadata"), "{message}");
+
+    // Globals of the sandbox and names under `typeof` are fine; so is a name the function declares.
+    let fine = "async (job) => { const when = new Date(); if (typeof later !== 'undefined') return 1; \
+                const user = await job.user(); return [when, user, JSON.stringify(job.metadata), Data, env('X')]; }";
+    let body =
+        json!({"name": "fine", "schedule": {"type": "interval", "seconds": 3600}, "code": fine, "activate": false});
+    let (status, answer) = server.post("/v1/agents/default/jobs", body).await;
+    assert_eq!(status, 201, "{answer}");
+
+    let body =
+        json!({"name": "nothing", "schedule": {"type": "interval", "seconds": 3600}, "code": "// only a comment"});
+    let (status, answer) = server.post("/v1/agents/default/jobs", body).await;
+    assert_eq!((status, answer["code"].clone()), (400, json!("invalid_request")), "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|message| message.starts_with("code: must be the source of a JavaScript function")),
+        "{answer}"
+    );
 }
 
 /// Creates a job as `user` (with `X-User-Id`); answers (status, job).

@@ -212,6 +212,14 @@ impl Engine {
             CodeKind::Module if syntax::is_es_module(&run.code) => "esm",
             CodeKind::Module => "cjs",
         };
+        // A function as people paste it: the function itself, without the comments, directives and semicolons around
+        // it; code that is not one is passed as it is, for the prelude to report its syntax error.
+        let function = match run.kind {
+            CodeKind::Function => crate::source::function_source(&run.code).ok(),
+            CodeKind::Module => None,
+        };
+        let code = function.as_ref().map_or(run.code.as_str(), |function| function.body);
+        let strict = function.as_ref().is_some_and(|function| function.strict);
         let env = serde_json::to_string(&run.env).unwrap_or_else(|_| "{}".to_owned());
         // SAFETY: the world's context is live (restored); every value made here is freed or owned by the runtime.
         let outcome = unsafe {
@@ -220,7 +228,8 @@ impl Engine {
             let options = qjs::JS_NewObject(ctx);
             js::set(ctx, options, c"form", js::string(ctx, form));
             js::set(ctx, options, c"describe", if run.describe { qjs::JS_TRUE } else { qjs::JS_FALSE });
-            let mut args = [js::string(ctx, &run.code), js::string(ctx, run.job.get()), js::string(ctx, &env), options];
+            js::set(ctx, options, c"strict", if strict { qjs::JS_TRUE } else { qjs::JS_FALSE });
+            let mut args = [js::string(ctx, code), js::string(ctx, run.job.get()), js::string(ctx, &env), options];
             let go = js::call(ctx, self.start, &mut args);
             for arg in args {
                 js::free(ctx, arg);

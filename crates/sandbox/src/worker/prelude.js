@@ -478,20 +478,23 @@ export default function prelude(natives, settings) {
   }
 
   // ---- Compile and run the job's function ----
-  function compile(source) {
+  // `source` is the function alone (the worker strips what surrounds it); `strict` when a "use strict" directive
+  // preceded it, which then applies to the function as it would have in the script it came from.
+  function compile(source, strict) {
     let text = StringCtor(source).trim();
     while (text.endsWith(';')) text = text.slice(0, -1).trimEnd();
+    const prologue = strict ? '"use strict";' : '';
     let fn;
     let firstError;
     try {
-      fn = indirectEval('(' + text + '\n)');
+      fn = indirectEval(prologue + '(' + text + '\n)');
     } catch (error) {
       firstError = error;
     }
     if (firstError !== undefined && firstError instanceof SyntaxErrorCtor) {
       // Method shorthand, `execute(job) {…}` or `async execute(job) {…}`, is not an expression on its own.
       try {
-        const holder = indirectEval('({' + text + '\n})');
+        const holder = indirectEval(prologue + '({' + text + '\n})');
         const names = ObjectKeys(holder);
         if (names.length === 1 && typeof holder[names[0]] === 'function') {
           fn = holder[names[0]];
@@ -585,7 +588,7 @@ export default function prelude(natives, settings) {
 
     let compiled;
     try {
-      compiled = compile(code);
+      compiled = compile(code, options.strict === true);
     } catch (error) {
       return () => settleThrown(error);
     }
