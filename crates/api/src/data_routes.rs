@@ -26,15 +26,30 @@ use sundial_scheduler::EngineError;
 use sundial_store::data::{ObjectChange, SearchTextChange};
 
 use crate::auth::Principal;
+use crate::contract;
 use crate::error::{ApiError, ApiResult};
 use crate::lua::{ok, ok_status};
 use crate::{AppState, JsonBody};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type Params = Query<HashMap<String, String>>;
 
-pub(crate) fn routes() -> Router<AppState> {
+/// The native routes for Data and Products, each registered with its description.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(collections))
+        .routes(routes!(list, create))
+        .routes(routes!(search))
+        .routes(routes!(entry, replace, patch, delete))
+        .routes(routes!(products, product_create))
+        .routes(routes!(product_search))
+        .routes(routes!(product, product_replace, product_patch, product_delete))
+}
+
+/// lua-cli's routes for Data and Products (described by its wire protocol, not by `/v1/openapi.json`).
+pub(crate) fn lua_routes() -> Router<AppState> {
     Router::new()
-        // lua-cli
         .route("/developer/agents/{agent_id}/custom-data", get(lua_collections))
         .route("/developer/agents/{agent_id}/custom-data/{collection}", get(lua_list).post(lua_create))
         .route("/developer/agents/{agent_id}/custom-data/{collection}/search", get(lua_search))
@@ -48,20 +63,6 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/developer/agents/{agent_id}/products/search", get(lua_product_search))
         .route("/developer/agents/{agent_id}/products/{product_id}", get(lua_product).delete(lua_product_delete))
-        // native
-        .route("/v1/agents/{agent_id}/data", get(collections))
-        .route("/v1/agents/{agent_id}/data/{collection}", get(list).post(create))
-        .route("/v1/agents/{agent_id}/data/{collection}/search", get(search))
-        .route(
-            "/v1/agents/{agent_id}/data/{collection}/{entry_id}",
-            get(entry).put(replace).patch(patch).delete(delete),
-        )
-        .route("/v1/agents/{agent_id}/products", get(products).post(product_create))
-        .route("/v1/agents/{agent_id}/products/search", get(product_search))
-        .route(
-            "/v1/agents/{agent_id}/products/{product_id}",
-            get(product).put(product_replace).patch(product_patch).delete(product_delete),
-        )
 }
 
 // --- shared ---
@@ -375,6 +376,15 @@ async fn lua_product_delete(
 
 // --- native: data ---
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/data",
+    operation_id = "collections",
+    tag = "data",
+    summary = "The agent's data collections",
+    params(contract::AgentPath),
+    responses((status = 200, description = "the collections", body = contract::Collections))
+)]
 async fn collections(
     State(state): State<AppState>,
     principal: Principal,
@@ -385,6 +395,16 @@ async fn collections(
     Ok(Json(json!({ "collections": collections.iter().map(collection_view).collect::<Vec<_>>() })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/data/{collection}",
+    operation_id = "create",
+    tag = "data",
+    summary = "Add an entry (the collection is made with its first entry)",
+    params(contract::CollectionPath),
+    request_body = contract::CreateEntry,
+    responses((status = 201, description = "the entry", body = contract::Entry))
+)]
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -402,6 +422,15 @@ async fn create(
     Ok((StatusCode::CREATED, Json(entry_view(&entry))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/data/{collection}",
+    operation_id = "list",
+    tag = "data",
+    summary = "A collection's entries",
+    params(contract::CollectionPath, contract::PageQuery),
+    responses((status = 200, description = "a page of entries", body = contract::EntryPage))
+)]
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -413,6 +442,15 @@ async fn list(
     Ok(Json(json!({"entries": entries, "pagination": pagination})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/data/{collection}/search",
+    operation_id = "search",
+    tag = "data",
+    summary = "Full-text search of a collection, ranked",
+    params(contract::CollectionPath, contract::SearchQuery),
+    responses((status = 200, description = "the entries found, best first", body = contract::EntryHits))
+)]
 async fn search(
     State(state): State<AppState>,
     principal: Principal,
@@ -424,6 +462,15 @@ async fn search(
     Ok(Json(json!({ "entries": hits })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/data/{collection}/{entryId}",
+    operation_id = "entry",
+    tag = "data",
+    summary = "One entry",
+    params(contract::EntryPath),
+    responses((status = 200, description = "the entry", body = contract::Entry))
+)]
 async fn entry(
     State(state): State<AppState>,
     principal: Principal,
@@ -436,6 +483,16 @@ async fn entry(
 }
 
 /// `PUT`: the entry becomes `{data, searchText?}` (without `searchText`, search indexes the data's values again).
+#[utoipa::path(
+    put,
+    path = "/v1/agents/{agentId}/data/{collection}/{entryId}",
+    operation_id = "replace",
+    tag = "data",
+    summary = "Replace an entry",
+    params(contract::EntryPath),
+    request_body = contract::CreateEntry,
+    responses((status = 200, description = "the entry now", body = contract::Entry))
+)]
 async fn replace(
     State(state): State<AppState>,
     principal: Principal,
@@ -456,6 +513,16 @@ async fn replace(
 }
 
 /// `PATCH` with `{set?, unset?, searchText?}`.
+#[utoipa::path(
+    patch,
+    path = "/v1/agents/{agentId}/data/{collection}/{entryId}",
+    operation_id = "patch",
+    tag = "data",
+    summary = "Change fields of an entry",
+    params(contract::EntryPath),
+    request_body = contract::PatchEntry,
+    responses((status = 200, description = "the entry now", body = contract::Entry))
+)]
 async fn patch(
     State(state): State<AppState>,
     principal: Principal,
@@ -469,6 +536,15 @@ async fn patch(
     Ok(Json(entry_view(&entry)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/agents/{agentId}/data/{collection}/{entryId}",
+    operation_id = "delete",
+    tag = "data",
+    summary = "Delete an entry",
+    params(contract::EntryPath),
+    responses((status = 200, description = "the entry is gone", body = contract::Deleted))
+)]
 async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -481,6 +557,15 @@ async fn delete(
 
 // --- native: products ---
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/products",
+    operation_id = "products",
+    tag = "products",
+    summary = "The agent's products",
+    params(contract::AgentPath, contract::PageQuery),
+    responses((status = 200, description = "a page of products", body = contract::ProductPage))
+)]
 async fn products(
     State(state): State<AppState>,
     principal: Principal,
@@ -492,6 +577,16 @@ async fn products(
     Ok(Json(json!({"products": products, "pagination": pagination})))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/products",
+    operation_id = "product_create",
+    tag = "products",
+    summary = "Add a product (its `id` is kept when given)",
+    params(contract::AgentPath),
+    request_body = contract::Object,
+    responses((status = 201, description = "the product", body = contract::Product))
+)]
 async fn product_create(
     State(state): State<AppState>,
     principal: Principal,
@@ -503,6 +598,15 @@ async fn product_create(
     Ok((StatusCode::CREATED, Json(product_view(&product))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/products/search",
+    operation_id = "product_search",
+    tag = "products",
+    summary = "Search products",
+    params(contract::AgentPath, contract::ProductSearchQuery),
+    responses((status = 200, description = "the products found, best first", body = contract::ProductHits))
+)]
 async fn product_search(
     State(state): State<AppState>,
     principal: Principal,
@@ -513,6 +617,15 @@ async fn product_search(
     Ok(Json(json!({ "products": search_products(&state, &agent_id, &params).await? })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/products/{productId}",
+    operation_id = "product",
+    tag = "products",
+    summary = "One product",
+    params(contract::ProductPath),
+    responses((status = 200, description = "the product", body = contract::Product))
+)]
 async fn product(
     State(state): State<AppState>,
     principal: Principal,
@@ -525,6 +638,16 @@ async fn product(
 }
 
 /// `PUT`: the product's fields become the body's (its `id` stays).
+#[utoipa::path(
+    put,
+    path = "/v1/agents/{agentId}/products/{productId}",
+    operation_id = "product_replace",
+    tag = "products",
+    summary = "Replace a product's fields",
+    params(contract::ProductPath),
+    request_body = contract::Object,
+    responses((status = 200, description = "the product now", body = contract::Product))
+)]
 async fn product_replace(
     State(state): State<AppState>,
     principal: Principal,
@@ -538,6 +661,16 @@ async fn product_replace(
 }
 
 /// `PATCH`: the body's fields are merged into the product's.
+#[utoipa::path(
+    patch,
+    path = "/v1/agents/{agentId}/products/{productId}",
+    operation_id = "product_patch",
+    tag = "products",
+    summary = "Merge fields into a product",
+    params(contract::ProductPath),
+    request_body = contract::Object,
+    responses((status = 200, description = "the product now", body = contract::Product))
+)]
 async fn product_patch(
     State(state): State<AppState>,
     principal: Principal,
@@ -550,6 +683,15 @@ async fn product_patch(
     Ok(Json(product_view(&product)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/agents/{agentId}/products/{productId}",
+    operation_id = "product_delete",
+    tag = "products",
+    summary = "Delete a product",
+    params(contract::ProductPath),
+    responses((status = 200, description = "the product is gone", body = contract::Deleted))
+)]
 async fn product_delete(
     State(state): State<AppState>,
     principal: Principal,

@@ -5,6 +5,7 @@
 //! `sundial_core::wire`.
 
 pub mod auth;
+pub mod contract;
 mod data_routes;
 pub mod error;
 mod lua;
@@ -102,14 +103,16 @@ pub fn validate_user_id(user_id: &str, field: &str) -> Result<(), ApiError> {
 /// The router of every route, with state.
 pub fn router(engine: Engine) -> Router {
     let state = AppState { engine, uploads: lua::Uploads::default() };
+    let (native, document) = native_routes().split_for_parts();
+    let document = Arc::new(openapi::finish(document));
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(|| async { axum::Json(openapi::document()) }))
-        .merge(native::routes())
+        .route("/v1/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }))
+        .merge(native)
         .merge(lua::routes())
-        .merge(data_routes::routes())
+        .merge(data_routes::lua_routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
@@ -117,6 +120,18 @@ pub fn router(engine: Engine) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency))
         .with_state(state)
+}
+
+/// The native `/v1` routes with their description, from which `/v1/openapi.json` is derived.
+fn native_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
+        .merge(native::routes())
+        .merge(data_routes::routes())
+}
+
+/// The OpenAPI document of the native API (what `/v1/openapi.json` answers).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::finish(native_routes().split_for_parts().1)
 }
 
 /// The longest `X-Idempotency-Key` accepted.

@@ -8,8 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
 use futures_util::stream::Stream;
 use serde_json::{json, Value};
@@ -18,42 +17,44 @@ use sundial_core::{ExecutionStatus, FieldError, JobStatus, JsonObject};
 use sundial_scheduler::{Caller, Creation, JobChange, NewJob, NewVersion};
 use sundial_store::{Agent, JobFilter, Message};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::auth::{create_key, Principal};
+use crate::contract;
 use crate::error::{ApiError, ApiResult};
 use crate::{validate_user_id, AppState, JsonBody};
 
 type Params = Query<HashMap<String, String>>;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/agents", post(create_agent).get(list_agents))
-        .route("/v1/agents/{agent_id}/keys", post(create_agent_key))
-        .route("/v1/agents/{agent_id}/env", get(get_env).put(put_env))
-        .route("/v1/agents/{agent_id}/settings", get(get_settings).put(put_settings))
-        .route("/v1/agents/{agent_id}/keys/{key_id}", delete(revoke_key))
-        .route("/v1/agents/{agent_id}/users/{user_id}", get(get_user).put(put_user))
-        .route("/v1/agents/{agent_id}/users/{user_id}/tokens", post(mint_user_token))
-        .route("/v1/agents/{agent_id}/users/{user_id}/messages", get(list_messages))
-        .route("/v1/agents/{agent_id}/users/{user_id}/messages/stream", get(stream_messages))
-        .route("/v1/agents/{agent_id}/jobs", post(create_job).get(list_jobs))
-        .route("/v1/agents/{agent_id}/jobs/batch", post(create_jobs))
-        .route("/v1/agents/{agent_id}/deploy", post(deploy))
-        .route("/v1/agents/{agent_id}/jobs/{job_id}", get(get_job).patch(update_job).delete(delete_job))
-        .route("/v1/agents/{agent_id}/jobs/{job_id}/activate", post(activate_job))
-        .route("/v1/agents/{agent_id}/jobs/{job_id}/deactivate", post(deactivate_job))
-        .route("/v1/agents/{agent_id}/jobs/{job_id}/trigger", post(trigger_job))
-        .route(
-            "/v1/agents/{agent_id}/jobs/{job_id}/metadata",
-            axum::routing::put(replace_metadata).patch(merge_metadata),
-        )
-        .route("/v1/agents/{agent_id}/jobs/{job_id}/versions", get(list_versions).post(add_version))
-        .route("/v1/agents/{agent_id}/jobs/{job_id}/versions/{version}/publish", post(publish_version))
-        .route("/v1/agents/{agent_id}/jobs/{job_id}/versions/{version}/code", get(version_code))
-        .route("/v1/agents/{agent_id}/jobs/{job_id}/executions", get(list_executions))
-        .route("/v1/agents/{agent_id}/jobs/{job_id}/preview", get(preview))
-        .route("/v1/agents/{agent_id}/preview", post(preview_schedule))
-        .route("/v1/agents/{agent_id}/executions", get(list_agent_executions))
-        .route("/v1/agents/{agent_id}/executions/{execution_id}", get(get_execution))
+/// The native routes, each registered with its description: routing and `/v1/openapi.json` come from one list.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_agent, list_agents))
+        .routes(routes!(create_agent_key))
+        .routes(routes!(get_env, put_env))
+        .routes(routes!(get_settings, put_settings))
+        .routes(routes!(revoke_key))
+        .routes(routes!(get_user, put_user))
+        .routes(routes!(mint_user_token))
+        .routes(routes!(list_messages))
+        .routes(routes!(stream_messages))
+        .routes(routes!(create_job, list_jobs))
+        .routes(routes!(create_jobs))
+        .routes(routes!(deploy))
+        .routes(routes!(get_job, update_job, delete_job))
+        .routes(routes!(activate_job))
+        .routes(routes!(deactivate_job))
+        .routes(routes!(trigger_job))
+        .routes(routes!(replace_metadata, merge_metadata))
+        .routes(routes!(list_versions, add_version))
+        .routes(routes!(publish_version))
+        .routes(routes!(version_code))
+        .routes(routes!(list_executions))
+        .routes(routes!(preview))
+        .routes(routes!(preview_schedule))
+        .routes(routes!(list_agent_executions))
+        .routes(routes!(get_execution))
 }
 
 pub(crate) fn parse_number(
@@ -91,6 +92,15 @@ fn validate_agent_id(agent_id: &str) -> ApiResult<()> {
 
 // --- agents and keys ---
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents",
+    operation_id = "create_agent",
+    tag = "agents",
+    summary = "Create an agent and return its first key (admin key)",
+    request_body = contract::CreateAgent,
+    responses((status = 201, description = "the agent and its first key, shown once", body = contract::AgentCreated))
+)]
 async fn create_agent(
     State(state): State<AppState>,
     principal: Principal,
@@ -110,6 +120,14 @@ async fn create_agent(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents",
+    operation_id = "list_agents",
+    tag = "agents",
+    summary = "List agents (admin key)",
+    responses((status = 200, description = "the agents", body = contract::AgentList))
+)]
 async fn list_agents(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
     principal.require_admin()?;
     let agents = state.engine.store().agent_list().await?;
@@ -118,6 +136,15 @@ async fn list_agents(State(state): State<AppState>, principal: Principal) -> Api
     Ok(Json(json!({ "agents": agents })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/keys",
+    operation_id = "create_agent_key",
+    tag = "agents",
+    summary = "Add an agent key",
+    params(contract::AgentPath),
+    responses((status = 201, description = "the new key, shown once", body = contract::AgentKey))
+)]
 async fn create_agent_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -129,6 +156,15 @@ async fn create_agent_key(
     Ok((StatusCode::CREATED, Json(json!({"id": key.id, "key": secret, "agentId": caller.agent_id}))).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/agents/{agentId}/keys/{keyId}",
+    operation_id = "revoke_key",
+    tag = "agents",
+    summary = "Revoke an agent key",
+    params(contract::KeyPath),
+    responses((status = 200, description = "the key no longer works", body = contract::Revoked))
+)]
 async fn revoke_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -143,6 +179,15 @@ async fn revoke_key(
 }
 
 /// The agent's variables that its jobs read with `env(key)`: string values only.
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/env",
+    operation_id = "get_env",
+    tag = "agents",
+    summary = "The agent's variables, read by env(key) in jobs",
+    params(contract::AgentPath),
+    responses((status = 200, description = "the variables", body = contract::Env))
+)]
 async fn get_env(
     State(state): State<AppState>,
     principal: Principal,
@@ -154,6 +199,16 @@ async fn get_env(
     Ok(Json(json!({ "env": agent.env })))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/agents/{agentId}/env",
+    operation_id = "put_env",
+    tag = "agents",
+    summary = "Replace the agent's variables",
+    params(contract::AgentPath),
+    request_body = std::collections::BTreeMap<String, String>,
+    responses((status = 200, description = "the variables now", body = contract::Env))
+)]
 async fn put_env(
     State(state): State<AppState>,
     principal: Principal,
@@ -176,6 +231,15 @@ async fn put_env(
 
 /// The agent's settings: `webhookUrl` (messages to users are POSTed there) and `fetchAllowList` (hosts job code
 /// may `fetch`).
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/settings",
+    operation_id = "get_settings",
+    tag = "agents",
+    summary = "The agent's settings (webhookUrl, fetchAllowList)",
+    params(contract::AgentPath),
+    responses((status = 200, description = "the settings", body = contract::Settings))
+)]
 async fn get_settings(
     State(state): State<AppState>,
     principal: Principal,
@@ -187,6 +251,16 @@ async fn get_settings(
     Ok(Json(Value::Object(agent.settings)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/agents/{agentId}/settings",
+    operation_id = "put_settings",
+    tag = "agents",
+    summary = "Replace the agent's settings",
+    params(contract::AgentPath),
+    request_body = contract::Settings,
+    responses((status = 200, description = "the settings now", body = contract::Settings))
+)]
 async fn put_settings(
     State(state): State<AppState>,
     principal: Principal,
@@ -229,6 +303,15 @@ pub(crate) fn user_view(user_id: &str, data: &JsonObject) -> Value {
     Value::Object(object)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/users/{userId}",
+    operation_id = "get_user",
+    tag = "users",
+    summary = "A user's data record",
+    params(contract::UserPath),
+    responses((status = 200, description = "the user's record (empty for a user not seen yet)", body = contract::User))
+)]
 async fn get_user(
     State(state): State<AppState>,
     principal: Principal,
@@ -239,6 +322,16 @@ async fn get_user(
     Ok(Json(user_view(&user_id, &record.map(|record| record.data).unwrap_or_default())))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/agents/{agentId}/users/{userId}",
+    operation_id = "put_user",
+    tag = "users",
+    summary = "Replace a user's data fields",
+    params(contract::UserPath),
+    request_body = contract::Object,
+    responses((status = 200, description = "the record now", body = contract::User))
+)]
 async fn put_user(
     State(state): State<AppState>,
     principal: Principal,
@@ -257,6 +350,16 @@ async fn put_user(
 /// The longest life a user token can be minted with: one year.
 const MAX_TOKEN_SECONDS: i64 = 366 * 86_400;
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/users/{userId}/tokens",
+    operation_id = "mint_user_token",
+    tag = "users",
+    summary = "Mint a user token (agent key): it acts only as that user",
+    params(contract::UserPath),
+    request_body = contract::MintToken,
+    responses((status = 201, description = "the token, shown once", body = contract::Token))
+)]
 async fn mint_user_token(
     State(state): State<AppState>,
     principal: Principal,
@@ -332,6 +435,15 @@ pub(crate) fn message_view(message: &Message) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/users/{userId}/messages",
+    operation_id = "list_messages",
+    tag = "users",
+    summary = "A user's conversation: what the agent's jobs sent them",
+    params(contract::UserPath, contract::MessagesQuery),
+    responses((status = 200, description = "a page of the conversation", body = contract::MessagePage))
+)]
 async fn list_messages(
     State(state): State<AppState>,
     principal: Principal,
@@ -347,6 +459,15 @@ async fn list_messages(
     Ok(Json(json!({"messages": views, "next": next})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/users/{userId}/messages/stream",
+    operation_id = "stream_messages",
+    tag = "users",
+    summary = "A user's conversation as it grows (Server-Sent Events)",
+    params(contract::UserPath, contract::StreamQuery),
+    responses((status = 200, description = "Server-Sent Events: one `message` event per message, its data a Message", content_type = "text/event-stream", body = String))
+)]
 async fn stream_messages(
     State(state): State<AppState>,
     principal: Principal,
@@ -413,6 +534,16 @@ where
 
 // --- jobs ---
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/jobs",
+    operation_id = "create_job",
+    tag = "jobs",
+    summary = "Create a job (a dynamic job of the user with X-User-Id or a user token)",
+    params(contract::AgentPath),
+    request_body = contract::CreateJob,
+    responses((status = 201, description = "the job", body = contract::Job, links(("GetJob" = (operation_id = "get_job", parameters(("agentId" = "$request.path.agentId"), ("jobId" = "$response.body#/id")))), ("TriggerJob" = (operation_id = "trigger_job", parameters(("agentId" = "$request.path.agentId"), ("jobId" = "$response.body#/id")))), ("DeleteJob" = (operation_id = "delete_job", parameters(("agentId" = "$request.path.agentId"), ("jobId" = "$response.body#/id")))))), (status = 200, description = "the job an earlier create with the same dedupKey made (changed to this request when something differed)", body = contract::Job))
+)]
 async fn create_job(
     State(state): State<AppState>,
     principal: Principal,
@@ -427,6 +558,16 @@ async fn create_job(
     Ok((status, Json(detail.view())).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/jobs/batch",
+    operation_id = "create_jobs",
+    tag = "jobs",
+    summary = "Create many jobs in one transaction: all or none",
+    params(contract::AgentPath, contract::BatchQuery),
+    request_body = contract::CreateJobs,
+    responses((status = 201, description = "the jobs, in order", body = contract::JobBatch))
+)]
 async fn create_jobs(
     State(state): State<AppState>,
     principal: Principal,
@@ -491,6 +632,16 @@ fn release_freed_memory() {
 const TRIM_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// `sundial deploy`: `{files: [{path, source}], activate?}` — job files become pre-defined jobs (SPEC §7).
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/deploy",
+    operation_id = "deploy",
+    tag = "jobs",
+    summary = "Deploy pre-defined job files",
+    params(contract::AgentPath),
+    request_body = contract::Deploy,
+    responses((status = 200, description = "what each file did", body = contract::Deployed))
+)]
 async fn deploy(
     State(state): State<AppState>,
     principal: Principal,
@@ -517,6 +668,15 @@ async fn deploy(
     Ok(Json(json!({ "jobs": jobs })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/jobs",
+    operation_id = "list_jobs",
+    tag = "jobs",
+    summary = "List jobs",
+    params(contract::AgentPath, contract::ListJobsQuery),
+    responses((status = 200, description = "a page of jobs", body = contract::JobList))
+)]
 async fn list_jobs(
     State(state): State<AppState>,
     principal: Principal,
@@ -563,6 +723,15 @@ pub(crate) async fn job_caller(
     Ok(caller)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/jobs/{jobId}",
+    operation_id = "get_job",
+    tag = "jobs",
+    summary = "A job",
+    params(contract::JobPath),
+    responses((status = 200, description = "the job", body = contract::Job))
+)]
 async fn get_job(
     State(state): State<AppState>,
     principal: Principal,
@@ -572,6 +741,16 @@ async fn get_job(
     Ok(Json(state.engine.job_detail(&caller, &job_id).await?.view()))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/agents/{agentId}/jobs/{jobId}",
+    operation_id = "update_job",
+    tag = "jobs",
+    summary = "Change a job: name, description and policy in place; code or options as a new, published version",
+    params(contract::JobPath),
+    request_body = contract::UpdateJob,
+    responses((status = 200, description = "the job now", body = contract::Job))
+)]
 async fn update_job(
     State(state): State<AppState>,
     principal: Principal,
@@ -583,6 +762,15 @@ async fn update_job(
     Ok(Json(state.engine.update_job(&caller, &job_id, change).await?.view()))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/agents/{agentId}/jobs/{jobId}",
+    operation_id = "delete_job",
+    tag = "jobs",
+    summary = "Delete a job (a pre-defined job with versions is deactivated instead)",
+    params(contract::JobPath),
+    responses((status = 200, description = "what was done", body = contract::Deletion))
+)]
 async fn delete_job(
     State(state): State<AppState>,
     principal: Principal,
@@ -592,6 +780,15 @@ async fn delete_job(
     Ok(Json(state.engine.delete(&caller, &job_id).await?.view(&job_id)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/jobs/{jobId}/activate",
+    operation_id = "activate_job",
+    tag = "jobs",
+    summary = "Activate a job: its grid is anchored now",
+    params(contract::JobPath),
+    responses((status = 200, description = "the job", body = contract::Job))
+)]
 async fn activate_job(
     State(state): State<AppState>,
     principal: Principal,
@@ -601,6 +798,15 @@ async fn activate_job(
     Ok(Json(state.engine.activate(&caller, &job_id).await?.view()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/jobs/{jobId}/deactivate",
+    operation_id = "deactivate_job",
+    tag = "jobs",
+    summary = "Deactivate a job",
+    params(contract::JobPath),
+    responses((status = 200, description = "the job", body = contract::Job))
+)]
 async fn deactivate_job(
     State(state): State<AppState>,
     principal: Principal,
@@ -625,6 +831,16 @@ pub(crate) async fn trigger(
     Ok(state.engine.trigger(caller, job_id, version_id.as_deref()).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/jobs/{jobId}/trigger",
+    operation_id = "trigger_job",
+    tag = "jobs",
+    summary = "Run a job now, outside its schedule (which does not move)",
+    params(contract::JobPath),
+    request_body(content = contract::Trigger, description = "optional"),
+    responses((status = 202, description = "the execution, pending or running", body = contract::Execution))
+)]
 async fn trigger_job(
     State(state): State<AppState>,
     principal: Principal,
@@ -649,6 +865,16 @@ async fn update_metadata(
     Ok(Json(json!({"message": "metadata updated", "jobId": job_id, "metadata": metadata})))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/agents/{agentId}/jobs/{jobId}/metadata",
+    operation_id = "replace_metadata",
+    tag = "jobs",
+    summary = "Replace a job's metadata",
+    params(contract::JobPath),
+    request_body = contract::Object,
+    responses((status = 200, description = "the metadata now", body = contract::MetadataAnswer))
+)]
 async fn replace_metadata(
     State(state): State<AppState>,
     principal: Principal,
@@ -658,6 +884,16 @@ async fn replace_metadata(
     update_metadata(&state, &principal, &agent_id, &job_id, &body, true).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/agents/{agentId}/jobs/{jobId}/metadata",
+    operation_id = "merge_metadata",
+    tag = "jobs",
+    summary = "Merge fields into a job's metadata",
+    params(contract::JobPath),
+    request_body = contract::Object,
+    responses((status = 200, description = "the metadata now", body = contract::MetadataAnswer))
+)]
 async fn merge_metadata(
     State(state): State<AppState>,
     principal: Principal,
@@ -667,6 +903,15 @@ async fn merge_metadata(
     update_metadata(&state, &principal, &agent_id, &job_id, &body, false).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/jobs/{jobId}/versions",
+    operation_id = "list_versions",
+    tag = "jobs",
+    summary = "A job's versions",
+    params(contract::JobPath),
+    responses((status = 200, description = "the versions", body = contract::VersionList))
+)]
 async fn list_versions(
     State(state): State<AppState>,
     principal: Principal,
@@ -679,6 +924,16 @@ async fn list_versions(
     Ok(Json(json!({ "versions": versions })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/jobs/{jobId}/versions",
+    operation_id = "add_version",
+    tag = "jobs",
+    summary = "Add a version (fields left out are copied from the active version)",
+    params(contract::JobPath),
+    request_body = contract::AddVersion,
+    responses((status = 201, description = "the version", body = contract::JobVersion))
+)]
 async fn add_version(
     State(state): State<AppState>,
     principal: Principal,
@@ -697,6 +952,15 @@ async fn add_version(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/jobs/{jobId}/versions/{version}/publish",
+    operation_id = "publish_version",
+    tag = "jobs",
+    summary = "Make a version the active one and activate the job",
+    params(contract::VersionPath),
+    responses((status = 200, description = "the job", body = contract::Job))
+)]
 async fn publish_version(
     State(state): State<AppState>,
     principal: Principal,
@@ -706,6 +970,15 @@ async fn publish_version(
     Ok(Json(state.engine.publish_version(&caller, &job_id, &version).await?.view()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/jobs/{jobId}/versions/{version}/code",
+    operation_id = "version_code",
+    tag = "jobs",
+    summary = "A version's code",
+    params(contract::VersionPath),
+    responses((status = 200, description = "the source", content_type = "text/javascript", body = String))
+)]
 async fn version_code(
     State(state): State<AppState>,
     principal: Principal,
@@ -721,6 +994,15 @@ async fn version_code(
     Ok(([(axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")], found.code.clone()).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/jobs/{jobId}/executions",
+    operation_id = "list_executions",
+    tag = "executions",
+    summary = "A job's executions, newest first",
+    params(contract::JobPath, contract::ExecutionsQuery),
+    responses((status = 200, description = "a page of executions", body = contract::ExecutionPage))
+)]
 async fn list_executions(
     State(state): State<AppState>,
     principal: Principal,
@@ -742,6 +1024,15 @@ async fn list_executions(
     Ok(Json(json!({"executions": views, "total": total, "limit": limit, "offset": offset})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/executions",
+    operation_id = "list_agent_executions",
+    tag = "executions",
+    summary = "The agent's executions, newest first (agent key)",
+    params(contract::AgentPath, contract::AgentExecutionsQuery),
+    responses((status = 200, description = "a page of executions", body = contract::ExecutionList))
+)]
 async fn list_agent_executions(
     State(state): State<AppState>,
     principal: Principal,
@@ -758,6 +1049,15 @@ async fn list_agent_executions(
     Ok(Json(json!({"executions": views, "nextCursor": next_cursor})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/executions/{executionId}",
+    operation_id = "get_execution",
+    tag = "executions",
+    summary = "One execution with its console lines",
+    params(contract::ExecutionPath),
+    responses((status = 200, description = "the execution with its logs", body = contract::Execution))
+)]
 async fn get_execution(
     State(state): State<AppState>,
     principal: Principal,
@@ -773,6 +1073,15 @@ async fn get_execution(
     Ok(Json(execution_view(&execution, true)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agentId}/jobs/{jobId}/preview",
+    operation_id = "preview",
+    tag = "jobs",
+    summary = "A job's schedule in words, its next runs and daylight saving notes",
+    params(contract::JobPath, contract::PreviewQuery),
+    responses((status = 200, description = "the preview", body = contract::SchedulePreview))
+)]
 async fn preview(
     State(state): State<AppState>,
     principal: Principal,
@@ -792,6 +1101,16 @@ async fn preview(
 
 /// `POST /v1/agents/{agentId}/preview` `{schedule, n?}`: what a schedule would do if a job had it now — its
 /// description, its next runs in UTC and in its zone, and what daylight saving time does to them. Creates nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/preview",
+    operation_id = "preview_schedule",
+    tag = "jobs",
+    summary = "What a schedule would do, without a job: its description, next runs and daylight saving notes",
+    params(contract::AgentPath),
+    request_body = contract::PreviewRequest,
+    responses((status = 200, description = "the preview", body = contract::SchedulePreview))
+)]
 async fn preview_schedule(
     State(state): State<AppState>,
     principal: Principal,

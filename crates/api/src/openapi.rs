@@ -1,286 +1,81 @@
-//! The OpenAPI 3.1 document of the native API, served at `/v1/openapi.json`. A test checks that every route of the
-//! router appears here.
+//! The OpenAPI 3.1 document of the native API, served at `/v1/openapi.json`, derived from the routes and their types.
+//!
+//! Every native route is registered through `utoipa_axum` together with its `#[utoipa::path]` description, so the
+//! routes the server answers and the operations the document lists are one list. What every operation shares is
+//! added here once: bearer authentication and the error responses with the stable codes they carry.
 
-use serde_json::{json, Map, Value};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, Ref, RefOr};
+use utoipa::OpenApi as _;
 
-/// One operation: summary, the request body schema (if any) and the success schema.
-fn operation(summary: &str, body: Option<Value>, success: (&str, Value)) -> Value {
-    let mut operation = json!({
-        "summary": summary,
-        "security": [{"bearer": []}],
-        "responses": {
-            success.0: {"description": "success", "content": {"application/json": {"schema": success.1}}},
-            "400": {"$ref": "#/components/responses/Error"},
-            "401": {"$ref": "#/components/responses/Error"},
-            "404": {"$ref": "#/components/responses/Error"},
-        },
-    });
-    if let Some(body) = body {
-        operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": body}}});
-    }
-    operation
+use crate::contract;
+
+/// The error responses an operation may answer besides its success, with the codes each carries.
+const ERRORS: &[(&str, &str)] = &[
+    (
+        "400",
+        "invalid input, naming the field: `invalid_request`, `invalid_schedule`, `unresolved_reference`, \
+         `invalid_json`",
+    ),
+    ("401", "no key, an unknown or revoked key (`unauthorized`), or an expired user token (`token_expired`)"),
+    ("403", "a key that may not do this: `forbidden`, or `insufficient_scope` for a scoped user token"),
+    ("404", "no such thing for this key (`<what>_not_found`, `route_not_found`): another agent's answer the same"),
+    ("405", "`method_not_allowed`"),
+    ("409", "`conflict`: it exists already, or a version or dedupKey is being written by another request"),
+    ("413", "`payload_too_large`: the body is over 2 MiB"),
+    ("429", "`rate_limited` or `quota_exceeded`, with `Retry-After`"),
+];
+
+/// The document's shared parts; the router adds the paths and their schemas.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(contract::Error, contract::BatchView, contract::JobStatus, contract::ExecutionStatus)))]
+struct Base;
+
+/// The base document the native routes are added to.
+pub(crate) fn base() -> OpenApi {
+    let mut document = Base::openapi();
+    document.info = InfoBuilder::new()
+        .title("Sundial")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "Self-hosted jobs engine for AI-agent tools: jobs with once, interval and cron schedules whose \
+             JavaScript runs in a sandbox, with the user of the conversation that made them.",
+        ))
+        .build();
+    document
 }
 
-fn schema(name: &str) -> Value {
-    json!({"$ref": format!("#/components/schemas/{name}")})
-}
-
-fn object() -> Value {
-    json!({"type": "object"})
-}
-
-/// Every route of the native API: (path, method, operation).
-fn operations() -> Vec<(&'static str, &'static str, Value)> {
-    vec![
-        (
-            "/v1/agents",
-            "post",
-            operation(
-                "Create an agent and return its first key (admin key)",
-                Some(json!({"type": "object", "required": ["agentId"], "properties": {"agentId": {"type": "string"}}})),
-                ("201", object()),
-            ),
+/// Completes the document the router derived: bearer authentication on every operation, and the error responses.
+pub(crate) fn finish(mut document: OpenApi) -> OpenApi {
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("an admin key, an agent key or a user token"))
+                .build(),
         ),
-        ("/v1/agents", "get", operation("List agents (admin key)", None, ("200", object()))),
-        ("/v1/agents/{agentId}/keys", "post", operation("Add an agent key", None, ("201", object()))),
-        (
-            "/v1/agents/{agentId}/env",
-            "get",
-            operation("The agent's variables (read by env(key) in jobs)", None, ("200", object())),
-        ),
-        (
-            "/v1/agents/{agentId}/env",
-            "put",
-            operation("Replace the agent's variables", Some(object()), ("200", object())),
-        ),
-        (
-            "/v1/agents/{agentId}/settings",
-            "get",
-            operation("The agent's settings (webhookUrl, fetchAllowList)", None, ("200", object())),
-        ),
-        (
-            "/v1/agents/{agentId}/settings",
-            "put",
-            operation("Replace the agent's settings", Some(object()), ("200", object())),
-        ),
-        ("/v1/agents/{agentId}/keys/{keyId}", "delete", operation("Revoke an agent key", None, ("200", object()))),
-        ("/v1/agents/{agentId}/users/{userId}", "get", operation("A user's data", None, ("200", object()))),
-        (
-            "/v1/agents/{agentId}/users/{userId}",
-            "put",
-            operation("Replace a user's data", Some(object()), ("200", object())),
-        ),
-        (
-            "/v1/agents/{agentId}/users/{userId}/tokens",
-            "post",
-            operation("Mint a user token (agent key)", None, ("201", object())),
-        ),
-        (
-            "/v1/agents/{agentId}/users/{userId}/messages",
-            "get",
-            operation("A user's conversation after a sequence number", None, ("200", object())),
-        ),
-        (
-            "/v1/agents/{agentId}/users/{userId}/messages/stream",
-            "get",
-            operation("A user's conversation as Server-Sent Events", None, ("200", json!({"type": "string"}))),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs",
-            "post",
-            operation("Create a job", Some(schema("CreateJob")), ("201", schema("Job"))),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs",
-            "get",
-            operation(
-                "List jobs (includeDynamic, status, limit, cursor)",
-                None,
-                (
-                    "200",
-                    json!({"type": "object", "properties": {"jobs": {"type": "array", "items": schema("Job")}, "nextCursor": {"type": ["string", "null"]}}}),
-                ),
-            ),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs/batch",
-            "post",
-            operation(
-                "Create many jobs in one transaction",
-                Some(
-                    json!({"type": "object", "properties": {"jobs": {"type": "array", "items": schema("CreateJob")}}}),
-                ),
-                ("201", object()),
-            ),
-        ),
-        ("/v1/agents/{agentId}/jobs/{jobId}", "get", operation("Read a job", None, ("200", schema("Job")))),
-        (
-            "/v1/agents/{agentId}/jobs/{jobId}",
-            "patch",
-            operation(
-                "Update a job; code or option changes make a new version",
-                Some(object()),
-                ("200", schema("Job")),
-            ),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs/{jobId}",
-            "delete",
-            operation(
-                "Delete a job (pre-defined jobs with versions are deactivated)",
-                None,
-                (
-                    "200",
-                    json!({"type": "object", "properties": {"deleted": {"type": "boolean"}, "deactivated": {"type": "boolean"}, "message": {"type": "string"}}}),
-                ),
-            ),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs/{jobId}/activate",
-            "post",
-            operation("Activate a job", None, ("200", schema("Job"))),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs/{jobId}/deactivate",
-            "post",
-            operation("Deactivate a job", None, ("200", schema("Job"))),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs/{jobId}/trigger",
-            "post",
-            operation("Run a job now ({versionId?})", Some(object()), ("202", schema("JobExecution"))),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs/{jobId}/metadata",
-            "put",
-            operation("Replace a job's metadata", Some(object()), ("200", object())),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs/{jobId}/metadata",
-            "patch",
-            operation("Merge into a job's metadata", Some(object()), ("200", object())),
-        ),
-        ("/v1/agents/{agentId}/jobs/{jobId}/versions", "get", operation("A job's versions", None, ("200", object()))),
-        (
-            "/v1/agents/{agentId}/jobs/{jobId}/versions",
-            "post",
-            operation(
-                "Add a version ({version?, code?, schedule?, timeout?, retry?, publish?})",
-                Some(object()),
-                ("201", schema("JobVersion")),
-            ),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs/{jobId}/versions/{version}/publish",
-            "post",
-            operation("Make a version active", None, ("200", schema("Job"))),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs/{jobId}/versions/{version}/code",
-            "get",
-            operation("A version's code", None, ("200", json!({"type": "string"}))),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs/{jobId}/executions",
-            "get",
-            operation(
-                "A job's executions, newest first (limit, offset, status, logs)",
-                None,
-                (
-                    "200",
-                    json!({"type": "object", "properties": {"executions": {"type": "array", "items": schema("JobExecution")}, "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"}}}),
-                ),
-            ),
-        ),
-        (
-            "/v1/agents/{agentId}/jobs/{jobId}/preview",
-            "get",
-            operation(
-                "The job's schedule in words, its next runs (n), UTC and local, and daylight saving notes",
-                None,
-                ("200", schema("SchedulePreview")),
-            ),
-        ),
-        (
-            "/v1/agents/{agentId}/preview",
-            "post",
-            operation(
-                "What a schedule would do, without a job: its description, next runs (n, 1-100) and DST notes",
-                Some(
-                    json!({"type": "object", "required": ["schedule"], "properties": {"schedule": schema("Schedule"), "n": {"type": "integer", "minimum": 1, "maximum": 100}}}),
-                ),
-                ("200", schema("SchedulePreview")),
-            ),
-        ),
-        (
-            "/v1/agents/{agentId}/executions/{executionId}",
-            "get",
-            operation("One execution with its logs", None, ("200", schema("JobExecution"))),
-        ),
-    ]
-}
-
-/// The whole document.
-pub fn document() -> Value {
-    let mut paths = Map::new();
-    for (path, method, operation) in operations() {
-        let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
-        entry[method] = operation;
-    }
-    let schedule = json!({
-        "oneOf": [
-            {"type": "object", "required": ["type", "executeAt"], "properties": {"type": {"const": "once"}, "executeAt": {"type": "string", "format": "date-time"}}},
-            {"type": "object", "required": ["type", "seconds"], "properties": {"type": {"const": "interval"}, "seconds": {"type": "integer", "minimum": 1}}},
-            {"type": "object", "required": ["type", "expression"], "properties": {"type": {"const": "cron"}, "expression": {"type": "string"}, "timezone": {"type": "string"}}},
-        ]
-    });
-    let retry = json!({"type": "object", "required": ["maxAttempts"], "properties": {"maxAttempts": {"type": "integer", "minimum": 0}, "backoffSeconds": {"type": "integer", "minimum": 0}}});
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Sundial", "version": env!("CARGO_PKG_VERSION"), "description": "Self-hosted jobs engine for AI-agent tools."},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "responses": {"Error": {"description": "error", "content": {"application/json": {"schema": schema("Error")}}}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}},
-                "Schedule": schedule,
-                "Retry": retry,
-                "Run": {"type": "object", "required": ["utc", "local"], "properties": {"utc": {"type": "string", "format": "date-time"}, "local": {"type": "string", "format": "date-time"}}},
-                "SchedulePreview": {"type": "object", "required": ["schedule", "scheduleDescription", "timezone", "nextRuns", "dstNotes"], "properties": {
-                    "schedule": schema("Schedule"), "scheduleDescription": {"type": "string"}, "timezone": {"type": "string"},
-                    "nextRuns": {"type": "array", "items": schema("Run")}, "dstNotes": {"type": "array", "items": {"type": "string"}}
-                }},
-                "CreateJob": {"type": "object", "required": ["name", "schedule", "code"], "properties": {
-                    "name": {"type": "string"}, "description": {"type": "string"}, "schedule": schema("Schedule"),
-                    "code": {"type": "string", "description": "JavaScript source of the execute function"},
-                    "timeout": {"type": "integer", "minimum": 1, "maximum": 600}, "retry": schema("Retry"),
-                    "metadata": {"type": "object"}, "activate": {"type": "boolean"}, "version": {"type": "string"},
-                    "policy": {"type": "object", "properties": {"overlap": {"enum": ["skip", "queue_one", "allow"]}, "misfire": {"enum": ["run_once", "skip", "run_all"]}, "misfireGraceSeconds": {"type": "integer"}, "maxConsecutiveFailures": {"type": "integer"}}}
-                }},
-                "Job": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "agentId": {"type": "string"}, "name": {"type": "string"}, "dynamic": {"type": "boolean"},
-                    "userId": {"type": "string"}, "active": {"type": "boolean"}, "status": {"enum": ["active", "paused", "failed", "inactive", "completed"]},
-                    "metadata": {"type": "object"}, "schedule": schema("Schedule"), "activeVersionId": {"type": "string"},
-                    "scheduleDescription": {"type": "string"}, "timezone": {"type": "string"}, "nextRuns": {"type": "array", "items": schema("Run")},
-                    "activeVersion": schema("JobVersion"), "versions": {"type": "array", "items": schema("JobVersion")},
-                    "lastRunAt": {"type": "string"}, "nextRunAt": {"type": "string"}, "lastExecution": schema("JobExecution"),
-                    "policy": {"type": "object"}, "consecutiveFailures": {"type": "integer"}, "createdAt": {"type": "string"}, "updatedAt": {"type": "string"}
-                }},
-                "JobVersion": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "jobId": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "string"},
-                    "active": {"type": "boolean"}, "schedule": schema("Schedule"), "timeout": {"type": "integer"}, "retry": schema("Retry"),
-                    "metadata": {"type": "object"}, "createdAt": {"type": "string"}, "updatedAt": {"type": "string"}
-                }},
-                "JobExecution": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "executionId": {"type": "string"}, "jobId": {"type": "string"}, "versionId": {"type": "string"},
-                    "occurrenceId": {"type": "string"},
-                    "status": {"enum": ["pending", "running", "completed", "failed", "timeout", "cancelled", "abandoned", "killed", "skipped"]},
-                    "trigger": {"enum": ["schedule", "manual", "retry"]}, "scheduledFor": {"type": "string"}, "startedAt": {"type": ["string", "null"]},
-                    "completedAt": {"type": "string"}, "duration": {"type": "integer"}, "result": {}, "error": {"type": "string"},
-                    "retryCount": {"type": "integer"}, "logs": {"type": "array", "items": {"type": "object"}}
-                }}
-            }
+    );
+    for item in document.paths.paths.values_mut() {
+        for operation in
+            [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
+        {
+            complete(operation);
         }
-    })
+    }
+    document
+}
+
+fn complete(operation: &mut Operation) {
+    operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    for (status, description) in ERRORS {
+        let error = ResponseBuilder::new()
+            .description(*description)
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build())
+            .build();
+        operation.responses.responses.entry((*status).to_owned()).or_insert(RefOr::T(error));
+    }
 }

@@ -509,21 +509,51 @@ async fn operations_endpoints_and_the_openapi_document() {
     ] {
         assert!(document["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }
-    // Every documented operation is routed (answers anything but route_not_found / 405).
+    // The routed operations and the documented ones are the same set, both ways: every documented operation is
+    // routed (answers anything but route_not_found / 405), and on every documented path each method the document
+    // does not list answers 405 method_not_allowed.
+    let mut operation_count = 0;
     for (path, operations) in document["paths"].as_object().expect("paths") {
-        if path.ends_with("/stream") {
-            continue;
-        }
+        assert!(path.starts_with("/v1/"), "{path} is not a native route");
         let concrete = path.replace("{agentId}", "default").replace('{', "x-").replace('}', "");
-        for method in operations.as_object().expect("operations").keys() {
-            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-            let (status, answer) = send(server.request(method.clone(), &concrete).json(&json!({}))).await;
-            assert!(
-                status != 405 && answer["code"] != "route_not_found",
-                "{method} {path} is documented but not routed"
-            );
+        let documented = operations.as_object().expect("operations");
+        for method in ["get", "put", "post", "delete", "patch"] {
+            let request_method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            if documented.contains_key(method) {
+                operation_count += 1;
+                let operation = &documented[method];
+                assert!(operation["operationId"].is_string(), "{method} {path} has no operationId");
+                assert!(operation["responses"]["400"].is_object(), "{method} {path} documents no errors");
+                if path.ends_with("/stream") {
+                    continue;
+                }
+                let (status, answer) = send(server.request(request_method, &concrete).json(&json!({}))).await;
+                assert!(
+                    status != 405 && answer["code"] != "route_not_found",
+                    "{method} {path} is documented but not routed"
+                );
+            } else {
+                let (status, answer) = send(server.request(request_method, &concrete).json(&json!({}))).await;
+                assert_eq!(
+                    (status, answer["code"].clone()),
+                    (405, json!("method_not_allowed")),
+                    "{method} {path} is routed but not documented"
+                );
+            }
+        }
+        // Every path parameter is declared.
+        for name in path.split('{').skip(1).filter_map(|rest| rest.split('}').next()) {
+            for (method, operation) in documented {
+                let declared = operation["parameters"]
+                    .as_array()
+                    .is_some_and(|parameters| parameters.iter().any(|p| p["name"] == name && p["in"] == "path"));
+                assert!(declared, "{method} {path} does not declare its path parameter {name}");
+            }
         }
     }
+    assert!(operation_count >= 49, "only {operation_count} operations documented");
+    let created = &document["paths"]["/v1/agents/{agentId}/jobs"]["post"]["responses"]["201"];
+    assert_eq!(created["links"]["GetJob"]["operationId"], "get_job", "a created job links to the operations on it");
     let job = json!({"name": "now", "schedule": {"type": "interval", "seconds": 3600}, "code": "async () => 1"});
     let (_, job) = server.post("/v1/agents/default/jobs", job).await;
     let job_id = job["id"].as_str().expect("id");
