@@ -37,7 +37,7 @@ pub enum Schedule {
     Once {
         /// An RFC 3339 instant, or Unix epoch milliseconds.
         #[serde(rename = "executeAt")]
-        #[schema(value_type = String, format = DateTime)]
+        #[schema(schema_with = instant_schema)]
         execute_at: Value,
     },
     /// Every `seconds` seconds on a grid anchored at activation.
@@ -52,9 +52,9 @@ pub enum Schedule {
         /// (`@yearly @annually @monthly @weekly @daily @midnight @hourly`); names, ranges, steps, `L`, `W`, `#`.
         #[schema(format = "cron", min_length = 1)]
         expression: String,
-        /// An IANA zone name, `UTC` by default.
+        /// An IANA zone name (`America/New_York`), `UTC` by default.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(format = "iana-timezone")]
+        #[schema(schema_with = timezone_schema)]
         timezone: Option<String>,
     },
 }
@@ -84,7 +84,7 @@ pub struct Policy {
     pub misfire: Option<Misfire>,
     /// `run_once` catches up only if the newest missed slot is younger than this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 315576000)]
     pub misfire_grace_seconds: Option<u64>,
     /// Deactivate the job with status `failed` after this many failures in a row (off when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,14 +137,46 @@ pub struct Run {
     pub local: String,
 }
 
+/// An instant: an RFC 3339 string, or whole Unix epoch milliseconds within the range the server keeps.
+fn instant_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(sundial_core::schedule::MIN_EXECUTE_AT_MILLIS))
+                .maximum(Some(sundial_core::schedule::MAX_EXECUTE_AT_MILLIS)),
+        )
+        .description(Some("An RFC 3339 instant, or Unix epoch milliseconds"))
+        .into()
+}
+
+/// Every IANA zone name the server knows, or null for UTC.
+fn timezone_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let mut names: Vec<Value> =
+        chrono_tz::TZ_VARIANTS.iter().map(|zone| Value::String(zone.name().to_owned())).collect();
+    names.push(Value::Null);
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(names))
+        .description(Some("An IANA zone name (`America/New_York`), `UTC` by default"))
+        .into()
+}
+
 // --- jobs ---
 
 /// A new job (`POST /v1/agents/{agentId}/jobs`).
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateJob {
-    /// A name for people.
-    #[schema(min_length = 1, max_length = 200)]
+    /// A name for people (not only whitespace).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     /// What it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,7 +212,7 @@ pub struct CreateJob {
     pub policy: Option<Policy>,
     /// The first version's semver string (default `1.0.0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$", max_length = 64)]
+    #[schema(pattern = r"^[0-9]{1,19}\.[0-9]{1,19}\.[0-9]{1,19}$", max_length = 64)]
     pub version: Option<String>,
     /// A dynamic job belongs to a user's conversation; a job created for a user (`X-User-Id` or a user token) is
     /// always dynamic.
@@ -189,7 +221,7 @@ pub struct CreateJob {
     /// Makes creation idempotent within one agent and user: a second create with the same key answers the job the
     /// first made (200), with a new version when the schedule, code or options differ — never a second job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f]+$")]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     pub dedup_key: Option<String>,
 }
 
@@ -205,9 +237,9 @@ pub struct CreateJobs {
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateJob {
-    /// A new name.
+    /// A new name (not only whitespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
     /// A new description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,7 +259,7 @@ pub struct UpdateJob {
 pub struct NewVersionFields {
     /// The semver string (default: the latest with its patch number increased).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$", max_length = 64)]
+    #[schema(pattern = r"^[0-9]{1,19}\.[0-9]{1,19}\.[0-9]{1,19}$", max_length = 64)]
     pub version: Option<String>,
     /// The schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,10 +278,10 @@ pub struct NewVersionFields {
     /// Retries (`null` removes them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
-    /// The version's own metadata.
+    /// The version's own metadata (the job's metadata has its own routes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Object>,
+    pub version_metadata: Option<Object>,
 }
 
 /// A new version of a job (`POST …/versions`).
@@ -299,7 +331,9 @@ pub struct Deploy {
 pub struct JobFile {
     /// Its path, for messages.
     pub path: String,
-    /// Its source.
+    /// Its source: an ES module whose default export is `{name, schedule, execute, description?, timeout?, retry?,
+    /// metadata?}`.
+    #[schema(format = "job-file", min_length = 1)]
     pub source: String,
 }
 
@@ -723,16 +757,22 @@ pub struct Env {
 
 /// The agent's settings.
 #[derive(Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Settings {
-    /// Messages to users are POSTed here (http or https).
+    /// Messages to users are POSTed here (an http or https URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = "uri")]
+    #[schema(format = "uri", pattern = r"^https?://[^\s/?#@]+")]
     pub webhook_url: Option<String>,
     /// Hosts job code may `fetch` (`api.example.com`, `*.example.com`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(inline, value_type = Option<Vec<HostName>>)]
     pub fetch_allow_list: Option<Vec<String>>,
 }
+
+/// A host name job code may `fetch`: no scheme, path or port separator `/`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(pattern = r"^[^/]+$", min_length = 1)]
+pub struct HostName(pub String);
 
 /// A request for a user token.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -950,6 +990,56 @@ pub struct Deleted {
     pub id: String,
 }
 
+/// A new product, or a product's fields: `name` and any other fields.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ProductInput {
+    /// Its id (generated when left out): not `search`, without `/` or control characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^(?!search$)[^/\x00-\x1f\x7f-\x9f]+$")]
+    pub id: Option<String>,
+    /// Its name (not only whitespace).
+    #[schema(min_length = 1, pattern = r"\S")]
+    pub name: String,
+    /// Its price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    /// Its other fields.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub fields: Object,
+}
+
+/// A product's new fields (`PUT`): `name` and any other fields; its `id` stays.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ProductFields {
+    /// Its name (not only whitespace).
+    #[schema(min_length = 1, pattern = r"\S")]
+    pub name: String,
+    /// Its price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    /// Its other fields.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub fields: Object,
+}
+
+/// Fields to merge into a product.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ProductPatch {
+    /// A new name (not only whitespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, pattern = r"\S", nullable = false)]
+    pub name: Option<String>,
+    /// A new price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    /// Other fields.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub fields: Object,
+}
+
 /// A product: its fields and `id`.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct Product {
@@ -1020,7 +1110,7 @@ pub struct UserPath(
     #[param(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub String,
     /// The user: 1 to 200 bytes without control characters.
-    #[param(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f]+$")]
+    #[param(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     pub String,
 );
 
@@ -1154,7 +1244,7 @@ pub struct AgentExecutionsQuery {
 #[allow(dead_code)]
 pub struct MessagesQuery {
     /// Only messages after this `seq`.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9223372036854775807_u64)]
     pub after: Option<u64>,
     /// The page size (default 100).
     #[param(minimum = 0, maximum = 1000)]
@@ -1167,7 +1257,7 @@ pub struct MessagesQuery {
 #[allow(dead_code)]
 pub struct StreamQuery {
     /// Start after this `seq`.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9223372036854775807_u64)]
     pub after: Option<u64>,
 }
 
@@ -1190,10 +1280,10 @@ pub struct PageQuery {
     #[param(minimum = 1, maximum = 1000000000000000_u64)]
     pub page: Option<u64>,
     /// The page size (default 10).
-    #[param(minimum = 1, maximum = 1000000000000000_u64)]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
     /// A JSON filter (lua-cli's query: field equality, `$and`, `$or`, comparisons), URL-encoded.
-    #[param(format = "json")]
+    #[param(format = "json-filter")]
     pub filter: Option<String>,
 }
 
@@ -1204,11 +1294,13 @@ pub struct PageQuery {
 #[allow(dead_code)]
 pub struct SearchQuery {
     /// What to search for.
+    #[param(max_length = 4096)]
     pub text: String,
-    /// The most results (default 10 for entries, 5 for products).
-    #[param(minimum = 1, maximum = 1000000000000000_u64)]
+    /// The most results (default 10).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
-    /// The lowest score a result may have.
+    /// The lowest score a result may have, from 0 to 1.
+    #[param(minimum = 0, maximum = 1)]
     pub score_threshold: Option<f64>,
 }
 
@@ -1219,10 +1311,12 @@ pub struct SearchQuery {
 #[allow(dead_code)]
 pub struct ProductSearchQuery {
     /// What to search for.
+    #[param(max_length = 4096)]
     pub query: String,
     /// The most results (default 5).
-    #[param(minimum = 1, maximum = 1000000000000000_u64)]
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
-    /// The lowest score a result may have.
+    /// The lowest score a result may have, from 0 to 1.
+    #[param(minimum = 0, maximum = 1)]
     pub score_threshold: Option<f64>,
 }

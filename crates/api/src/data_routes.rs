@@ -29,7 +29,7 @@ use crate::auth::Principal;
 use crate::contract;
 use crate::error::{ApiError, ApiResult};
 use crate::lua::{ok, ok_status};
-use crate::{AppState, JsonBody};
+use crate::{AppState, Body, JsonBody};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -87,7 +87,7 @@ fn api_error(error: EngineError) -> ApiError {
 
 /// A whole number query parameter of at least 1.
 fn whole_param(params: &HashMap<String, String>, name: &str, default: u64) -> ApiResult<u64> {
-    let Some(text) = params.get(name).filter(|text| !text.is_empty()) else {
+    let Some(text) = params.get(name) else {
         return Ok(default);
     };
     match text.trim().parse::<f64>() {
@@ -97,7 +97,7 @@ fn whole_param(params: &HashMap<String, String>, name: &str, default: u64) -> Ap
 }
 
 fn number_param(params: &HashMap<String, String>, name: &str, default: f64) -> ApiResult<f64> {
-    match params.get(name).filter(|text| !text.is_empty()) {
+    match params.get(name) {
         None => Ok(default),
         Some(text) => match text.trim().parse::<f64>() {
             Ok(number) if number.is_finite() => Ok(number),
@@ -403,13 +403,13 @@ async fn collections(
     summary = "Add an entry (the collection is made with its first entry)",
     params(contract::CollectionPath),
     request_body = contract::CreateEntry,
-    responses((status = 201, description = "the entry", body = contract::Entry))
+    responses((status = 201, description = "the entry", body = contract::Entry, links(("entry" = (operation_id = "entry", parameters(("agentId" = "$request.path.agentId"), ("collection" = "$request.path.collection"), ("entryId" = "$response.body#/id")))), ("patch" = (operation_id = "patch", parameters(("agentId" = "$request.path.agentId"), ("collection" = "$request.path.collection"), ("entryId" = "$response.body#/id")))))))
 )]
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
     Path((agent_id, collection)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Response> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let body = object_body(&body)?;
@@ -497,7 +497,7 @@ async fn replace(
     State(state): State<AppState>,
     principal: Principal,
     Path((agent_id, collection, entry_id)): Path<(String, String, String)>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let body = object_body(&body)?;
@@ -527,7 +527,7 @@ async fn patch(
     State(state): State<AppState>,
     principal: Principal,
     Path((agent_id, collection, entry_id)): Path<(String, String, String)>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let (change, search_text) = parse_patch(&body)?;
@@ -584,14 +584,14 @@ async fn products(
     tag = "products",
     summary = "Add a product (its `id` is kept when given)",
     params(contract::AgentPath),
-    request_body = contract::Object,
-    responses((status = 201, description = "the product", body = contract::Product))
+    request_body = contract::ProductInput,
+    responses((status = 201, description = "the product", body = contract::Product, links(("product" = (operation_id = "product", parameters(("agentId" = "$request.path.agentId"), ("productId" = "$response.body#/id")))), ("product_patch" = (operation_id = "product_patch", parameters(("agentId" = "$request.path.agentId"), ("productId" = "$response.body#/id")))))))
 )]
 async fn product_create(
     State(state): State<AppState>,
     principal: Principal,
     Path(agent_id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Response> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let product = state.engine.product_create(&agent_id, &body).await.map_err(api_error)?;
@@ -645,14 +645,14 @@ async fn product(
     tag = "products",
     summary = "Replace a product's fields",
     params(contract::ProductPath),
-    request_body = contract::Object,
+    request_body = contract::ProductFields,
     responses((status = 200, description = "the product now", body = contract::Product))
 )]
 async fn product_replace(
     State(state): State<AppState>,
     principal: Principal,
     Path((agent_id, product_id)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let change = ObjectChange::Replace(object_body(&body)?.clone());
@@ -668,14 +668,14 @@ async fn product_replace(
     tag = "products",
     summary = "Merge fields into a product",
     params(contract::ProductPath),
-    request_body = contract::Object,
+    request_body = contract::ProductPatch,
     responses((status = 200, description = "the product now", body = contract::Product))
 )]
 async fn product_patch(
     State(state): State<AppState>,
     principal: Principal,
     Path((agent_id, product_id)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let change = ObjectChange::Merge { set: object_body(&body)?.clone(), unset: Vec::new() };

@@ -47,54 +47,74 @@ pub struct AppState {
 }
 
 /// A JSON request body: any content type, parsed into a `Value`; bad JSON is a 400 `invalid_json` naming the place.
+/// An empty body reads as `{}` (lua-cli's routes and optional bodies); see [`Body`] for a body that is required.
 pub struct JsonBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        // Sized once from the announced length (within the cap), so a large body is not copied as it grows.
-        let announced = request
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<usize>().ok())
-            .unwrap_or(0)
-            .min(MAX_BODY_BYTES);
-        let mut stream = request.into_body().into_data_stream();
-        let mut bytes = Vec::with_capacity(announced);
-        let mut received = 0usize;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|error| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("body: cannot be read: {error}"))
-            })?;
-            received += chunk.len();
-            if received <= MAX_BODY_BYTES {
-                bytes.extend_from_slice(&chunk);
-            } else if received > MAX_DRAINED_BYTES {
-                break;
-            }
-            // Past the limit, keep reading (and dropping) so the client can finish sending and read the 413.
-        }
-        if received > MAX_BODY_BYTES {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("body: must be at most {MAX_BODY_BYTES} bytes"),
-            ));
-        }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(JsonBody(Value::Object(Default::default())));
-        }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|error| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body: invalid JSON: {error}"))
-        })
+        Ok(JsonBody(read_json(request).await?.unwrap_or_else(|| Value::Object(Default::default()))))
     }
+}
+
+/// A required JSON request body: as [`JsonBody`], but an empty body is a 400 `invalid_request` (`body: is required`).
+pub struct Body(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        match read_json(request).await? {
+            Some(value) => Ok(Body(value)),
+            None => Err(FieldError::new("body", "is required: send a JSON body").into()),
+        }
+    }
+}
+
+/// Reads a JSON body (`None` when it is empty or only whitespace), within [`MAX_BODY_BYTES`].
+async fn read_json(request: Request) -> Result<Option<Value>, ApiError> {
+    // Sized once from the announced length (within the cap), so a large body is not copied as it grows.
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_BODY_BYTES);
+    let mut stream = request.into_body().into_data_stream();
+    let mut bytes = Vec::with_capacity(announced);
+    let mut received = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("body: cannot be read: {error}"))
+        })?;
+        received += chunk.len();
+        if received <= MAX_BODY_BYTES {
+            bytes.extend_from_slice(&chunk);
+        } else if received > MAX_DRAINED_BYTES {
+            break;
+        }
+        // Past the limit, keep reading (and dropping) so the client can finish sending and read the 413.
+    }
+    if received > MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body: must be at most {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body: invalid JSON: {error}")))
 }
 
 /// Checks a user id from a path or header: 1–200 characters, no control characters.
 pub fn validate_user_id(user_id: &str, field: &str) -> Result<(), ApiError> {
-    if user_id.is_empty() || user_id.len() > 200 || user_id.chars().any(char::is_control) {
+    if user_id.is_empty() || user_id.chars().count() > 200 || user_id.chars().any(char::is_control) {
         return Err(FieldError::new(field, "must be 1 to 200 characters without control characters").into());
     }
     Ok(())

@@ -23,7 +23,7 @@ use utoipa_axum::routes;
 use crate::auth::{create_key, Principal};
 use crate::contract;
 use crate::error::{ApiError, ApiResult};
-use crate::{validate_user_id, AppState, JsonBody};
+use crate::{validate_user_id, AppState, Body, JsonBody};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -72,10 +72,20 @@ pub(crate) fn parse_number(
     }
 }
 
+/// A JSON number that is a whole number (`39` or `39.0`, as JSON Schema's `integer` reads both).
+fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|number| number.fract() == 0.0 && *number >= 0.0 && *number < 1e15)
+            .map(|number| number as u64)
+    })
+}
+
 fn parse_flag(params: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
     match params.get(name).map(String::as_str) {
         None | Some("false") | Some("0") => Ok(false),
-        Some("true") | Some("1") | Some("") => Ok(true),
+        Some("true") | Some("1") => Ok(true),
         Some(_) => Err(FieldError::new(name, "must be true or false").into()),
     }
 }
@@ -101,11 +111,7 @@ fn validate_agent_id(agent_id: &str) -> ApiResult<()> {
     request_body = contract::CreateAgent,
     responses((status = 201, description = "the agent and its first key, shown once", body = contract::AgentCreated))
 )]
-async fn create_agent(
-    State(state): State<AppState>,
-    principal: Principal,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Response> {
+async fn create_agent(State(state): State<AppState>, principal: Principal, Body(body): Body) -> ApiResult<Response> {
     principal.require_admin()?;
     let agent_id = body
         .get("agentId")
@@ -213,7 +219,7 @@ async fn put_env(
     State(state): State<AppState>,
     principal: Principal,
     Path(agent_id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     principal.require_agent_key()?;
     let caller = principal.caller_for(&state, &agent_id).await?;
@@ -265,7 +271,7 @@ async fn put_settings(
     State(state): State<AppState>,
     principal: Principal,
     Path(agent_id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     principal.require_agent_key()?;
     let caller = principal.caller_for(&state, &agent_id).await?;
@@ -336,7 +342,7 @@ async fn put_user(
     State(state): State<AppState>,
     principal: Principal,
     Path((agent_id, user_id)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     let caller = user_caller(&state, &principal, &agent_id, &user_id).await?;
     let Value::Object(mut data) = body else {
@@ -357,7 +363,7 @@ const MAX_TOKEN_SECONDS: i64 = 366 * 86_400;
     tag = "users",
     summary = "Mint a user token (agent key): it acts only as that user",
     params(contract::UserPath),
-    request_body = contract::MintToken,
+    request_body = Option<contract::MintToken>,
     responses((status = 201, description = "the token, shown once", body = contract::Token))
 )]
 async fn mint_user_token(
@@ -368,8 +374,10 @@ async fn mint_user_token(
 ) -> ApiResult<Response> {
     principal.require_agent_key()?;
     let caller = user_caller(&state, &principal, &agent_id, &user_id).await?;
-    let Value::Object(body) = body else {
-        return Err(FieldError::new("body", "must be a JSON object {scopes?, expiresInSeconds?}").into());
+    let body = match body {
+        Value::Object(body) => body,
+        Value::Null => Default::default(),
+        _ => return Err(FieldError::new("body", "must be a JSON object {scopes?, expiresInSeconds?}").into()),
     };
     let scopes = match body.get("scopes") {
         None | Some(Value::Null) => None,
@@ -393,8 +401,10 @@ async fn mint_user_token(
     let expires_at = match body.get("expiresInSeconds") {
         None | Some(Value::Null) => None,
         Some(value) => {
-            let seconds =
-                value.as_i64().filter(|seconds| (1..=MAX_TOKEN_SECONDS).contains(seconds)).ok_or_else(|| {
+            let seconds = whole_number(value)
+                .and_then(|seconds| i64::try_from(seconds).ok())
+                .filter(|seconds| (1..=MAX_TOKEN_SECONDS).contains(seconds))
+                .ok_or_else(|| {
                     FieldError::new(
                         "expiresInSeconds",
                         format!("must be a whole number between 1 and {MAX_TOKEN_SECONDS}"),
@@ -542,13 +552,13 @@ where
     summary = "Create a job (a dynamic job of the user with X-User-Id or a user token)",
     params(contract::AgentPath),
     request_body = contract::CreateJob,
-    responses((status = 201, description = "the job", body = contract::Job, links(("GetJob" = (operation_id = "get_job", parameters(("agentId" = "$request.path.agentId"), ("jobId" = "$response.body#/id")))), ("TriggerJob" = (operation_id = "trigger_job", parameters(("agentId" = "$request.path.agentId"), ("jobId" = "$response.body#/id")))), ("DeleteJob" = (operation_id = "delete_job", parameters(("agentId" = "$request.path.agentId"), ("jobId" = "$response.body#/id")))))), (status = 200, description = "the job an earlier create with the same dedupKey made (changed to this request when something differed)", body = contract::Job))
+    responses((status = 201, description = "the job", body = contract::Job, links(("GetJob" = (operation_id = "get_job", parameters(("agentId" = "$request.path.agentId"), ("jobId" = "$response.body#/id")))), ("ListExecutions" = (operation_id = "list_executions", parameters(("agentId" = "$request.path.agentId"), ("jobId" = "$response.body#/id")))), ("Preview" = (operation_id = "preview", parameters(("agentId" = "$request.path.agentId"), ("jobId" = "$response.body#/id")))), ("DeactivateJob" = (operation_id = "deactivate_job", parameters(("agentId" = "$request.path.agentId"), ("jobId" = "$response.body#/id")))))), (status = 200, description = "the job an earlier create with the same dedupKey made (changed to this request when something differed)", body = contract::Job))
 )]
 async fn create_job(
     State(state): State<AppState>,
     principal: Principal,
     Path(agent_id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Response> {
     let caller = principal.caller_for(&state, &agent_id).await?;
     let new = NewJob::parse(&body, state.engine.config())?;
@@ -573,8 +583,14 @@ async fn create_jobs(
     principal: Principal,
     Path(agent_id): Path<String>,
     Query(params): Params,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Response> {
+    // `?view=ids` answers only what a bulk client needs: building full views is most of the work of a big batch.
+    let ids_only = match params.get("view").map(String::as_str) {
+        None | Some("full") => false,
+        Some("ids") => true,
+        Some(_) => return Err(FieldError::new("view", "must be ids or full").into()),
+    };
     let caller = principal.caller_for(&state, &agent_id).await?;
     let Some(items) = body.get("jobs").and_then(Value::as_array) else {
         return Err(FieldError::new("jobs", "is required and must be an array of jobs").into());
@@ -589,8 +605,6 @@ async fn create_jobs(
         batch.push(new);
     }
     let created = state.engine.create_jobs(&caller, batch).await?;
-    // `?view=ids` answers only what a bulk client needs: building full views is most of the work of a big batch.
-    let ids_only = params.get("view").is_some_and(|view| view == "ids");
     let jobs: Vec<Value> = created
         .iter()
         .map(|detail| {
@@ -646,7 +660,7 @@ async fn deploy(
     State(state): State<AppState>,
     principal: Principal,
     Path(agent_id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     principal.require_agent_key()?;
     let caller = principal.caller_for(&state, &agent_id).await?;
@@ -662,7 +676,11 @@ async fn deploy(
         };
         files.push(sundial_scheduler::deploy::JobFile { path, source });
     }
-    let activate = body.get("activate").and_then(Value::as_bool).unwrap_or(false);
+    let activate = match body.get("activate") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(activate)) => *activate,
+        Some(_) => return Err(FieldError::new("activate", "must be a boolean").into()),
+    };
     let deployed = state.engine.deploy(&caller, files, activate).await?;
     let jobs: Vec<Value> = deployed.iter().map(|deployed| deployed.view()).collect();
     Ok(Json(json!({ "jobs": jobs })))
@@ -755,7 +773,7 @@ async fn update_job(
     State(state): State<AppState>,
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
     let change = JobChange::parse(&body, state.engine.config())?;
@@ -823,6 +841,9 @@ pub(crate) async fn trigger(
     job_id: &str,
     body: &Value,
 ) -> ApiResult<sundial_core::Execution> {
+    if !(body.is_object() || body.is_null()) {
+        return Err(FieldError::new("body", "must be a JSON object {versionId?}").into());
+    }
     let version_id = match body.get("versionId") {
         None | Some(Value::Null) => None,
         Some(Value::String(version)) => Some(version.clone()),
@@ -838,7 +859,7 @@ pub(crate) async fn trigger(
     tag = "jobs",
     summary = "Run a job now, outside its schedule (which does not move)",
     params(contract::JobPath),
-    request_body(content = contract::Trigger, description = "optional"),
+    request_body = Option<contract::Trigger>,
     responses((status = 202, description = "the execution, pending or running", body = contract::Execution))
 )]
 async fn trigger_job(
@@ -879,7 +900,7 @@ async fn replace_metadata(
     State(state): State<AppState>,
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     update_metadata(&state, &principal, &agent_id, &job_id, &body, true).await
 }
@@ -898,7 +919,7 @@ async fn merge_metadata(
     State(state): State<AppState>,
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     update_metadata(&state, &principal, &agent_id, &job_id, &body, false).await
 }
@@ -938,14 +959,18 @@ async fn add_version(
     State(state): State<AppState>,
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Response> {
     let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
     let Value::Object(object) = &body else {
         return Err(FieldError::new("body", "must be a JSON object").into());
     };
     let new = NewVersion::parse(object, state.engine.config())?.unwrap_or_default();
-    let publish = object.get("publish").and_then(Value::as_bool).unwrap_or(false);
+    let publish = match object.get("publish") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(publish)) => *publish,
+        Some(_) => return Err(FieldError::new("publish", "must be a boolean").into()),
+    };
     let version = state.engine.add_version(&caller, &job_id, new, publish).await?;
     let job = state.engine.job(&caller, &job_id).await?;
     let view = version_view(&version, job.active_version_id.as_deref());
@@ -1115,7 +1140,7 @@ async fn preview_schedule(
     State(state): State<AppState>,
     principal: Principal,
     Path(agent_id): Path<String>,
-    JsonBody(body): JsonBody,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     principal.caller_for(&state, &agent_id).await?;
     let Value::Object(body) = body else {
@@ -1128,8 +1153,7 @@ async fn preview_schedule(
     .map_err(FieldError::from)?;
     let n = match body.get("n") {
         None | Some(Value::Null) => 10,
-        Some(value) => value
-            .as_u64()
+        Some(value) => whole_number(value)
             .filter(|n| (1..=100).contains(n))
             .ok_or_else(|| FieldError::new("n", "must be a whole number between 1 and 100"))?
             as usize,

@@ -32,6 +32,9 @@ pub enum Misfire {
     RunAll,
 }
 
+/// The longest `misfireGraceSeconds`: ten Julian years.
+pub const MAX_MISFIRE_GRACE_SECONDS: u64 = 315_576_000;
+
 /// The most catch-up runs `run_all` makes after downtime.
 pub const MAX_CATCH_UP_RUNS: u64 = 100;
 
@@ -104,6 +107,12 @@ impl JobPolicy {
         }
         if let Some(value) = object.get("misfireGraceSeconds").filter(|value| !value.is_null()) {
             policy.misfire_grace_seconds = whole_number(value, "policy.misfireGraceSeconds")?;
+            if policy.misfire_grace_seconds > MAX_MISFIRE_GRACE_SECONDS {
+                return Err(FieldError::new(
+                    "policy.misfireGraceSeconds",
+                    format!("must be at most {MAX_MISFIRE_GRACE_SECONDS} (ten years)"),
+                ));
+            }
         }
         if let Some(value) = object.get("maxConsecutiveFailures").filter(|value| !value.is_null()) {
             let count = whole_number(value, "policy.maxConsecutiveFailures")?;

@@ -670,7 +670,20 @@ fn croner_reason(error: &CronError, text: &str) -> String {
     }
 }
 
+/// The earliest instant a `once` schedule takes: 0000-01-01T00:00:00Z (RFC 3339 has four-digit years).
+pub const MIN_EXECUTE_AT_MILLIS: i64 = -62_167_219_200_000;
+/// The latest: 9999-12-31T23:59:59.999Z.
+pub const MAX_EXECUTE_AT_MILLIS: i64 = 253_402_300_799_999;
+
 fn parse_execute_at(value: Option<&Value>) -> Result<DateTime<Utc>, ScheduleError> {
+    let instant = parse_instant(value)?;
+    if !(MIN_EXECUTE_AT_MILLIS..=MAX_EXECUTE_AT_MILLIS).contains(&instant.timestamp_millis()) {
+        return Err(ScheduleError::new(FIELD_EXECUTE_AT, "must lie between the years 0000 and 9999"));
+    }
+    Ok(instant)
+}
+
+fn parse_instant(value: Option<&Value>) -> Result<DateTime<Utc>, ScheduleError> {
     match value {
         None => Err(ScheduleError::new(FIELD_EXECUTE_AT, "is required")),
         Some(Value::String(text)) => {

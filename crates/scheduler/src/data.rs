@@ -99,8 +99,8 @@ fn offset(page: u64, limit: usize) -> Result<u64, FieldError> {
 }
 
 fn search_query(field: &str, text: &str, limit: usize, threshold: f64) -> Result<SearchQuery, FieldError> {
-    if text.len() > MAX_SEARCH_TEXT_BYTES {
-        return Err(FieldError::new(field, format!("must be at most {MAX_SEARCH_TEXT_BYTES} bytes")));
+    if text.chars().count() > MAX_SEARCH_TEXT_BYTES {
+        return Err(FieldError::new(field, format!("must be at most {MAX_SEARCH_TEXT_BYTES} characters")));
     }
     if limit == 0 || limit > MAX_SEARCH_LIMIT {
         return Err(FieldError::new("limit", format!("must be a whole number between 1 and {MAX_SEARCH_LIMIT}")));
@@ -192,7 +192,11 @@ fn check_product_fields(fields: &JsonObject) -> Result<(), FieldError> {
 
 /// Checks a product id given by the caller: 1–128 bytes without control characters, and not `search`.
 pub fn validate_product_id(id: &str) -> Result<(), FieldError> {
-    if id.is_empty() || id.len() > MAX_PRODUCT_ID_BYTES || id.chars().any(char::is_control) || id.contains('/') {
+    if id.is_empty()
+        || id.chars().count() > MAX_PRODUCT_ID_BYTES
+        || id.chars().any(char::is_control)
+        || id.contains('/')
+    {
         return Err(FieldError::new("id", "must be 1 to 128 characters without control characters or '/'"));
     }
     if id == "search" {

@@ -111,11 +111,11 @@ impl Engine {
                 .map_err(|error| FieldError::new(file.path.clone(), error))?;
             let definition = definition(self, &file.path, &described)?;
             if definitions.iter().any(|(_, other): &(&JobFile, Definition)| other.name == definition.name) {
-                return Err(FieldError::new(
-                    file.path.clone(),
-                    format!("another file also defines job {}", definition.name),
-                )
-                .into());
+                // Each file is fine alone; together they clash.
+                return Err(crate::EngineError::Conflict(format!(
+                    "{}: another file also defines job {}",
+                    file.path, definition.name
+                )));
             }
             definitions.push((file, definition));
         }

@@ -159,21 +159,22 @@ pub struct NewJob {
     pub dedup_key: Option<String>,
 }
 
-/// The longest `dedupKey` accepted.
-pub const MAX_DEDUP_KEY_BYTES: usize = 200;
+/// The longest `dedupKey` accepted, in characters.
+pub const MAX_DEDUP_KEY_CHARS: usize = 200;
 
 /// Validates a `dedupKey`: 1 to 200 bytes without control characters.
 pub fn parse_dedup_key(value: Option<&Value>, field: &str) -> Result<Option<String>, FieldError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(key))
-            if !key.is_empty() && key.len() <= MAX_DEDUP_KEY_BYTES && !key.chars().any(char::is_control) =>
+            if !key.is_empty() && key.chars().count() <= MAX_DEDUP_KEY_CHARS && !key.chars().any(char::is_control) =>
         {
             Ok(Some(key.clone()))
         }
-        Some(Value::String(_)) => {
-            Err(FieldError::new(field, format!("must be 1 to {MAX_DEDUP_KEY_BYTES} bytes without control characters")))
-        }
+        Some(Value::String(_)) => Err(FieldError::new(
+            field,
+            format!("must be 1 to {MAX_DEDUP_KEY_CHARS} characters without control characters"),
+        )),
         Some(other) => Err(FieldError::new(field, format!("must be a string, got {}", json_type(other)))),
     }
 }
@@ -218,8 +219,9 @@ pub fn check_code_of_kind(code: &str, kind: CodeKind, field: &str, max_bytes: us
 fn optional_string(body: &JsonObject, field: &str, max: usize) -> Result<Option<String>, FieldError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) if text.len() > max => {
-            Err(FieldError::new(field, format!("must be at most {max} bytes")))
+        // Characters, as JSON Schema's maxLength counts them.
+        Some(Value::String(text)) if text.chars().count() > max => {
+            Err(FieldError::new(field, format!("must be at most {max} characters")))
         }
         Some(Value::String(text)) => Ok(Some(text.clone())),
         Some(other) => Err(FieldError::new(field, format!("must be a string, got {}", json_type(other)))),

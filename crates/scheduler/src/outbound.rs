@@ -358,6 +358,7 @@ pub fn validate_settings(settings: &sundial_core::JsonObject) -> Result<(), sund
                     return Err(FieldError::new("webhookUrl", "must be an http or https URL"));
                 }
             }
+            "fetchAllowList" if value.is_null() => {}
             "fetchAllowList" => {
                 let ok = value.as_array().is_some_and(|entries| {
                     entries
