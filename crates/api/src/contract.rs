@@ -13,6 +13,50 @@ use utoipa::ToSchema;
 /// A JSON object of any fields.
 pub type Object = Map<String, Value>;
 
+/// Reads a request body into its type, after the domain has checked it: the type is the contract, so a body the
+/// domain would take but the type would not (an unknown field where fields are closed, a wrong JSON type the domain
+/// did not look at) is refused too, naming the field's path (`jobs[2].schedule.seconds: …`).
+pub fn conform<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, sundial_core::FieldError> {
+    serde_path_to_error::deserialize(body).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        sundial_core::FieldError::new(field, error.into_inner().to_string())
+    })
+}
+
+/// Whole numbers as JSON Schema's `integer` reads them, `60` and `60.0` alike.
+mod whole {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    fn read<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+        let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
+        let whole = number.as_u64().or_else(|| {
+            // Integral, non-negative and below 2^64: the conversion is exact.
+            number.as_f64().filter(|float| float.fract() == 0.0 && *float >= 0.0 && *float < 1.8e19).map(|f| f as u64)
+        });
+        whole.map(Some).ok_or_else(|| D::Error::custom(format!("expected a whole number, got {number}")))
+    }
+
+    pub(super) fn u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        read(deserializer)?.ok_or_else(|| D::Error::custom("expected a whole number, got null"))
+    }
+
+    pub(super) fn u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+        u32::try_from(u64(deserializer)?).map_err(|_| D::Error::custom("expected a whole number below 2^32"))
+    }
+
+    pub(super) fn option_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+        read(deserializer)
+    }
+
+    pub(super) fn option_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+        read(deserializer)?
+            .map(|number| u32::try_from(number).map_err(|_| D::Error::custom("expected a whole number below 2^32")))
+            .transpose()
+    }
+}
+
 // --- shared ---
 
 /// The one error body every failure answers with.
@@ -44,6 +88,7 @@ pub enum Schedule {
     Interval {
         /// The spacing in seconds (the server's minimum and maximum apply; at least 1).
         #[schema(minimum = 1, maximum = 315576000)]
+        #[serde(deserialize_with = "whole::u64")]
         seconds: u64,
     },
     /// Whenever the cron pattern matches the wall clock of `timezone`.
@@ -65,9 +110,10 @@ pub enum Schedule {
 pub struct Retry {
     /// How many retries follow a failed first attempt (`3` → at most 4 executions).
     #[schema(minimum = 0, maximum = 100)]
+    #[serde(deserialize_with = "whole::u32")]
     pub max_attempts: u32,
     /// The fixed wait between attempts; exponential (5 s, 10 s … capped at 10 min) without it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole::option_u64")]
     #[schema(minimum = 0, maximum = 86400)]
     pub backoff_seconds: Option<u64>,
 }
@@ -83,11 +129,11 @@ pub struct Policy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misfire: Option<Misfire>,
     /// `run_once` catches up only if the newest missed slot is younger than this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole::option_u64")]
     #[schema(minimum = 0, maximum = 315576000)]
     pub misfire_grace_seconds: Option<u64>,
     /// Deactivate the job with status `failed` after this many failures in a row (off when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole::option_u32")]
     #[schema(minimum = 1, maximum = 10000)]
     pub max_consecutive_failures: Option<u32>,
 }
@@ -194,7 +240,7 @@ pub struct CreateJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<CodeKind>,
     /// Seconds a run may take (default 60; at most the server's maximum, 600 by default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole::option_u32")]
     #[schema(minimum = 1, maximum = 600)]
     pub timeout: Option<u32>,
     /// Retries after a failed first attempt.
@@ -272,7 +318,7 @@ pub struct NewVersionFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<CodeKind>,
     /// Seconds a run may take.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole::option_u32")]
     #[schema(minimum = 1, maximum = 600)]
     pub timeout: Option<u32>,
     /// Retries (`null` removes them).
@@ -311,7 +357,7 @@ pub struct PreviewRequest {
     /// The schedule.
     pub schedule: Schedule,
     /// How many runs to list (default 10).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole::option_u32")]
     #[schema(minimum = 1, maximum = 100)]
     pub n: Option<u32>,
 }
@@ -783,7 +829,7 @@ pub struct MintToken {
     #[schema(min_items = 1)]
     pub scopes: Option<Vec<Scope>>,
     /// How long the token works; for ever when left out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole::option_u64")]
     #[schema(minimum = 1, maximum = 31622400)]
     pub expires_in_seconds: Option<u64>,
 }

@@ -213,6 +213,8 @@ async fn lua_create(
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let body = object_body(&body)?;
     let search_text = parse_search_option(Some(&Value::Object(body.clone())))?;
+    data_field(body)?;
+    contract::conform::<contract::CreateEntry>(&Value::Object(body.clone()))?;
     let entry = state
         .engine
         .data_create(&agent_id, &collection, data_field(body)?, search_text.as_deref())
@@ -283,6 +285,7 @@ async fn lua_patch(
 ) -> ApiResult<Response> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
     let (change, search_text) = parse_patch(&body)?;
+    contract::conform::<contract::PatchEntry>(&body)?;
     let entry =
         state.engine.data_update(&agent_id, &collection, &entry_id, change, search_text).await.map_err(api_error)?;
     Ok(ok(status_answer(format!("entry {entry_id} updated"), Some(entry_view(&entry)))))
@@ -319,6 +322,8 @@ async fn lua_product_create(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
+    sundial_scheduler::data::check_product(&body, true)?;
+    contract::conform::<contract::ProductInput>(&body)?;
     let product = state.engine.product_create(&agent_id, &body).await.map_err(api_error)?;
     Ok(ok_status(StatusCode::CREATED, json!({ "product": product_view(&product) })))
 }
@@ -506,6 +511,7 @@ async fn replace(
         Some(text) => SearchTextChange::Set(text),
         None => SearchTextChange::Clear,
     };
+    contract::conform::<contract::CreateEntry>(&Value::Object(body.clone()))?;
     let change = ObjectChange::Replace(data);
     let entry =
         state.engine.data_update(&agent_id, &collection, &entry_id, change, search_text).await.map_err(api_error)?;
@@ -655,6 +661,8 @@ async fn product_replace(
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
+    sundial_scheduler::data::check_product(&body, false)?;
+    contract::conform::<contract::ProductFields>(&body)?;
     let change = ObjectChange::Replace(object_body(&body)?.clone());
     let product = state.engine.product_update(&agent_id, &product_id, change).await.map_err(api_error)?;
     Ok(Json(product_view(&product)))
@@ -678,6 +686,8 @@ async fn product_patch(
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
+    object_body(&body)?;
+    contract::conform::<contract::ProductPatch>(&body)?;
     let change = ObjectChange::Merge { set: object_body(&body)?.clone(), unset: Vec::new() };
     let product = state.engine.product_update(&agent_id, &product_id, change).await.map_err(api_error)?;
     Ok(Json(product_view(&product)))

@@ -119,6 +119,7 @@ async fn create_agent(State(state): State<AppState>, principal: Principal, Body(
         .ok_or_else(|| FieldError::new("agentId", "is required and must be a string"))?
         .to_owned();
     validate_agent_id(&agent_id)?;
+    contract::conform::<contract::CreateAgent>(&body)?;
     let store = state.engine.store();
     store.agent_insert(&Agent::new(agent_id.clone(), Utc::now())).await?;
     let (key, secret) = create_key(store.as_ref(), Some(&agent_id), None, false, None).await?;
@@ -229,6 +230,7 @@ async fn put_env(
     if let Some((name, _)) = env.iter().find(|(_, value)| !value.is_string()) {
         return Err(FieldError::new(name.clone(), "must be a string").into());
     }
+    contract::conform::<std::collections::BTreeMap<String, String>>(&Value::Object(env.clone()))?;
     if !state.engine.store().agent_set_env(&caller.agent_id, &env).await? {
         return Err(ApiError::not_found("agent"));
     }
@@ -279,6 +281,7 @@ async fn put_settings(
         return Err(FieldError::new("body", "must be an object {webhookUrl?, fetchAllowList?}").into());
     };
     sundial_scheduler::outbound::validate_settings(&settings)?;
+    contract::conform::<contract::Settings>(&Value::Object(settings.clone()))?;
     settings.retain(|_, value| !value.is_null());
     if !state.engine.store().agent_set_settings(&caller.agent_id, &settings).await? {
         return Err(ApiError::not_found("agent"));
@@ -413,6 +416,7 @@ async fn mint_user_token(
             Some(Utc::now() + chrono::TimeDelta::seconds(seconds))
         }
     };
+    contract::conform::<contract::MintToken>(&Value::Object(body.clone()))?;
     let store = state.engine.store();
     let (key, secret) = crate::auth::create_scoped_key(
         store.as_ref(),
@@ -562,6 +566,7 @@ async fn create_job(
 ) -> ApiResult<Response> {
     let caller = principal.caller_for(&state, &agent_id).await?;
     let new = NewJob::parse(&body, state.engine.config())?;
+    contract::conform::<contract::CreateJob>(&body)?;
     let (detail, creation) = state.engine.create_job_idempotent(&caller, new).await?;
     // A repeated create with the same dedupKey answers the job it made before: 200, not 201.
     let status = if creation == Creation::Created { StatusCode::CREATED } else { StatusCode::OK };
@@ -604,6 +609,7 @@ async fn create_jobs(
             .map_err(|error| FieldError::new(format!("jobs[{index}].{}", error.field), error.reason))?;
         batch.push(new);
     }
+    contract::conform::<contract::CreateJobs>(&body)?;
     let created = state.engine.create_jobs(&caller, batch).await?;
     let jobs: Vec<Value> = created
         .iter()
@@ -681,6 +687,7 @@ async fn deploy(
         Some(Value::Bool(activate)) => *activate,
         Some(_) => return Err(FieldError::new("activate", "must be a boolean").into()),
     };
+    contract::conform::<contract::Deploy>(&body)?;
     let deployed = state.engine.deploy(&caller, files, activate).await?;
     let jobs: Vec<Value> = deployed.iter().map(|deployed| deployed.view()).collect();
     Ok(Json(json!({ "jobs": jobs })))
@@ -777,6 +784,7 @@ async fn update_job(
 ) -> ApiResult<Json<Value>> {
     let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
     let change = JobChange::parse(&body, state.engine.config())?;
+    contract::conform::<contract::UpdateJob>(&body)?;
     Ok(Json(state.engine.update_job(&caller, &job_id, change).await?.view()))
 }
 
@@ -869,6 +877,7 @@ async fn trigger_job(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    contract::conform::<Option<contract::Trigger>>(&body)?;
     let execution = trigger(&state, &caller, &job_id, &body).await?;
     Ok((StatusCode::ACCEPTED, Json(execution_view(&execution, false))).into_response())
 }
@@ -971,6 +980,7 @@ async fn add_version(
         Some(Value::Bool(publish)) => *publish,
         Some(_) => return Err(FieldError::new("publish", "must be a boolean").into()),
     };
+    contract::conform::<contract::AddVersion>(&body)?;
     let version = state.engine.add_version(&caller, &job_id, new, publish).await?;
     let job = state.engine.job(&caller, &job_id).await?;
     let view = version_view(&version, job.active_version_id.as_deref());
@@ -1158,6 +1168,7 @@ async fn preview_schedule(
             .ok_or_else(|| FieldError::new("n", "must be a whole number between 1 and 100"))?
             as usize,
     };
+    contract::conform::<contract::PreviewRequest>(&Value::Object(body.clone()))?;
     let compiled = schedule.compile().map_err(FieldError::from)?;
     let now = state.engine.now();
     let instants = match &schedule {

@@ -179,6 +179,15 @@ fn product_fields(value: &Value) -> Result<JsonObject, FieldError> {
     Ok(fields)
 }
 
+/// Checks a new product (`with_id`: its `id` too, when given) or a product's new fields as [`Engine::product_create`]
+/// does, without writing anything.
+pub fn check_product(product: &Value, with_id: bool) -> Result<(), FieldError> {
+    if let Some(id) = product.get("id").filter(|id| with_id && !id.is_null()) {
+        validate_product_id(id.as_str().ok_or_else(|| FieldError::new("id", "must be a string"))?)?;
+    }
+    product_fields(product).map(|_| ())
+}
+
 fn check_product_fields(fields: &JsonObject) -> Result<(), FieldError> {
     match fields.get("name") {
         Some(Value::String(name)) if !name.trim().is_empty() => {}

@@ -67,6 +67,49 @@ async fn the_api_contract_over_http() {
     user_tokens_have_scopes_and_an_expiry(&server).await;
     a_repeated_create_with_one_dedup_key_gives_one_job(&server).await;
     code_is_taken_as_people_paste_it_and_must_be_self_contained(&server).await;
+    errors_name_the_field_also_inside_nested_bodies(&server).await;
+}
+
+async fn errors_name_the_field_also_inside_nested_bodies(server: &Server) {
+    let job = |schedule: Value| json!({"name": "n", "schedule": schedule, "code": "async () => 1"});
+    let cases = [
+        (
+            "/v1/agents/default/jobs",
+            job(json!({"type": "cron", "expression": "0 9 * * *", "timezone": "Mars/Base"})),
+            "schedule.timezone: unknown IANA zone \"Mars/Base\"",
+        ),
+        ("/v1/agents/default/jobs", job(json!({"type": "interval", "seconds": "sixty"})), "schedule.seconds: "),
+        (
+            "/v1/agents/default/jobs",
+            json!({"name": "n", "schedule": {"type": "interval", "seconds": 60}, "code": "async () => 1", "retry": {"maxAttempts": "three"}}),
+            "retry.maxAttempts: ",
+        ),
+        (
+            "/v1/agents/default/jobs",
+            json!({"name": "n", "schedule": {"type": "interval", "seconds": 60}, "code": "async () => 1", "policy": {"overlap": "sometimes"}}),
+            "policy.overlap: ",
+        ),
+        (
+            "/v1/agents/default/jobs/batch",
+            json!({"jobs": [job(json!({"type": "interval", "seconds": 60})), job(json!({"type": "once", "executeAt": "tomorrow"}))]}),
+            "jobs[1].schedule.executeAt: ",
+        ),
+        ("/v1/agents/default/preview", json!({"schedule": {"type": "interval", "seconds": 60}, "n": "ten"}), "n: "),
+    ];
+    for (path, body, prefix) in cases {
+        let (status, answer) = server.post(path, body).await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(prefix), "{path}: {message:?} does not start with {prefix:?}");
+    }
+    // Closed bodies refuse unknown fields, naming them; a required body that is missing is a 400.
+    let request = server
+        .request(reqwest::Method::PUT, "/v1/agents/default/settings")
+        .json(&json!({"webhookUrl": null, "webhookURL": "https://example.com"}));
+    let (status, answer) = send(request).await;
+    assert_eq!((status, answer["field"].clone()), (400, json!("webhookURL")), "{answer}");
+    let (status, answer) = send(server.request(reqwest::Method::PUT, "/v1/agents/default/env")).await;
+    assert_eq!((status, answer["message"].clone()), (400, json!("body: is required: send a JSON body")), "{answer}");
 }
 
 /// The seed's wrong example (`shared/seed/jobs-api.txt`, "Jobs execute functions must be self-contained"), as
