@@ -967,7 +967,7 @@ const BINARY_OPERATORS: &[&str] = &[
 ];
 
 /// Keywords after which a `/` starts a regular expression.
-const KEYWORDS_BEFORE_EXPRESSION: &[&str] = &[
+pub(crate) const KEYWORDS_BEFORE_EXPRESSION: &[&str] = &[
     "return",
     "typeof",
     "instanceof",

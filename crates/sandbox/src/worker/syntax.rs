@@ -5,6 +5,8 @@
 //! tokenizer that knows just enough JavaScript to skip what is not code; a `/` counts as the start of a regular
 //! expression unless it follows an operand (a name, a number, a string, `)` or `]`).
 
+use crate::source::KEYWORDS_BEFORE_EXPRESSION;
+
 /// Whether `source` declares imports or exports: `import x from`, `import {…}`, `import * as`, `import '…'`,
 /// `export default`, `export const`, `export {…}`, `export * from` … Dynamic `import(…)`, `import.meta`, `x.import`
 /// and `{import: 1}` do not count.
@@ -23,24 +25,6 @@ enum Previous {
     /// A `.` or `#`: the next name is a property, never a keyword.
     Member,
 }
-
-/// Keywords after which a `/` starts a regular expression.
-const KEYWORDS_BEFORE_EXPRESSION: &[&str] = &[
-    "return",
-    "typeof",
-    "instanceof",
-    "in",
-    "of",
-    "new",
-    "delete",
-    "void",
-    "throw",
-    "case",
-    "do",
-    "else",
-    "yield",
-    "await",
-];
 
 struct Scanner<'a> {
     bytes: &'a [u8],
