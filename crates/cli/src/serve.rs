@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// Jobs one agent may create per minute. Default: 100000.
     #[arg(long, env = "SUNDIAL_MAX_CREATIONS_PER_MINUTE")]
     max_creations_per_minute: Option<u32>,
+    /// Seconds running executions get to finish when the server stops (SIGTERM or Ctrl-C); a second signal stops
+    /// at once. Default: 30.
+    #[arg(long, env = "SUNDIAL_SHUTDOWN_GRACE")]
+    shutdown_grace: Option<u64>,
 }
 
 /// The config file's keys (all optional), named like the flags with underscores.
@@ -78,6 +82,7 @@ struct ConfigFile {
     database: Option<String>,
     database_schema: Option<String>,
     lease_seconds: Option<u32>,
+    shutdown_grace: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -95,6 +100,7 @@ struct Settings {
     database: Option<String>,
     database_schema: Option<String>,
     lease_seconds: u32,
+    shutdown_grace: u64,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -128,6 +134,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
         database: args.database.or(file.database),
         database_schema: args.database_schema.or(file.database_schema),
         lease_seconds: args.lease_seconds.or(file.lease_seconds).unwrap_or(10),
+        shutdown_grace: args.shutdown_grace.or(file.shutdown_grace).unwrap_or(30),
     };
     if settings.lease_seconds < 2 {
         bail!("lease_seconds: must be at least 2");
@@ -248,8 +255,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(%address, "listening");
     let router = sundial_api::router(engine.clone());
     sundial_api::serve(listener, router, 4096, shutdown_signal()).await?;
-    tracing::info!("shutting down");
-    scheduler.shutdown().await;
+    let grace = std::time::Duration::from_secs(settings.shutdown_grace);
+    tracing::info!(
+        grace_seconds = settings.shutdown_grace,
+        "stopping: running executions may finish (a second signal stops at once)"
+    );
+    tokio::spawn(async {
+        shutdown_signal().await;
+        eprintln!("sundial: second signal: stopping at once");
+        std::process::exit(130);
+    });
+    let drained = scheduler.drain(grace).await;
+    if drained.unfinished > 0 {
+        tracing::warn!(
+            unfinished = drained.unfinished,
+            "grace period over: unfinished runs are abandoned and retried when their lease ends"
+        );
+    }
+    tracing::info!(handed_back = drained.handed_back, "stopped");
     pool.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 mod cluster;
 mod contract;
 mod data;
+mod graceful;
 mod lua_cli;
 mod support;
 

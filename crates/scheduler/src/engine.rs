@@ -529,6 +529,8 @@ pub(crate) struct Shared {
     version_json: Mutex<HashMap<(String, bool), Arc<serde_json::value::RawValue>>>,
     /// Where runs hand their outcomes to be recorded in batches, while the scheduler runs (see `runner`).
     pub(crate) outcomes: std::sync::OnceLock<crate::runner::Outcomes>,
+    /// Runs in flight, for a graceful stop.
+    pub(crate) in_flight: crate::runner::InFlight,
 }
 
 /// The engine: cheap to clone, shared by the API, the scheduler loop and the host calls of running jobs.
@@ -560,6 +562,7 @@ impl Engine {
                 agent_env: Mutex::new(HashMap::new()),
                 version_json: Mutex::new(HashMap::new()),
                 outcomes: std::sync::OnceLock::new(),
+                in_flight: Default::default(),
             }),
         }
     }

@@ -17,4 +17,4 @@ pub use engine::{
     parse_dedup_key, Caller, Creation, Deletion, Engine, EngineConfig, EngineError, EngineResult, JobChange, JobDetail,
     NewJob, NewVersion,
 };
-pub use runner::SchedulerHandle;
+pub use runner::{Drained, SchedulerHandle};

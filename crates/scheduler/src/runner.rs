@@ -47,18 +47,115 @@ const RECORD_COALESCE_MS: i64 = 100;
 const RECORD_BATCH: usize = 500;
 const CLAIM_BATCH: usize = 1000;
 
-/// The running scheduler: stop it with [`SchedulerHandle::shutdown`].
+/// The running scheduler: stop it gracefully with [`SchedulerHandle::drain`], or at once with
+/// [`SchedulerHandle::shutdown`].
 pub struct SchedulerHandle {
+    engine: Engine,
+    /// Stops taking work: the record-and-claim loop, the timer and the dispatcher.
+    stop_intake: watch::Sender<bool>,
+    intake: Vec<JoinHandle<()>>,
+    /// Stops the rest: outcome recording, the heartbeat, upkeep and webhook delivery.
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What a graceful stop did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Claims on executions this node had not started, handed back for any node to take at once.
+    pub handed_back: u64,
+    /// Runs that had not finished when the grace period ended (their node's lease runs out; they are abandoned
+    /// and retried per their policy, by another node or by this one's next start).
+    pub unfinished: usize,
+}
+
 impl SchedulerHandle {
-    /// Stops the loop, the heartbeat and upkeep. Running executions finish on their own tasks.
+    /// Stops the loop, the heartbeat and upkeep at once. Running executions finish on their own tasks.
     pub async fn shutdown(self) {
+        self.engine.shared.in_flight.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.engine.shared.in_flight.cut_off.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.stop_intake.send(true);
+        let _ = self.stop.send(true);
+        for task in self.intake.into_iter().chain(self.tasks) {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops gracefully (a routine restart must lose nothing): takes no more work; starts what it has already
+    /// marked running; hands back the claims it has not started, so another node or the next start takes them at
+    /// once rather than after a lease; lets running executions finish and records their outcomes, for at most
+    /// `grace`, while the heartbeat keeps this node's leases; then stops the rest and flushes the store.
+    pub async fn drain(self, grace: StdDuration) -> Drained {
+        let deadline = tokio::time::Instant::now() + grace;
+        let engine = self.engine.clone();
+        engine.shared.in_flight.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.stop_intake.send(true);
+        for task in self.intake {
+            let _ = tokio::time::timeout_at(deadline, task).await;
+        }
+        let node = engine.config().node_id.clone();
+        let mut drained = Drained::default();
+        match engine.store().executions_hand_back(&node).await {
+            Ok(count) => drained.handed_back = count,
+            Err(error) => tracing::error!(%error, "cannot hand back claims; they are taken over when their lease ends"),
+        }
+        drained.unfinished = engine.shared.in_flight.wait_until_idle(deadline).await;
+        engine.shared.in_flight.cut_off.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        // A durable write last: it takes every outcome recorded without waiting for the disk with it, and hands
+        // back anything claimed meanwhile.
+        match engine.store().executions_hand_back(&node).await {
+            Ok(count) => drained.handed_back += count,
+            Err(error) => tracing::error!(%error, "cannot flush the store"),
+        }
+        drained
+    }
+}
+
+/// Runs this node has handed to sandbox workers and not yet recorded, and whether the node is stopping.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    runs: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+    /// Set when the node stops: no run is started any more.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
+    /// Set when the grace period of a stop is over: the workers are about to be stopped, and what that does to a
+    /// run is not its outcome. Such a run stays `running` under this node's lease, and is abandoned and retried
+    /// per its policy when the lease ends, like a run of a node that died.
+    pub(crate) cut_off: std::sync::atomic::AtomicBool,
+}
+
+/// Counts one run while it lives.
+pub(crate) struct InFlightRun<'a>(&'a InFlight);
+
+impl InFlight {
+    pub(crate) fn enter(&self) -> InFlightRun<'_> {
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightRun(self)
+    }
+
+    /// Waits until no run is in flight or `deadline` passes; answers how many are still running.
+    async fn wait_until_idle(&self, deadline: tokio::time::Instant) -> usize {
+        loop {
+            let idle = self.idle.notified();
+            let runs = self.runs.load(std::sync::atomic::Ordering::SeqCst);
+            if runs == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.runs.load(std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+impl Drop for InFlightRun<'_> {
+    fn drop(&mut self) {
+        if self.0.runs.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
         }
     }
 }
@@ -68,21 +165,24 @@ impl Engine {
     /// the heartbeat and upkeep.
     pub async fn start(&self) -> Result<SchedulerHandle, sundial_store::StoreError> {
         self.recover().await?;
+        let (stop_intake, intake_stopped) = watch::channel(false);
         let (stop, stopped) = watch::channel(false);
         let (timer, claimed) = mpsc::unbounded_channel();
         let (fire, fired) = mpsc::unbounded_channel();
         let (outcomes, recorded) = mpsc::unbounded_channel();
         let _ = self.shared.outcomes.set(outcomes);
+        let intake = vec![
+            tokio::spawn(claim_loop(self.clone(), timer, intake_stopped.clone())),
+            tokio::spawn(fire_loop(self.clone(), claimed, fire, intake_stopped.clone())),
+            tokio::spawn(dispatch_loop(self.clone(), fired, intake_stopped, stopped.clone())),
+        ];
         let tasks = vec![
             tokio::spawn(record_outcomes(self.clone(), recorded, stopped.clone())),
-            tokio::spawn(claim_loop(self.clone(), timer, stopped.clone())),
-            tokio::spawn(fire_loop(self.clone(), claimed, fire, stopped.clone())),
-            tokio::spawn(dispatch_loop(self.clone(), fired, stopped.clone())),
             tokio::spawn(heartbeat(self.clone(), stopped.clone())),
             tokio::spawn(upkeep(self.clone(), stopped.clone())),
             tokio::spawn(crate::outbound::deliver_webhooks(self.clone(), stopped)),
         ];
-        Ok(SchedulerHandle { stop, tasks })
+        Ok(SchedulerHandle { engine: self.clone(), stop_intake, intake, stop, tasks })
     }
 
     /// Releases claims of earlier processes and finishes their running executions as `abandoned` (with retries
@@ -263,6 +363,10 @@ impl Engine {
     async fn dispatch(self, execution_id: String, due_at: DateTime<Utc>) {
         let store = self.store().clone();
         loop {
+            if self.shared.in_flight.draining.load(std::sync::atomic::Ordering::SeqCst) {
+                // The node is stopping: the claim is handed back with the others.
+                return;
+            }
             let Some(reservation) = self.reserve(&execution_id).await else { return };
             let now = self.now();
             let lease_until = now + self.config().lease;
@@ -302,6 +406,8 @@ impl Engine {
     }
 
     async fn run(&self, started: sundial_store::Started, reservation: sundial_sandbox::Reservation) {
+        // Counted until its outcome is recorded: a node that stops gracefully waits for it.
+        let _in_flight = self.shared.in_flight.enter();
         let sundial_store::Started { execution, job, mut version, .. } = started;
         let started = execution.started_at.unwrap_or_else(|| self.now());
         if execution.trigger == Trigger::Schedule {
@@ -330,6 +436,10 @@ impl Engine {
         };
         let host = Arc::new(HostAdapter(Arc::new(ExecutionHost::new(self.clone(), &job, &execution))));
         let outcome = reservation.run(request, host).await;
+        if self.shared.in_flight.cut_off.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::warn!(execution = %execution.id, "run cut off by the node stopping; left to its lease");
+            return;
+        }
         let status = match outcome.status {
             OutcomeStatus::Completed => ExecutionStatus::Completed,
             OutcomeStatus::Failed => ExecutionStatus::Failed,
@@ -712,9 +822,12 @@ const START_BATCH: usize = 64;
 /// Executions are started (marked `running`) at most a window of eight per worker ahead of a free worker: enough to
 /// keep every worker busy while the next batch is written, few enough that `running` still means a worker is about
 /// to take it. A run cut off by the node's death before its worker took it is abandoned and retried like any other.
+/// When the intake stops (`intake`), it starts nothing more and hands to workers what it has already started, then
+/// ends; `stopped` ends it at once.
 async fn dispatch_loop(
     engine: Engine,
     mut fired: mpsc::UnboundedReceiver<(String, DateTime<Utc>)>,
+    mut intake: watch::Receiver<bool>,
     mut stopped: watch::Receiver<bool>,
 ) {
     use futures_util::future::{BoxFuture, FutureExt};
@@ -725,8 +838,12 @@ async fn dispatch_loop(
     let mut ready: VecDeque<sundial_store::Started> = VecDeque::new();
     let mut starting: Option<BoxFuture<'static, Vec<sundial_store::Started>>> = None;
     let mut reserving: Option<BoxFuture<'static, Option<sundial_sandbox::Reservation>>> = None;
+    let mut draining = false;
     loop {
-        if starting.is_none() && !queue.is_empty() && ready.len() < window {
+        if draining && starting.is_none() && reserving.is_none() && ready.is_empty() {
+            return;
+        }
+        if !draining && starting.is_none() && !queue.is_empty() && ready.len() < window {
             let take = (window - ready.len()).min(queue.len()).min(START_BATCH);
             let batch: Vec<(String, DateTime<Utc>)> = queue.drain(..take).collect();
             starting = Some(engine.clone().start_batch(batch).boxed());
@@ -748,8 +865,13 @@ async fn dispatch_loop(
         tokio::select! {
             biased;
             _ = stopped.changed() => return,
+            _ = intake.changed(), if !draining => {
+                // What was fired but not started is a claim: handed back with the others.
+                draining = true;
+                queue.clear();
+            }
             _ = wait_for_instant => {}
-            next = fired.recv() => match next {
+            next = fired.recv(), if !draining => match next {
                 Some(next) => {
                     queue.push_back(next);
                     while let Ok(next) = fired.try_recv() {

@@ -1196,6 +1196,18 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn executions_hand_back(&self, owner: &str) -> Result<u64> {
+        let client = self.client().await?;
+        execute(
+            &client,
+            "UPDATE executions SET lease_owner = NULL, lease_until = NULL \
+             WHERE status = 'pending' AND lease_owner = $1 \
+             AND id IN (SELECT id FROM executions WHERE status = 'pending' AND lease_owner = $1 ORDER BY id FOR UPDATE)",
+            &[&owner],
+        )
+        .await
+    }
+
     async fn execution_get(&self, agent_id: &str, execution_id: &str) -> Result<Option<Execution>> {
         let client = self.client().await?;
         Ok(get_execution(&client, execution_id).await?.filter(|execution| execution.agent_id == agent_id))

@@ -364,6 +364,14 @@ async fn claim_start_finish(store: &dyn Store) {
     );
     let rival = store.executions_claim(at(10), "node-2", at(30), at(9), 10).await.expect("claim");
     assert!(rival.is_empty(), "a held claim was taken by another node");
+    // A claim handed back (a node stopping) is free at once; claimed again, it is node-1's as before.
+    assert_eq!(store.executions_hand_back("node-2").await.expect("hand back"), 0, "handed back another's claim");
+    assert_eq!(store.executions_hand_back("node-1").await.expect("hand back"), 1);
+    let taken = store.executions_claim(at(10), "node-2", at(30), at(9), 10).await.expect("claim");
+    assert_eq!(taken.len(), 1, "a handed-back claim waits for its lease");
+    assert_eq!(store.executions_hand_back("node-2").await.expect("hand back"), 1);
+    let claimed = store.executions_claim(at(10), "node-1", at(30), at(8), 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
     assert!(matches!(
         store.execution_start(&slot.id, "node-2", at(40), at(10)).await.expect("start"),
         StartOutcome::Gone

@@ -446,6 +446,9 @@ pub trait Store: DataStore + Send + Sync + 'static {
     async fn executions_orphaned(&self, now: DateTime<Utc>, live_owner: Option<&str>) -> Result<Vec<Execution>>;
     /// Clears claims not held by `owner` (single node start-up).
     async fn executions_release_claims(&self, owner: &str) -> Result<u64>;
+    /// Clears the claims `owner` holds on executions it has not started: a node that stops gracefully hands them
+    /// back, so another node (or its own next start) takes them at once instead of after a lease. Durable.
+    async fn executions_hand_back(&self, owner: &str) -> Result<u64>;
     /// One execution of an agent.
     async fn execution_get(&self, agent_id: &str, execution_id: &str) -> Result<Option<Execution>>;
     /// A page of a job's executions, newest first, with the total count.

@@ -1957,6 +1957,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn executions_hand_back(&self, owner: &str) -> Result<u64> {
+        let owner = owner.to_owned();
+        self.write(move |transaction| {
+            transaction
+                .execute_cached(
+                    "UPDATE executions SET lease_owner = NULL, lease_until = NULL \
+                     WHERE status = 'pending' AND lease_owner = ?1",
+                    [owner],
+                )
+                .map(|count| count as u64)
+                .map_err(database)
+        })
+        .await
+    }
+
     async fn execution_get(&self, agent_id: &str, execution_id: &str) -> Result<Option<Execution>> {
         let (agent_id, execution_id) = (agent_id.to_owned(), execution_id.to_owned());
         self.write(move |transaction| {

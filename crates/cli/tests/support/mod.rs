@@ -170,6 +170,27 @@ impl Server {
         Server { child, url, key: key.to_owned(), data_dir: data_dir.to_owned() }
     }
 
+    /// Sends SIGTERM (a routine stop, as systemd or Kubernetes sends it).
+    pub fn terminate(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+
+    /// Waits up to `seconds` for the process to exit; answers its exit status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, seconds: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for sundial serve") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `kill -9`.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
