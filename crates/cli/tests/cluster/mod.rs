@@ -325,3 +325,69 @@ async fn a_node_cut_off_from_the_database_stops_firing_and_the_others_take_over(
     proxy.abort();
     drop_schema(&url, &schema);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_with_sigterm_loses_doubles_and_abandons_nothing() {
+    let Some(url) = database_url() else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let schema = format!("rolling_{}", std::process::id());
+    let key = "sk_test_rolling";
+    let flags = ["--database", url.as_str(), "--database-schema", schema.as_str(), "--lease-seconds", "3"];
+    let directories: Vec<tempfile::TempDir> =
+        (0..3).map(|_| tempfile::tempdir().expect("temporary directory")).collect();
+    let mut nodes: Vec<Server> =
+        directories.iter().map(|directory| Server::start_with(directory.path(), key, &flags)).collect();
+
+    // Jobs spread over eight seconds, each running ~150 ms, without retries: a run lost to a restart would stay lost.
+    let count = 400;
+    let start = Utc::now() + chrono::Duration::milliseconds(2000);
+    let jobs: Vec<Value> = (0..count)
+        .map(|index| {
+            let due = start + chrono::Duration::milliseconds(8000 * index / count);
+            json!({
+                "name": format!("rolling-{index}"),
+                "metadata": {"i": index},
+                "schedule": {"type": "once", "executeAt": sundial_core::wire::instant(due)},
+                "code": "async (job) => { await new Promise((resolve) => setTimeout(resolve, 150)); return { i: job.metadata.i }; }",
+            })
+        })
+        .collect();
+    let (status, created) = nodes[0].post("/v1/agents/default/jobs/batch?view=ids", json!({"jobs": jobs})).await;
+    assert_eq!(status, 201, "{created}");
+
+    // Restart nodes 2 and 3 one after the other with SIGTERM while they run jobs, as a rolling deploy does.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    for index in [1, 2] {
+        eventually(10, "the node to be running a job", || async {
+            (gauge(&nodes[index], "sundial_sandbox_workers_busy").await >= 1.0).then_some(())
+        })
+        .await;
+        nodes[index].terminate();
+        let status =
+            tokio::task::block_in_place(|| nodes[index].wait_exit(20)).expect("the node stops within its grace");
+        assert!(status.success(), "a graceful stop exits 0, not {status}");
+        nodes[index] = Server::start_with(directories[index].path(), key, &flags);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+
+    eventually(60, "every job to complete", || async {
+        let executions = all_executions(&nodes[0]).await;
+        let completed = executions.iter().filter(|execution| execution["status"] == "completed").count();
+        (completed >= count as usize).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let executions = all_executions(&nodes[0]).await;
+    let mut runs: HashMap<String, usize> = HashMap::new();
+    for execution in &executions {
+        *runs.entry(execution["jobId"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+    }
+    let statuses: Vec<&str> = executions.iter().filter_map(|execution| execution["status"].as_str()).collect();
+    eprintln!("rolling restart: {} executions for {count} jobs", executions.len());
+    assert_eq!(runs.len(), count as usize, "an occurrence was lost");
+    let twice: Vec<_> = runs.iter().filter(|(_, fired)| **fired > 1).collect();
+    assert!(twice.is_empty(), "jobs run twice: {twice:?}");
+    assert!(statuses.iter().all(|status| *status == "completed"), "not every run completed: {statuses:?}");
+    drop(nodes);
+    drop_schema(&url, &schema);
+}
