@@ -23,6 +23,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the benchmark workloads (W1–W6) through the HTTP API.
     Bench(bench::BenchArgs),
+    /// Copy the embedded SQLite database into a new file while the server runs (a consistent snapshot).
+    Backup(BackupArgs),
     /// Sandbox worker process (started by the server).
     #[command(hide = true)]
     Worker,
@@ -38,6 +40,49 @@ fn main() -> ExitCode {
         Command::Serve(args) => run(serve::serve(args)),
         Command::Client(command) => run(client::run(command)),
         Command::Bench(args) => run(bench::run(args)),
+        Command::Backup(args) => backup(args),
+    }
+}
+
+/// `sundial backup <file>`: restore by putting the file in a data directory as `sundial.db` and starting
+/// `sundial serve --data-dir` on it.
+#[derive(clap::Args, Debug)]
+struct BackupArgs {
+    /// The backup file to write (it must not exist yet).
+    file: std::path::PathBuf,
+    /// The server's data directory. Default: `sundial-data`.
+    #[arg(long, env = "SUNDIAL_DATA_DIR", default_value = "sundial-data")]
+    data_dir: std::path::PathBuf,
+}
+
+fn backup(args: BackupArgs) -> ExitCode {
+    use std::io::Write;
+    let source = args.data_dir.join("sundial.db");
+    let started = std::time::Instant::now();
+    let mut last_line = String::new();
+    let result = sundial_store::backup::backup(&source, &args.file, |written, total| {
+        let line = format!("backup: {} of about {} MB written", written / 1_000_000, total.max(written) / 1_000_000);
+        if line != last_line {
+            eprintln!("{line}");
+            last_line = line;
+        }
+    });
+    match result {
+        Ok(size) => {
+            println!(
+                "backup: {} ({:.1} MB) is a consistent copy of {}, taken in {:.1} s",
+                args.file.display(),
+                size as f64 / 1e6,
+                source.display(),
+                started.elapsed().as_secs_f64()
+            );
+            let _ = std::io::stdout().flush();
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: cannot back up {}: {error}", source.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests: the engine on a hand-moved clock with the real SQLite store and real sandbox workers, and the
 //! real `sundial` binary over HTTP on a random port (first run, API, CLI, bad input, `kill -9` and restart).
 
+mod backup;
 mod cluster;
 mod contract;
 mod data;

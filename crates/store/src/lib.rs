@@ -6,6 +6,7 @@
 //! same transaction that advances the job's `next_run_at`, so a slot is recorded exactly once however many schedulers
 //! race for it. [`conformance`] holds the test suite every implementation must pass.
 
+pub mod backup;
 pub mod conformance;
 pub mod data;
 mod ids;
