@@ -1286,3 +1286,70 @@ async fn a_long_downtime_is_counted_without_walking_every_slot_and_catches_up_th
     assert_eq!(stored.missed_slots, 14_392, "every missed slot but the one caught up is counted");
     test.stop().await;
 }
+
+/// docs/configuration.md lists every setting of `sundial serve --help` (flag, variable, config key, default) and
+/// nothing else, and the real config-file parser takes every key it lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_reference_lists_every_setting() {
+    let help = std::process::Command::new(support::binary()).args(["serve", "--help"]).output().expect("serve --help");
+    let help = String::from_utf8_lossy(&help.stdout).replace('\n', " ");
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md"))
+        .expect("docs/configuration.md");
+    let rows: Vec<&str> = page.lines().filter(|line| line.starts_with("| `--")).collect();
+    let mut flags = Vec::new();
+    for part in help.split("      --").skip(1) {
+        let flag = part.split_whitespace().next().unwrap_or_default().to_owned();
+        if flag == "help" {
+            continue;
+        }
+        let env = part.split("[env: ").nth(1).and_then(|rest| rest.split('=').next()).unwrap_or_default();
+        let row = rows
+            .iter()
+            .find(|row| row.starts_with(&format!("| `--{flag}` ")))
+            .unwrap_or_else(|| panic!("--{flag} is missing from docs/configuration.md"));
+        assert!(row.contains(&format!("`{env}`")), "--{flag}: the page does not name {env}: {row}");
+        if flag != "config" {
+            assert!(row.contains(&format!("`{}`", flag.replace('-', "_"))), "--{flag}: no config key: {row}");
+        }
+        let default = part.split("Default: ").nth(1).map(|rest| rest.split([' ', '[']).next().unwrap_or_default());
+        if let Some(default) = default.filter(|default| !default.is_empty()) {
+            let default = default.trim_end_matches('.');
+            assert!(row.contains(default), "--{flag}: the page does not give its default {default}: {row}");
+        }
+        flags.push(flag);
+    }
+    assert_eq!(rows.len(), flags.len(), "the page lists a setting serve does not have");
+
+    // Every key the page lists is one the config file takes.
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let config = directory.path().join("sundial.toml");
+    let data = directory.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\nlisten = \"127.0.0.1:0\"\nworkers = 1\nmax_timeout = 300\nmemory_limit_mb = 32\n\
+             min_interval = 1\nlog_format = \"json\"\nlease_seconds = 5\nmax_active_jobs = 10\n\
+             max_creations_per_minute = 10\nshutdown_grace = 5\n"
+        ),
+    )
+    .expect("write config");
+    let keys = ["data_dir", "listen", "workers", "max_timeout", "memory_limit_mb", "min_interval", "log_format"];
+    for key in keys.iter().chain(&["lease_seconds", "max_active_jobs", "max_creations_per_minute", "shutdown_grace"]) {
+        assert!(rows.iter().any(|row| row.contains(&format!("`{key}`"))), "{key} is not on the page");
+    }
+    let mut server = std::process::Command::new(support::binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SUNDIAL_API_KEY", "sk_test_config")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sundial serve");
+    let stdout = server.stdout.take().expect("stdout");
+    let listening = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("sundial: listening on"));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(listening, "the server refused a config file with the keys the page lists");
+}
