@@ -68,6 +68,85 @@ async fn the_api_contract_over_http() {
     a_repeated_create_with_one_dedup_key_gives_one_job(&server).await;
     code_is_taken_as_people_paste_it_and_must_be_self_contained(&server).await;
     errors_name_the_field_also_inside_nested_bodies(&server).await;
+    responses_are_their_contract_types(&server).await;
+}
+
+/// Reads `value` as the contract type `T` and writes it back: the same JSON means the type holds every field of the
+/// answer, and nothing else (the document is derived from these types).
+fn is_exactly<T: serde::de::DeserializeOwned + serde::Serialize>(what: &str, value: &Value) {
+    let typed: T = serde_json::from_value(value.clone()).unwrap_or_else(|error| panic!("{what}: {error}\n{value}"));
+    let again = serde_json::to_value(&typed).expect("serialize");
+    assert_eq!(&again, value, "{what} is not exactly its contract type");
+}
+
+async fn responses_are_their_contract_types(server: &Server) {
+    use sundial_api::contract;
+    let (_, created) = server
+        .post(
+            "/v1/agents/default/jobs",
+            json!({"name": "typed", "schedule": {"type": "cron", "expression": "0 9 * * MON-FRI", "timezone": "Europe/Paris"},
+                   "code": "async (job) => { console.log('hi'); return { ok: job.name }; }", "metadata": {"a": 1},
+                   "retry": {"maxAttempts": 1}, "activate": false}),
+        )
+        .await;
+    is_exactly::<contract::Job>("a created job", &created);
+    let job_id = created["id"].as_str().expect("id").to_owned();
+    let (_, execution) = server.post(&format!("/v1/agents/default/jobs/{job_id}/trigger"), json!({})).await;
+    is_exactly::<contract::Execution>("a triggered execution", &execution);
+    let execution_id = execution["id"].as_str().expect("id").to_owned();
+    let finished = crate::support::eventually(15, "the run", || async {
+        let (_, execution) = server.get(&format!("/v1/agents/default/executions/{execution_id}")).await;
+        (execution["status"] == "completed").then_some(execution)
+    })
+    .await;
+    is_exactly::<contract::Execution>("a finished execution with its logs", &finished);
+    let (_, job) = server.get(&format!("/v1/agents/default/jobs/{job_id}")).await;
+    is_exactly::<contract::Job>("a job with its last execution", &job);
+    let (_, list) = server.get("/v1/agents/default/jobs?includeDynamic=true&limit=5").await;
+    is_exactly::<contract::JobList>("a page of jobs", &list);
+    let (_, page) = server.get(&format!("/v1/agents/default/jobs/{job_id}/executions?logs=true")).await;
+    is_exactly::<contract::ExecutionPage>("a page of executions", &page);
+    let (_, page) = server.get("/v1/agents/default/executions?limit=3").await;
+    is_exactly::<contract::ExecutionList>("the agent's executions", &page);
+    let (_, versions) = server.get(&format!("/v1/agents/default/jobs/{job_id}/versions")).await;
+    is_exactly::<contract::VersionList>("versions", &versions);
+    let (_, preview) = server.get(&format!("/v1/agents/default/jobs/{job_id}/preview?n=3")).await;
+    is_exactly::<contract::SchedulePreview>("a job's preview", &preview);
+    let (_, metadata) = server.post(&format!("/v1/agents/default/jobs/{job_id}/activate"), json!({})).await;
+    is_exactly::<contract::Job>("an activated job", &metadata);
+    let request = server.request(reqwest::Method::PATCH, &format!("/v1/agents/default/jobs/{job_id}/metadata"));
+    let (_, metadata) = send(request.json(&json!({"b": 2}))).await;
+    is_exactly::<contract::MetadataAnswer>("metadata", &metadata);
+    let (_, token) = server.post("/v1/agents/default/users/u9/tokens", json!({"expiresInSeconds": 60})).await;
+    is_exactly::<contract::Token>("a token", &token);
+    let (_, user) =
+        send(server.request(reqwest::Method::PUT, "/v1/agents/default/users/u9").json(&json!({"name": "Ann"}))).await;
+    is_exactly::<contract::User>("a user", &user);
+    let (_, messages) = server.get("/v1/agents/default/users/u1/messages").await;
+    is_exactly::<contract::MessagePage>("a conversation", &messages);
+    let (_, entry) =
+        server.post("/v1/agents/default/data/notes", json!({"data": {"text": "hello"}, "searchText": "hello"})).await;
+    is_exactly::<contract::Entry>("a data entry", &entry);
+    let (_, hits) = server.get("/v1/agents/default/data/notes/search?text=hello").await;
+    is_exactly::<contract::EntryHits>("search hits", &hits);
+    let (_, entries) = server.get("/v1/agents/default/data/notes").await;
+    is_exactly::<contract::EntryPage>("a page of entries", &entries);
+    let (_, collections) = server.get("/v1/agents/default/data").await;
+    is_exactly::<contract::Collections>("collections", &collections);
+    let (_, product) =
+        server.post("/v1/agents/default/products", json!({"name": "Pen", "price": 2, "colour": "blue"})).await;
+    is_exactly::<contract::Product>("a product", &product);
+    let (_, products) = server.get("/v1/agents/default/products").await;
+    is_exactly::<contract::ProductPage>("a page of products", &products);
+    let (_, settings) = server.get("/v1/agents/default/settings").await;
+    is_exactly::<contract::Settings>("settings", &settings);
+    let (_, env) = server.get("/v1/agents/default/env").await;
+    is_exactly::<contract::Env>("env", &env);
+    let (_, agents) = server.get("/v1/agents").await;
+    is_exactly::<contract::AgentList>("agents", &agents);
+    let (_, deleted) =
+        send(server.request(reqwest::Method::DELETE, &format!("/v1/agents/default/jobs/{job_id}"))).await;
+    is_exactly::<contract::Deletion>("a deletion", &deleted);
 }
 
 async fn errors_name_the_field_also_inside_nested_bodies(server: &Server) {
