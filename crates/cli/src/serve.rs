@@ -43,8 +43,9 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`. Default: text.
     #[arg(long, env = "SUNDIAL_LOG_FORMAT")]
     log_format: Option<String>,
-    /// Database: a PostgreSQL URL (`postgres://user@host:5432/db`) for several nodes on one database. Default: the
-    /// embedded SQLite file `<data-dir>/sundial.db`.
+    /// Database: a PostgreSQL URL (`postgres://user@host:5432/db`) for several nodes on one database; TLS as libpq
+    /// reads it (`?sslmode=verify-full&sslrootcert=/path/ca.pem`). Default: the embedded SQLite file
+    /// `<data-dir>/sundial.db`.
     #[arg(long, env = "SUNDIAL_DATABASE")]
     database: Option<String>,
     /// PostgreSQL schema to use (created if missing). Default: public.

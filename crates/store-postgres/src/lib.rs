@@ -22,6 +22,7 @@
 mod data;
 mod schema;
 mod store;
+mod tls;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -33,7 +34,7 @@ use deadpool_postgres::{
 use serde_json::Value;
 use sundial_store::{Result, StoreError};
 use tokio_postgres::types::{FromSql, Json, ToSql};
-use tokio_postgres::{IsolationLevel, NoTls, Row};
+use tokio_postgres::{IsolationLevel, Row};
 
 /// The PostgreSQL implementation of [`sundial_store::Store`] and [`sundial_store::DataStore`].
 pub struct PostgresStore {
@@ -57,8 +58,8 @@ impl PostgresStore {
     /// connections and applies the migrations it lacks, in the server's default schema. Several nodes may call this
     /// at the same time: the migrations run once.
     ///
-    /// Connections are plain TCP or a Unix socket: TLS is not supported (`sslmode=prefer`, the default, falls back to
-    /// plain; `sslmode=require` fails).
+    /// TLS is set as libpq reads it, with `sslmode` (`disable`, `prefer` by default, `require`, `verify-ca`,
+    /// `verify-full`) and `sslrootcert` in the URL (see `tls`).
     pub async fn connect(url: &str, pool_size: usize) -> Result<PostgresStore> {
         PostgresStore::open(url, pool_size, None).await
     }
@@ -90,8 +91,10 @@ impl PostgresStore {
     }
 
     async fn open(url: &str, pool_size: usize, schema: Option<String>) -> Result<PostgresStore> {
+        let (url, tls) = tls::split_settings(url)?;
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|error| StoreError::Database(format!("bad PostgreSQL URL: {error}")))?;
+        config.ssl_mode(tls.postgres_mode());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -105,7 +108,8 @@ impl PostgresStore {
             };
             config.options(options);
         }
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config, tls.connector()?, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -214,7 +218,17 @@ pub(crate) fn database(error: tokio_postgres::Error) -> StoreError {
 fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => error.to_string(),
+        None => {
+            // The causes too: "error performing TLS handshake: invalid peer certificate: UnknownIssuer".
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 

@@ -396,3 +396,167 @@ async fn an_unreachable_server_is_a_database_error() {
     let outcome = PostgresStore::connect_schema("postgres://postgres@127.0.0.1:1/test", 1, "Bad-Name").await;
     assert!(matches!(outcome, Err(StoreError::Database(_))), "{outcome:?}");
 }
+
+/// Certificates the TLS test makes: an authority, a server certificate it signed for `localhost` only, and an
+/// unrelated authority. They live where the local PostgreSQL can read them and are kept (a restart of the database
+/// with its configuration pointing at deleted files would fail).
+struct TestCertificates {
+    directory: std::path::PathBuf,
+}
+
+impl TestCertificates {
+    fn make() -> TestCertificates {
+        let directory = std::path::PathBuf::from("/var/lib/postgresql/sundial-test-tls");
+        std::fs::create_dir_all(&directory).expect("certificate directory");
+        let openssl = |args: &[&str]| {
+            let output = std::process::Command::new("openssl").args(args).current_dir(&directory).output();
+            let output = output.expect("run openssl");
+            assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        };
+        for authority in ["ca", "other-ca"] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "3650",
+                "-subj",
+                &format!("/CN=Sundial test {authority}"),
+                "-keyout",
+                &format!("{authority}.key"),
+                "-out",
+                &format!("{authority}.pem"),
+            ]);
+        }
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(directory.join("server.ext"), "subjectAltName = DNS:localhost\n").expect("extensions");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ]);
+        // PostgreSQL refuses a key others can read; it runs as the postgres user.
+        let chown = std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(&directory).status();
+        assert!(chown.is_ok_and(|status| status.success()), "chown the certificates to postgres");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(directory.join("server.key"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        TestCertificates { directory }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.directory.join(name).display().to_string()
+    }
+}
+
+/// Points the local PostgreSQL at the test's server certificate while it lives, and back at its own after.
+struct ServerCertificate {
+    url: String,
+}
+
+impl ServerCertificate {
+    async fn install(url: &str, certificates: &TestCertificates) -> ServerCertificate {
+        let client = admin_client(url).await;
+        let cert = certificates.path("server.pem");
+        let key = certificates.path("server.key");
+        client.batch_execute(&format!("ALTER SYSTEM SET ssl_cert_file = '{cert}'")).await.expect("set ssl_cert_file");
+        client.batch_execute(&format!("ALTER SYSTEM SET ssl_key_file = '{key}'")).await.expect("set ssl_key_file");
+        client.batch_execute("ALTER SYSTEM SET ssl = on").await.expect("set ssl");
+        client.query_one("SELECT pg_reload_conf()", &[]).await.expect("reload");
+        // The reload is asynchronous: wait until new connections are offered the test's certificate.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        ServerCertificate { url: url.to_owned() }
+    }
+}
+
+impl Drop for ServerCertificate {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let reset = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let client = admin_client(&url).await;
+                // One statement at a time: ALTER SYSTEM cannot run in the transaction several statements share.
+                for setting in ["ssl_cert_file", "ssl_key_file", "ssl"] {
+                    if let Err(error) = client.batch_execute(&format!("ALTER SYSTEM RESET {setting}")).await {
+                        eprintln!("cannot reset {setting} of the test database: {error}");
+                    }
+                }
+                let _ = client.query_one("SELECT pg_reload_conf()", &[]).await;
+            });
+        });
+        let _ = reset.join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_check_the_server_as_libpq_does() {
+    let Some(url) = database_url("tls_modes_check_the_server_as_libpq_does") else { return };
+    // The test configures the server it reaches, so it needs the local one (and its superuser).
+    let Some(rest) = url.strip_prefix("postgres://postgres@127.0.0.1:5432/") else {
+        println!("skipped the TLS test: {url} is not the local PostgreSQL");
+        return;
+    };
+    let database = rest.split('?').next().unwrap_or(rest);
+    install_crypto_provider();
+    let certificates = TestCertificates::make();
+    let _installed = ServerCertificate::install(&url, &certificates).await;
+    let schema = unique_schema("tls");
+    let connect = |host: &str, query: String| {
+        let url = format!("postgres://postgres@{host}:5432/{database}?{query}");
+        let schema = schema.clone();
+        async move { PostgresStore::connect_schema(&url, 2, &schema).await.map(|store| store.close()) }
+    };
+    let ca = certificates.path("ca.pem");
+    let other = certificates.path("other-ca.pem");
+
+    connect("localhost", format!("sslmode=verify-full&sslrootcert={ca}"))
+        .await
+        .expect("verify-full with the right authority and name");
+    connect("127.0.0.1", format!("sslmode=verify-ca&sslrootcert={ca}"))
+        .await
+        .expect("verify-ca does not compare the name");
+    connect("127.0.0.1", "sslmode=require".into()).await.expect("require trusts any certificate");
+    connect("127.0.0.1", "sslmode=disable".into()).await.expect("disable connects in plain");
+
+    let error =
+        connect("localhost", format!("sslmode=verify-full&sslrootcert={other}")).await.expect_err("another authority");
+    assert!(error.to_string().contains("UnknownIssuer"), "a clear error for an unknown authority: {error}");
+    let error = connect("127.0.0.1", format!("sslmode=verify-full&sslrootcert={ca}")).await.expect_err("another name");
+    assert!(error.to_string().contains("not valid for name"), "a clear error for a wrong host name: {error}");
+    let error =
+        connect("localhost", "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem".into()).await.expect_err("no file");
+    assert!(error.to_string().contains("sslrootcert /nonexistent/ca.pem"), "{error}");
+    let error = connect("localhost", "sslmode=verify".into()).await.expect_err("no such mode");
+    assert!(error.to_string().contains("sslmode \"verify\""), "{error}");
+    drop_schema(&url, &schema).await;
+}
+
+/// rustls needs its process-wide crypto provider chosen once (the server does this at start).
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
