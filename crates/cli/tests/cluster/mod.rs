@@ -51,6 +51,41 @@ async fn all_executions(server: &Server) -> Vec<Value> {
     }
 }
 
+/// `count` once jobs due evenly over `window_ms` from `start`, each running ~150 ms (so a node stopped in the window
+/// has runs in flight), with `retry` when given.
+fn spread_jobs(
+    prefix: &str,
+    count: i64,
+    start: chrono::DateTime<Utc>,
+    window_ms: i64,
+    retry: Option<Value>,
+) -> Vec<Value> {
+    (0..count)
+        .map(|index| {
+            let due = start + chrono::Duration::milliseconds(window_ms * index / count);
+            let mut job = json!({
+                "name": format!("{prefix}-{index}"),
+                "metadata": {"i": index},
+                "schedule": {"type": "once", "executeAt": sundial_core::wire::instant(due)},
+                "code": "async (job) => { await new Promise((resolve) => setTimeout(resolve, 150)); return { i: job.metadata.i }; }",
+            });
+            if let Some(retry) = &retry {
+                job["retry"] = retry.clone();
+            }
+            job
+        })
+        .collect()
+}
+
+/// Three nodes on one schema of the test database, each with a data directory of its own.
+fn start_nodes(url: &str, schema: &str, key: &str) -> (Vec<tempfile::TempDir>, Vec<Server>) {
+    let flags = ["--database", url, "--database-schema", schema, "--lease-seconds", "3"];
+    let directories: Vec<tempfile::TempDir> =
+        (0..3).map(|_| tempfile::tempdir().expect("temporary directory")).collect();
+    let nodes = directories.iter().map(|directory| Server::start_with(directory.path(), key, &flags)).collect();
+    (directories, nodes)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_fire_every_slot_once_through_a_node_kill_and_a_database_restart() {
     let Some(url) = database_url() else { return };
@@ -58,27 +93,13 @@ async fn three_nodes_fire_every_slot_once_through_a_node_kill_and_a_database_res
     let schema = format!("cluster_{}", std::process::id());
     let key = "sk_test_cluster";
     let flags = ["--database", url.as_str(), "--database-schema", schema.as_str(), "--lease-seconds", "3"];
-    let directories: Vec<tempfile::TempDir> =
-        (0..3).map(|_| tempfile::tempdir().expect("temporary directory")).collect();
-    let mut nodes: Vec<Server> =
-        directories.iter().map(|directory| Server::start_with(directory.path(), key, &flags)).collect();
+    let (directories, mut nodes) = start_nodes(&url, &schema, key);
 
-    // W2-like: jobs evenly spread over six seconds, each running ~150 ms (so the killed node has runs in flight),
-    // retried once after an abandoned run.
+    // W2-like: jobs evenly spread over six seconds (so the killed node has runs in flight), retried once after an
+    // abandoned run.
     let count = 400;
     let start = Utc::now() + chrono::Duration::milliseconds(2500);
-    let jobs: Vec<Value> = (0..count)
-        .map(|index| {
-            let due = start + chrono::Duration::milliseconds(6000 * index / count);
-            json!({
-                "name": format!("spread-{index}"),
-                "metadata": {"i": index},
-                "schedule": {"type": "once", "executeAt": sundial_core::wire::instant(due)},
-                "retry": {"maxAttempts": 2, "backoffSeconds": 1},
-                "code": "async (job) => { await new Promise((resolve) => setTimeout(resolve, 150)); return { i: job.metadata.i }; }",
-            })
-        })
-        .collect();
+    let jobs = spread_jobs("spread", count, start, 6000, Some(json!({"maxAttempts": 2, "backoffSeconds": 1})));
     let (status, created) = nodes[0].post("/v1/agents/default/jobs/batch", json!({"jobs": jobs})).await;
     assert_eq!(status, 201, "{created}");
 
@@ -333,25 +354,12 @@ async fn a_rolling_restart_with_sigterm_loses_doubles_and_abandons_nothing() {
     let schema = format!("rolling_{}", std::process::id());
     let key = "sk_test_rolling";
     let flags = ["--database", url.as_str(), "--database-schema", schema.as_str(), "--lease-seconds", "3"];
-    let directories: Vec<tempfile::TempDir> =
-        (0..3).map(|_| tempfile::tempdir().expect("temporary directory")).collect();
-    let mut nodes: Vec<Server> =
-        directories.iter().map(|directory| Server::start_with(directory.path(), key, &flags)).collect();
+    let (directories, mut nodes) = start_nodes(&url, &schema, key);
 
-    // Jobs spread over eight seconds, each running ~150 ms, without retries: a run lost to a restart would stay lost.
+    // Jobs spread over eight seconds, without retries: a run lost to a restart would stay lost.
     let count = 400;
     let start = Utc::now() + chrono::Duration::milliseconds(2000);
-    let jobs: Vec<Value> = (0..count)
-        .map(|index| {
-            let due = start + chrono::Duration::milliseconds(8000 * index / count);
-            json!({
-                "name": format!("rolling-{index}"),
-                "metadata": {"i": index},
-                "schedule": {"type": "once", "executeAt": sundial_core::wire::instant(due)},
-                "code": "async (job) => { await new Promise((resolve) => setTimeout(resolve, 150)); return { i: job.metadata.i }; }",
-            })
-        })
-        .collect();
+    let jobs = spread_jobs("rolling", count, start, 8000, None);
     let (status, created) = nodes[0].post("/v1/agents/default/jobs/batch?view=ids", json!({"jobs": jobs})).await;
     assert_eq!(status, 201, "{created}");
 
