@@ -128,15 +128,18 @@ pub(crate) struct InFlight {
     pub(crate) cut_off: std::sync::atomic::AtomicBool,
 }
 
-/// Counts one run while it lives.
-pub(crate) struct InFlightRun<'a>(&'a InFlight);
+/// Counts one run from the moment it is handed to a worker (before its task starts, so a stop that looks at the
+/// count cannot miss it) until its outcome is recorded.
+pub(crate) struct InFlightRun(Engine);
+
+impl InFlightRun {
+    pub(crate) fn enter(engine: &Engine) -> InFlightRun {
+        engine.shared.in_flight.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightRun(engine.clone())
+    }
+}
 
 impl InFlight {
-    pub(crate) fn enter(&self) -> InFlightRun<'_> {
-        self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        InFlightRun(self)
-    }
-
     /// Waits until no run is in flight or `deadline` passes; answers how many are still running.
     async fn wait_until_idle(&self, deadline: tokio::time::Instant) -> usize {
         loop {
@@ -152,10 +155,11 @@ impl InFlight {
     }
 }
 
-impl Drop for InFlightRun<'_> {
+impl Drop for InFlightRun {
     fn drop(&mut self) {
-        if self.0.runs.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
+        let in_flight = &self.0.shared.in_flight;
+        if in_flight.runs.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            in_flight.idle.notify_waiters();
         }
     }
 }
@@ -373,7 +377,8 @@ impl Engine {
             let started_at = now.max(due_at);
             match store.execution_start(&execution_id, &self.config().node_id, lease_until, started_at).await {
                 Ok(StartOutcome::Started(started)) => {
-                    self.run(*started, reservation).await;
+                    let in_flight = InFlightRun::enter(&self);
+                    self.run(*started, reservation, in_flight).await;
                     return;
                 }
                 Ok(StartOutcome::NotRun(status)) => {
@@ -405,9 +410,14 @@ impl Engine {
         }
     }
 
-    async fn run(&self, started: sundial_store::Started, reservation: sundial_sandbox::Reservation) {
-        // Counted until its outcome is recorded: a node that stops gracefully waits for it.
-        let _in_flight = self.shared.in_flight.enter();
+    /// Runs a started execution on its reserved worker and records the outcome; `_in_flight` counts it until then,
+    /// so a node that stops gracefully waits for it.
+    async fn run(
+        &self,
+        started: sundial_store::Started,
+        reservation: sundial_sandbox::Reservation,
+        _in_flight: InFlightRun,
+    ) {
         let sundial_store::Started { execution, job, mut version, .. } = started;
         let started = execution.started_at.unwrap_or_else(|| self.now());
         if execution.trigger == Trigger::Schedule {
@@ -889,7 +899,8 @@ async fn dispatch_loop(
                 match (reservation, ready.pop_front()) {
                     (Some(reservation), Some(started)) => {
                         let engine = engine.clone();
-                        tokio::spawn(async move { engine.run(started, reservation).await });
+                        let in_flight = InFlightRun::enter(&engine);
+                        tokio::spawn(async move { engine.run(started, reservation, in_flight).await });
                     }
                     (None, Some(started)) => {
                         ready.push_front(started);
