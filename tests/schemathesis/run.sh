@@ -80,7 +80,7 @@ if [ "$status" -ne 0 ]; then
   tail -n 40 "$data/server.log"
 fi
 # One plain closing line: the test cases that passed and the failures found.
-passed="$(grep -oE '[0-9]+ passed' "$data/report.txt" | tail -n 1 | grep -oE '[0-9]+' || echo 0)"
+passed="$(grep -oE '[0-9]+ generated, [0-9]+ passed' "$data/report.txt" | tail -n 1 | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)"
 failed="$(grep -oE '[0-9]+ unique failures?' "$data/report.txt" | tail -n 1 | grep -oE '^[0-9]+' || echo 0)"
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1

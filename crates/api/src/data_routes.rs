@@ -163,8 +163,9 @@ async fn search_entries(
     agent_id: &str,
     collection: &str,
     params: &HashMap<String, String>,
+    names: &[&str],
 ) -> ApiResult<Vec<Value>> {
-    let text = text_param(params, &["searchText", "text", "q"])?;
+    let text = text_param(params, names)?;
     let limit = whole_param(params, "limit", 10)?.min(usize::MAX as u64) as usize;
     let threshold = number_param(params, "scoreThreshold", DEFAULT_DATA_SCORE_THRESHOLD)?;
     let hits = state.engine.data_search(agent_id, collection, text, limit, threshold).await.map_err(api_error)?;
@@ -183,8 +184,17 @@ async fn list_products(
     Ok((found.items.iter().map(product_view).collect(), pagination_view(page, limit, found.total)))
 }
 
-async fn search_products(state: &AppState, agent_id: &str, params: &HashMap<String, String>) -> ApiResult<Vec<Value>> {
-    let text = text_param(params, &["searchQuery", "query", "q"])?;
+/// Lua-cli's routes take the search text under any of its names; the native route under the one it documents.
+const LUA_PRODUCT_QUERY: &[&str] = &["searchQuery", "query", "q"];
+const LUA_ENTRY_TEXT: &[&str] = &["searchText", "text", "q"];
+
+async fn search_products(
+    state: &AppState,
+    agent_id: &str,
+    params: &HashMap<String, String>,
+    names: &[&str],
+) -> ApiResult<Vec<Value>> {
+    let text = text_param(params, names)?;
     let limit = whole_param(params, "limit", 5)?.min(usize::MAX as u64) as usize;
     let threshold = number_param(params, "scoreThreshold", DEFAULT_PRODUCT_SCORE_THRESHOLD)?;
     let hits = state.engine.product_search(agent_id, text, limit, threshold).await.map_err(api_error)?;
@@ -241,7 +251,7 @@ async fn lua_search(
     Query(params): Params,
 ) -> ApiResult<Response> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
-    let hits = search_entries(&state, &agent_id, &collection, &params).await?;
+    let hits = search_entries(&state, &agent_id, &collection, &params, LUA_ENTRY_TEXT).await?;
     Ok(ok(json!({ "data": hits })))
 }
 
@@ -353,7 +363,7 @@ async fn lua_product_search(
     Query(params): Params,
 ) -> ApiResult<Response> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
-    let products = search_products(&state, &agent_id, &params).await?;
+    let products = search_products(&state, &agent_id, &params, LUA_PRODUCT_QUERY).await?;
     let message = format!("{} products found", products.len());
     Ok(Json(json!({"success": true, "message": message, "data": products})).into_response())
 }
@@ -463,7 +473,7 @@ async fn search(
     Query(params): Params,
 ) -> ApiResult<Json<Value>> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
-    let hits = search_entries(&state, &agent_id, &collection, &params).await?;
+    let hits = search_entries(&state, &agent_id, &collection, &params, &["text"]).await?;
     Ok(Json(json!({ "entries": hits })))
 }
 
@@ -620,7 +630,7 @@ async fn product_search(
     Query(params): Params,
 ) -> ApiResult<Json<Value>> {
     let agent_id = data_agent(&state, &principal, &agent_id).await?;
-    Ok(Json(json!({ "products": search_products(&state, &agent_id, &params).await? })))
+    Ok(Json(json!({ "products": search_products(&state, &agent_id, &params, &["query"]).await? })))
 }
 
 #[utoipa::path(
