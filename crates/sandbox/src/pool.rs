@@ -744,14 +744,19 @@ fn spawn_process(program: &PathBuf, args: &[OsString], address_space: u64) -> io
         .kill_on_drop(true);
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe syscalls (prctl, getppid,
-    // setrlimit); it allocates nothing.
+    // signal, setpgid, setrlimit); it allocates nothing.
     unsafe {
         command.pre_exec(move || harden_child(address_space, parent));
     }
     command.spawn()
 }
 
-/// Runs in the forked child before exec: parent-death signal and resource limits.
+/// Runs in the forked child before exec: parent-death signal, stop signals, process group and resource limits.
+///
+/// The server alone decides when a worker ends. A stop signal sent to every process of the service (systemd's
+/// default `KillMode`, `kill 0`) or a Ctrl-C in a terminal (which signals the foreground process group) must reach
+/// the server, which stops gracefully and lets running executions finish, and not cut those runs off: so a worker
+/// ignores SIGTERM, SIGINT and SIGHUP (ignored signals stay ignored across exec) and leads a process group of its own.
 fn harden_child(address_space: u64, parent: libc::pid_t) -> io::Result<()> {
     // SAFETY: plain syscalls with valid arguments.
     unsafe {
@@ -761,6 +766,14 @@ fn harden_child(address_space: u64, parent: libc::pid_t) -> io::Result<()> {
         // The parent may have died before the signal was armed.
         if libc::getppid() != parent {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            if libc::signal(signal, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if libc::setpgid(0, 0) != 0 {
+            return Err(io::Error::last_os_error());
         }
     }
     set_limit(libc::RLIMIT_AS, address_space)?;

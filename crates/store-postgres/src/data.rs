@@ -11,8 +11,6 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use deadpool_postgres::{GenericClient, Transaction};
-use futures_util::TryStreamExt;
 use sundial_store::data::{
     entry_size, index_text, score, search_terms, term_weight, CollectionInfo, DataEntry, DataFilter, DataStore,
     EntryUpdate, Page, Product, ProductUpdate, Scored, SearchQuery, SearchTextChange, TermMatch, Updated,
@@ -22,7 +20,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use crate::{
-    database, execute, get, get_json, jsonb, millis, opt_text, query, query_one, query_opt, time, PostgresStore,
+    database, execute, get, get_json, jsonb, millis, opt_text, query, query_each, query_one, query_opt, time, Db,
+    PostgresStore, Tx,
 };
 
 /// Search considers at most this many candidates (the best by `ts_rank`) before scoring them, as SQLite does.
@@ -130,7 +129,7 @@ impl Scope<'_> {
 
 /// Ranks the items of `scope` for `search`: `(seq, score)`, best first, at most `search.limit`, each scoring at least
 /// `search.threshold`. An item whose id equals the query text scores 1.
-async fn rank(transaction: &Transaction<'_>, scope: &Scope<'_>, search: &SearchQuery) -> Result<Vec<(i64, f64)>> {
+async fn rank(transaction: &Tx<'_>, scope: &Scope<'_>, search: &SearchQuery) -> Result<Vec<(i64, f64)>> {
     let terms = search_terms(&search.text);
     let terms: Vec<&str> = terms.iter().map(|term| clip(term)).collect();
     let exact_id = search.text.trim();
@@ -215,7 +214,7 @@ async fn rank(transaction: &Transaction<'_>, scope: &Scope<'_>, search: &SearchQ
 /// Pages through rows in `seq` order, keeping those `keep` accepts: the page from `offset` and the count of all
 /// kept. The rows are streamed, not loaded at once.
 async fn filtered_page<T>(
-    transaction: &Transaction<'_>,
+    transaction: &Tx<'_>,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
     decode: impl Fn(&Row) -> Result<(i64, T)>,
@@ -223,21 +222,19 @@ async fn filtered_page<T>(
     offset: u64,
     limit: usize,
 ) -> Result<Page<T>> {
-    let statement = transaction.prepare_cached(sql).await.map_err(database)?;
-    let rows = transaction.query_raw(&statement, params.iter().copied()).await.map_err(database)?;
-    let mut rows = std::pin::pin!(rows);
     let mut items = Vec::new();
     let mut total = 0u64;
-    while let Some(row) = rows.try_next().await.map_err(database)? {
+    query_each(transaction, sql, params, |row| {
         let (_, item) = decode(&row)?;
-        if !keep(&item) {
-            continue;
+        if keep(&item) {
+            if total >= offset && items.len() < limit {
+                items.push(item);
+            }
+            total += 1;
         }
-        if total >= offset && items.len() < limit {
-            items.push(item);
-        }
-        total += 1;
-    }
+        Ok(())
+    })
+    .await?;
     Ok(Page { items, total })
 }
 
@@ -247,7 +244,7 @@ fn page_bounds(offset: u64, limit: usize) -> (i64, i64) {
 
 /// Loads the ranked items of a search in rank order, with their scores.
 async fn load_ranked<T>(
-    client: &impl GenericClient,
+    client: &impl Db,
     sql: &str,
     scope: &Scope<'_>,
     ranked: Vec<(i64, f64)>,

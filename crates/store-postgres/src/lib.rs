@@ -15,6 +15,11 @@
 //! - **Message sequence**: `messages.seq` must grow in commit order for `after=` readers, so message inserts take a
 //!   transaction-scoped advisory lock before drawing their `seq`.
 //!
+//! Through a pooler in transaction mode (PgBouncer's `pool_mode = transaction`, said with `pool_mode=transaction` in
+//! the URL) a transaction may run on a different server session each time, so nothing may live on a session: every
+//! statement goes as an unnamed one (parse, bind and execute in one round trip, the parameters' types said by the
+//! client), and a schema is set per transaction (`SET LOCAL search_path`) instead of as a startup option.
+//!
 //! Times are `BIGINT` Unix milliseconds, as in SQLite, so compare-and-set equality is exact; JSON is `JSONB` (a NUL
 //! character, which `JSONB` and `TEXT` cannot hold, is stored as U+FFFD); text keys use the `"C"` collation so listings
 //! sort byte-wise like SQLite. Migrations run once, under an advisory lock, however many nodes start together.
@@ -22,24 +27,27 @@
 mod data;
 mod schema;
 mod store;
+#[doc(hidden)]
+pub mod testing;
 mod tls;
 
 use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{
-    GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
-};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use futures_util::TryStreamExt;
 use serde_json::Value;
 use sundial_store::{Result, StoreError};
-use tokio_postgres::types::{FromSql, Json, ToSql};
+use tokio_postgres::types::{FromSql, Json, ToSql, Type};
 use tokio_postgres::{IsolationLevel, Row};
 
 /// The PostgreSQL implementation of [`sundial_store::Store`] and [`sundial_store::DataStore`].
 pub struct PostgresStore {
     pool: Pool,
     schema: Option<String>,
+    /// Through a pooler in transaction mode: unnamed statements, the schema set per transaction.
+    pooled: bool,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -59,7 +67,8 @@ impl PostgresStore {
     /// at the same time: the migrations run once.
     ///
     /// TLS is set as libpq reads it, with `sslmode` (`disable`, `prefer` by default, `require`, `verify-ca`,
-    /// `verify-full`) and `sslrootcert` in the URL (see `tls`).
+    /// `verify-full`) and `sslrootcert` in the URL (see `tls`). `pool_mode=transaction` in the URL says the
+    /// connection goes through a pooler in transaction mode, such as PgBouncer: no state is kept on a server session.
     pub async fn connect(url: &str, pool_size: usize) -> Result<PostgresStore> {
         PostgresStore::open(url, pool_size, None).await
     }
@@ -91,7 +100,7 @@ impl PostgresStore {
     }
 
     async fn open(url: &str, pool_size: usize, schema: Option<String>) -> Result<PostgresStore> {
-        let (url, tls) = tls::split_settings(url)?;
+        let (url, tls, pooled) = tls::split_settings(url)?;
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|error| StoreError::Database(format!("bad PostgreSQL URL: {error}")))?;
         config.ssl_mode(tls.postgres_mode());
@@ -101,7 +110,7 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("sundial");
         }
-        if let Some(schema) = &schema {
+        if let Some(schema) = schema.as_ref().filter(|_| !pooled) {
             let options = match config.get_options() {
                 Some(options) if !options.trim().is_empty() => format!("{options} -c search_path={schema}"),
                 _ => format!("-c search_path={schema}"),
@@ -116,7 +125,7 @@ impl PostgresStore {
             .wait_timeout(Some(POOL_WAIT))
             .build()
             .map_err(|error| StoreError::Database(format!("cannot build the connection pool: {error}")))?;
-        let store = PostgresStore { pool, schema };
+        let store = PostgresStore { pool, schema, pooled };
         store.migrate().await?;
         Ok(store)
     }
@@ -125,17 +134,11 @@ impl PostgresStore {
     /// together apply each migration once.
     async fn migrate(&self) -> Result<()> {
         let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(database)?;
-        transaction
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key("migrations")])
-            .await
-            .map_err(database)?;
+        let transaction = PostgresStore::begin_bare(&mut client).await?;
+        execute(&transaction, "SELECT pg_advisory_xact_lock($1)", &[&self.lock_key("migrations")]).await?;
         if let Some(schema) = &self.schema {
-            let exists = transaction
-                .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[schema])
-                .await
-                .map_err(database)?
-                .is_some();
+            let exists =
+                query_opt(&transaction, "SELECT 1 FROM pg_namespace WHERE nspname = $1", &[schema]).await?.is_some();
             if !exists {
                 transaction.batch_execute(&format!("CREATE SCHEMA \"{schema}\"")).await.map_err(database)?;
             }
@@ -147,12 +150,8 @@ impl PostgresStore {
             )
             .await
             .map_err(database)?;
-        let applied: i64 = transaction
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
-            .await
-            .map_err(database)?
-            .try_get(0)
-            .map_err(database)?;
+        let applied: i64 =
+            get(&query_one(&transaction, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await?, 0)?;
         for (index, migration) in schema::MIGRATIONS.iter().enumerate() {
             let version = index as i64 + 1;
             if version <= applied {
@@ -162,24 +161,25 @@ impl PostgresStore {
                 .batch_execute(migration)
                 .await
                 .map_err(|error| StoreError::Database(format!("migration {version}: {}", describe(&error))))?;
-            transaction
-                .execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                    &[&version, &Utc::now().timestamp_millis()],
-                )
-                .await
-                .map_err(database)?;
+            execute(
+                &transaction,
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[&version, &Utc::now().timestamp_millis()],
+            )
+            .await?;
         }
         transaction.commit().await.map_err(database)
     }
 
     /// A pooled connection.
-    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client> {
-        self.pool.get().await.map_err(|error| match error {
+    pub(crate) async fn client(&self) -> Result<Conn> {
+        let client = self.pool.get().await.map_err(|error| match error {
             PoolError::Closed => StoreError::Closed,
             PoolError::Backend(error) => StoreError::Database(describe(&error)),
             other => StoreError::Database(format!("no database connection: {other}")),
-        })
+        })?;
+        let schema = self.schema.as_deref().filter(|_| self.pooled).map(str::to_owned);
+        Ok(Conn { client, unnamed: self.pooled, schema })
     }
 
     /// The key of a transaction-scoped advisory lock for `purpose`, distinct per schema (advisory locks are
@@ -194,19 +194,122 @@ impl PostgresStore {
     }
 
     /// Starts a transaction on `client` at READ COMMITTED.
-    pub(crate) async fn begin(client: &mut deadpool_postgres::Client) -> Result<Transaction<'_>> {
-        client.transaction().await.map_err(database)
+    pub(crate) async fn begin(client: &mut Conn) -> Result<Tx<'_>> {
+        let transaction = PostgresStore::begin_bare(client).await?;
+        transaction.set_schema().await?;
+        Ok(transaction)
+    }
+
+    /// Starts a transaction on `client` at READ COMMITTED without setting the schema (the migrations create it).
+    async fn begin_bare(client: &mut Conn) -> Result<Tx<'_>> {
+        let (unnamed, schema) = (client.unnamed, client.schema.take());
+        let transaction = client.client.transaction().await.map_err(database)?;
+        Ok(Tx { transaction, unnamed, schema })
     }
 
     /// Starts a read-only transaction on `client` that sees one snapshot throughout.
-    pub(crate) async fn begin_read(client: &mut deadpool_postgres::Client) -> Result<Transaction<'_>> {
-        client
+    pub(crate) async fn begin_read(client: &mut Conn) -> Result<Tx<'_>> {
+        let (unnamed, schema) = (client.unnamed, client.schema.take());
+        let transaction = client
+            .client
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()
             .await
-            .map_err(database)
+            .map_err(database)?;
+        let transaction = Tx { transaction, unnamed, schema };
+        transaction.set_schema().await?;
+        Ok(transaction)
+    }
+}
+
+/// A pooled connection. Through a pooler in transaction mode it sends unnamed statements, and each statement made
+/// outside a transaction runs in one of its own that sets the schema.
+pub(crate) struct Conn {
+    client: deadpool_postgres::Client,
+    unnamed: bool,
+    /// The schema to set per transaction (through a pooler in transaction mode only).
+    schema: Option<String>,
+}
+
+/// A transaction on a pooled connection.
+pub(crate) struct Tx<'a> {
+    transaction: deadpool_postgres::Transaction<'a>,
+    unnamed: bool,
+    /// The schema this transaction sets (through a pooler in transaction mode only).
+    schema: Option<String>,
+}
+
+impl Tx<'_> {
+    /// Sets the schema for the rest of the transaction, when it has one to set.
+    async fn set_schema(&self) -> Result<()> {
+        if let Some(schema) = &self.schema {
+            self.transaction
+                .batch_execute(&format!("SET LOCAL search_path TO \"{schema}\""))
+                .await
+                .map_err(database)?;
+        }
+        Ok(())
+    }
+
+    /// Runs statements given as one text, without parameters.
+    pub(crate) async fn batch_execute(&self, sql: &str) -> std::result::Result<(), tokio_postgres::Error> {
+        self.transaction.batch_execute(sql).await
+    }
+
+    /// Commits the transaction.
+    pub(crate) async fn commit(self) -> std::result::Result<(), tokio_postgres::Error> {
+        self.transaction.commit().await
+    }
+}
+
+/// What runs statements: a pooled connection or a transaction on one.
+pub(crate) trait Db: Sync {
+    /// The deadpool client, which caches prepared statements.
+    type Cached: GenericClient + Sync;
+    /// The tokio-postgres client, which sends unnamed statements.
+    type Plain: tokio_postgres::GenericClient + Sync;
+    fn cached(&self) -> &Self::Cached;
+    fn plain(&self) -> &Self::Plain;
+    /// Whether statements go unnamed.
+    fn unnamed(&self) -> bool;
+    /// The schema a statement of its own must set in a transaction of its own (a connection through a pooler in
+    /// transaction mode, with a schema).
+    fn own_transaction_schema(&self) -> Option<&str>;
+}
+
+impl Db for Conn {
+    type Cached = deadpool_postgres::Client;
+    type Plain = tokio_postgres::Client;
+    fn cached(&self) -> &Self::Cached {
+        &self.client
+    }
+    fn plain(&self) -> &Self::Plain {
+        &self.client
+    }
+    fn unnamed(&self) -> bool {
+        self.unnamed
+    }
+    fn own_transaction_schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+}
+
+impl<'a> Db for Tx<'a> {
+    type Cached = deadpool_postgres::Transaction<'a>;
+    type Plain = tokio_postgres::Transaction<'a>;
+    fn cached(&self) -> &Self::Cached {
+        &self.transaction
+    }
+    fn plain(&self) -> &Self::Plain {
+        &self.transaction
+    }
+    fn unnamed(&self) -> bool {
+        self.unnamed
+    }
+    fn own_transaction_schema(&self) -> Option<&str> {
+        None
     }
 }
 
@@ -240,28 +343,145 @@ pub(crate) fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
 /// Parameters of a statement.
 pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-/// Runs a statement (prepared once per connection) and answers the rows it changed.
-pub(crate) async fn execute<C: GenericClient>(client: &C, sql: &str, params: Params<'_>) -> Result<u64> {
-    let statement = client.prepare_cached(sql).await.map_err(database)?;
-    client.execute(&statement, params).await.map_err(database)
+/// Runs a statement (prepared once per connection, or unnamed) and answers the rows it changed.
+pub(crate) async fn execute<D: Db>(db: &D, sql: &str, params: Params<'_>) -> Result<u64> {
+    try_execute(db, sql, params).await?.map_err(database)
 }
 
-/// Runs a query (prepared once per connection) and answers its rows.
-pub(crate) async fn query<C: GenericClient>(client: &C, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-    let statement = client.prepare_cached(sql).await.map_err(database)?;
-    client.query(&statement, params).await.map_err(database)
+/// Like [`execute`], but answers the database's own error, so that a caller can tell a unique violation.
+pub(crate) async fn try_execute<D: Db>(
+    db: &D,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<std::result::Result<u64, tokio_postgres::Error>> {
+    if db.unnamed() {
+        let types = param_types(params)?;
+        return Ok(unnamed(db, sql, params, types).await.map(|(_, changed)| changed));
+    }
+    Ok(match db.cached().prepare_cached(sql).await {
+        Ok(statement) => db.cached().execute(&statement, params).await,
+        Err(error) => Err(error),
+    })
+}
+
+/// Runs a query (prepared once per connection, or unnamed) and answers its rows.
+pub(crate) async fn query<D: Db>(db: &D, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+    if db.unnamed() {
+        return Ok(unnamed(db, sql, params, param_types(params)?).await.map_err(database)?.0);
+    }
+    let statement = db.cached().prepare_cached(sql).await.map_err(database)?;
+    db.cached().query(&statement, params).await.map_err(database)
 }
 
 /// Runs a query that answers at most one row.
-pub(crate) async fn query_opt<C: GenericClient>(client: &C, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
-    let statement = client.prepare_cached(sql).await.map_err(database)?;
-    client.query_opt(&statement, params).await.map_err(database)
+pub(crate) async fn query_opt<D: Db>(db: &D, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+    let mut rows = query(db, sql, params).await?;
+    if rows.len() > 1 {
+        return Err(StoreError::Database(format!("query returned {} rows, not at most one", rows.len())));
+    }
+    Ok(rows.pop())
 }
 
 /// Runs a query that answers exactly one row.
-pub(crate) async fn query_one<C: GenericClient>(client: &C, sql: &str, params: Params<'_>) -> Result<Row> {
-    let statement = client.prepare_cached(sql).await.map_err(database)?;
-    client.query_one(&statement, params).await.map_err(database)
+pub(crate) async fn query_one<D: Db>(db: &D, sql: &str, params: Params<'_>) -> Result<Row> {
+    query_opt(db, sql, params).await?.ok_or_else(|| StoreError::Database("query returned no row".into()))
+}
+
+/// Runs a query and hands each row to `each` as it arrives (a prepared statement streams; an unnamed one is read
+/// whole first).
+pub(crate) async fn query_each<D: Db>(
+    db: &D,
+    sql: &str,
+    params: Params<'_>,
+    mut each: impl FnMut(Row) -> Result<()>,
+) -> Result<()> {
+    if db.unnamed() {
+        return unnamed(db, sql, params, param_types(params)?)
+            .await
+            .map_err(database)?
+            .0
+            .into_iter()
+            .try_for_each(each);
+    }
+    let statement = db.cached().prepare_cached(sql).await.map_err(database)?;
+    let rows = db.cached().query_raw(&statement, params.iter().copied()).await.map_err(database)?;
+    let mut rows = std::pin::pin!(rows);
+    while let Some(row) = rows.try_next().await.map_err(database)? {
+        each(row)?;
+    }
+    Ok(())
+}
+
+/// Runs a statement as an unnamed one (parse, bind and execute in one round trip: nothing stays on the server
+/// session) and answers its rows and the count of rows it changed. A statement outside a transaction that needs a
+/// schema runs in a transaction of its own that sets it.
+async fn unnamed<D: Db>(
+    db: &D,
+    sql: &str,
+    params: Params<'_>,
+    types: Vec<Type>,
+) -> std::result::Result<(Vec<Row>, u64), tokio_postgres::Error> {
+    use tokio_postgres::GenericClient as _;
+    let run = async {
+        let stream = db.plain().query_typed_raw(sql, params.iter().copied().zip(types)).await?;
+        let mut stream = std::pin::pin!(stream);
+        let mut rows = Vec::new();
+        while let Some(row) = stream.try_next().await? {
+            rows.push(row);
+        }
+        Ok((rows, stream.rows_affected().unwrap_or(0)))
+    };
+    let Some(schema) = db.own_transaction_schema() else {
+        return run.await;
+    };
+    let plain = db.plain();
+    plain.batch_execute(&format!("BEGIN; SET LOCAL search_path TO \"{schema}\"")).await?;
+    match run.await {
+        Ok(answer) => {
+            plain.batch_execute("COMMIT").await?;
+            Ok(answer)
+        }
+        Err(error) => {
+            let _ = plain.batch_execute("ROLLBACK").await;
+            Err(error)
+        }
+    }
+}
+
+/// The PostgreSQL types of the parameters Sundial's statements use, in the order a parameter is tried against them.
+static PARAM_TYPES: [Type; 10] = [
+    Type::INT8,
+    Type::TEXT,
+    Type::JSONB,
+    Type::BOOL,
+    Type::INT4,
+    Type::FLOAT8,
+    Type::INT2,
+    Type::TEXT_ARRAY,
+    Type::INT8_ARRAY,
+    Type::BYTEA,
+];
+
+/// The type of each parameter, which an unnamed statement must say: the first of [`PARAM_TYPES`] its value encodes
+/// as (an `i64` is `INT8`, a string `TEXT`, a `Json` `JSONB`, a `None` the type of its `Some`).
+fn param_types(params: Params<'_>) -> Result<Vec<Type>> {
+    let mut scratch = bytes::BytesMut::new();
+    params
+        .iter()
+        .enumerate()
+        .map(|(index, param)| {
+            PARAM_TYPES
+                .iter()
+                .find(|candidate| {
+                    scratch.clear();
+                    param.to_sql_checked(candidate, &mut scratch).is_ok()
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    StoreError::Database(format!("parameter ${} has a type unnamed statements lack", index + 1))
+                })
+        })
+        .collect()
 }
 
 /// Column `index` of `row`.

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
 use sundial_core::policy::Overlap;
 use sundial_core::{CodeKind, Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject, Trigger};
@@ -17,7 +16,7 @@ use tokio_postgres::Row;
 
 use crate::{
     database, execute, get, get_json, get_opt_json, is_unique_violation, jsonb, millis, opt_millis, opt_text, opt_time,
-    query, query_one, query_opt, text, time, to_u32, PostgresStore,
+    query, query_one, query_opt, text, time, to_u32, try_execute, Db, PostgresStore, Tx,
 };
 
 const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
@@ -144,7 +143,7 @@ fn rows_to<T>(rows: &[Row], decode: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>
     rows.iter().map(decode).collect()
 }
 
-async fn insert_job(client: &impl GenericClient, job: &Job) -> Result<()> {
+async fn insert_job(client: &impl Db, job: &Job) -> Result<()> {
     execute(
         client,
         &format!(
@@ -176,30 +175,29 @@ async fn insert_job(client: &impl GenericClient, job: &Job) -> Result<()> {
     Ok(())
 }
 
-async fn insert_version(client: &impl GenericClient, version: &JobVersion) -> Result<()> {
+async fn insert_version(client: &impl Db, version: &JobVersion) -> Result<()> {
     let sql = format!(
         "INSERT INTO job_versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     );
-    let statement = client.prepare_cached(&sql).await.map_err(database)?;
-    let outcome = client
-        .execute(
-            &statement,
-            &[
-                &version.id,
-                &version.job_id,
-                &text(&version.name),
-                &version.version,
-                &opt_text(version.description.as_deref()),
-                &text(&version.code),
-                &jsonb(&version.schedule),
-                &i64::from(version.timeout_seconds),
-                &version.retry.as_ref().map(jsonb),
-                &version.metadata.as_ref().map(jsonb),
-                &millis(version.created_at),
-                &version.kind.as_str(),
-            ],
-        )
-        .await;
+    let outcome = try_execute(
+        client,
+        &sql,
+        &[
+            &version.id,
+            &version.job_id,
+            &text(&version.name),
+            &version.version,
+            &opt_text(version.description.as_deref()),
+            &text(&version.code),
+            &jsonb(&version.schedule),
+            &i64::from(version.timeout_seconds),
+            &version.retry.as_ref().map(jsonb),
+            &version.metadata.as_ref().map(jsonb),
+            &millis(version.created_at),
+            &version.kind.as_str(),
+        ],
+    )
+    .await?;
     match outcome {
         Ok(_) => Ok(()),
         Err(error) if is_unique_violation(&error) => {
@@ -209,7 +207,7 @@ async fn insert_version(client: &impl GenericClient, version: &JobVersion) -> Re
     }
 }
 
-async fn insert_execution(client: &impl GenericClient, execution: &Execution) -> Result<()> {
+async fn insert_execution(client: &impl Db, execution: &Execution) -> Result<()> {
     execute(
         client,
         &format!(
@@ -240,14 +238,14 @@ async fn insert_execution(client: &impl GenericClient, execution: &Execution) ->
     Ok(())
 }
 
-async fn get_job(client: &impl GenericClient, job_id: &str) -> Result<Option<Job>> {
+async fn get_job(client: &impl Db, job_id: &str) -> Result<Option<Job>> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND deleted_at IS NULL");
     query_opt(client, &sql, &[&job_id]).await?.map(|row| job_from_row(&row, 0)).transpose()
 }
 
 /// Locks a job's row (deleted or not) for the rest of the transaction and answers it unless it is deleted. Taken
 /// before any execution row of the job, per the lock order.
-async fn lock_job(client: &impl GenericClient, job_id: &str) -> Result<Option<Job>> {
+async fn lock_job(client: &impl Db, job_id: &str) -> Result<Option<Job>> {
     let sql = format!("SELECT {JOB_COLUMNS}, deleted_at IS NULL FROM jobs WHERE id = $1 FOR UPDATE");
     let Some(row) = query_opt(client, &sql, &[&job_id]).await? else { return Ok(None) };
     if !get::<bool>(&row, JOB_WIDTH)? {
@@ -256,24 +254,24 @@ async fn lock_job(client: &impl GenericClient, job_id: &str) -> Result<Option<Jo
     job_from_row(&row, 0).map(Some)
 }
 
-async fn get_version(client: &impl GenericClient, version_id: &str) -> Result<Option<JobVersion>> {
+async fn get_version(client: &impl Db, version_id: &str) -> Result<Option<JobVersion>> {
     let sql = format!("SELECT {VERSION_COLUMNS} FROM job_versions WHERE id = $1");
     query_opt(client, &sql, &[&version_id]).await?.map(|row| version_from_row(&row, 0)).transpose()
 }
 
-async fn get_execution(client: &impl GenericClient, id: &str) -> Result<Option<Execution>> {
+async fn get_execution(client: &impl Db, id: &str) -> Result<Option<Execution>> {
     let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
     query_opt(client, &sql, &[&id]).await?.map(|row| execution_from_row(&row)).transpose()
 }
 
-async fn get_message(client: &impl GenericClient, condition: &str, value: &str) -> Result<Option<Message>> {
+async fn get_message(client: &impl Db, condition: &str, value: &str) -> Result<Option<Message>> {
     let sql = format!("SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {condition}");
     query_opt(client, &sql, &[&value]).await?.map(|row| message_from_row(&row)).transpose()
 }
 
 /// Cancels pending executions of a job that a schedule made (slots and their retries), not manual triggers. The
 /// caller holds the job's row lock; the executions are locked in id order.
-async fn cancel_pending(client: &impl GenericClient, job_id: &str, now: i64) -> Result<()> {
+async fn cancel_pending(client: &impl Db, job_id: &str, now: i64) -> Result<()> {
     execute(
         client,
         "UPDATE executions SET status = 'cancelled', started_at = $2, completed_at = $2, lease_owner = NULL \
@@ -286,12 +284,7 @@ async fn cancel_pending(client: &impl GenericClient, job_id: &str, now: i64) -> 
 }
 
 /// Applies an activation change to a job that is not deleted and answers the job as it is now.
-async fn apply_activation(
-    client: &impl GenericClient,
-    job_id: &str,
-    change: &Activation,
-    now: i64,
-) -> Result<Option<Job>> {
+async fn apply_activation(client: &impl Db, job_id: &str, change: &Activation, now: i64) -> Result<Option<Job>> {
     let sql = format!(
         "UPDATE jobs SET active = $2, status = $3, anchor_at = COALESCE($4, anchor_at), next_run_at = $5, \
          updated_at = $6 WHERE id = $1 AND deleted_at IS NULL RETURNING {JOB_COLUMNS}"
@@ -317,12 +310,7 @@ async fn apply_activation(
 }
 
 /// Marks an execution as not run (`skipped`, `cancelled`).
-async fn finish_without_run(
-    client: &impl GenericClient,
-    id: &str,
-    status: ExecutionStatus,
-    now: i64,
-) -> Result<StartOutcome> {
+async fn finish_without_run(client: &impl Db, id: &str, status: ExecutionStatus, now: i64) -> Result<StartOutcome> {
     execute(
         client,
         "UPDATE executions SET status = $2, started_at = $3, completed_at = $3, lease_owner = NULL WHERE id = $1",
@@ -334,7 +322,7 @@ async fn finish_without_run(
 
 /// The body of [`Store::execution_start`] inside its transaction.
 async fn start(
-    transaction: &Transaction<'_>,
+    transaction: &Tx<'_>,
     id: &str,
     owner: &str,
     lease_until: DateTime<Utc>,
@@ -416,7 +404,7 @@ async fn start(
 }
 
 /// The body of [`Store::execution_finish`] inside its transaction.
-async fn finish(transaction: &Transaction<'_>, finish: &ExecutionFinish) -> Result<bool> {
+async fn finish(transaction: &Tx<'_>, finish: &ExecutionFinish) -> Result<bool> {
     let Some(row) = query_opt(transaction, "SELECT job_id FROM executions WHERE id = $1", &[&finish.id]).await? else {
         return Ok(false);
     };

@@ -39,12 +39,27 @@ pub(crate) struct TlsSettings {
     pub(crate) root_cert: Option<PathBuf>,
 }
 
-/// Splits `sslmode` and `sslrootcert` out of a connection string (a `postgres://` URL or `key=value` words), which
-/// tokio-postgres reads only in part: answers the rest of the string and the settings (`prefer` by default).
-pub(crate) fn split_settings(url: &str) -> Result<(String, TlsSettings), StoreError> {
+/// Splits `sslmode`, `sslrootcert` and Sundial's `pool_mode` out of a connection string (a `postgres://` URL or
+/// `key=value` words), which tokio-postgres reads only in part: answers the rest of the string, the TLS settings
+/// (`prefer` by default) and whether the connection goes through a pooler in transaction mode (`pool_mode=transaction`,
+/// as PgBouncer calls it; `session`, the default, is a plain connection).
+pub(crate) fn split_settings(url: &str) -> Result<(String, TlsSettings, bool), StoreError> {
     let mut settings = TlsSettings { mode: SslMode::Prefer, root_cert: None };
+    let mut transaction_pooling = false;
     let mut take = |key: &str, value: &str| -> Result<bool, StoreError> {
         match key {
+            "pool_mode" => {
+                transaction_pooling = match value {
+                    "session" => false,
+                    "transaction" => true,
+                    other => {
+                        return Err(StoreError::Database(format!(
+                            "bad PostgreSQL URL: pool_mode {other:?} is not one of session, transaction"
+                        )))
+                    }
+                };
+                Ok(true)
+            }
             "sslmode" => {
                 settings.mode = match value {
                     "disable" => SslMode::Disable,
@@ -93,7 +108,7 @@ pub(crate) fn split_settings(url: &str) -> Result<(String, TlsSettings), StoreEr
         }
         kept.join(" ")
     };
-    Ok((rest, settings))
+    Ok((rest, settings, transaction_pooling))
 }
 
 /// Decodes `%XX` escapes (a path in a URL).
@@ -355,17 +370,23 @@ mod tests {
 
     #[test]
     fn libpq_settings_are_split_out_of_urls_and_key_value_strings() {
-        let (rest, settings) = split_settings(
+        let (rest, settings, pooled) = split_settings(
             "postgres://u@db:5432/app?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3",
         )
         .expect("split");
         assert_eq!(rest, "postgres://u@db:5432/app?connect_timeout=3");
         assert_eq!(settings, TlsSettings { mode: SslMode::VerifyFull, root_cert: Some("/etc/ca.pem".into()) });
-        let (rest, settings) = split_settings("postgres://u@db/app").expect("split");
+        assert!(!pooled);
+        let (rest, settings, _) = split_settings("postgres://u@db/app").expect("split");
         assert_eq!((rest.as_str(), settings.mode), ("postgres://u@db/app", SslMode::Prefer));
-        let (rest, settings) = split_settings("host=db user=u sslmode=require dbname=app").expect("split");
-        assert_eq!((rest.as_str(), settings.mode), ("host=db user=u dbname=app", SslMode::Require));
+        let (rest, settings, pooled) =
+            split_settings("host=db user=u sslmode=require dbname=app pool_mode=transaction").expect("split");
+        assert_eq!((rest.as_str(), settings.mode, pooled), ("host=db user=u dbname=app", SslMode::Require, true));
+        let (rest, _, pooled) = split_settings("postgres://u@db:6432/app?pool_mode=transaction").expect("split");
+        assert_eq!((rest.as_str(), pooled), ("postgres://u@db:6432/app", true));
         let error = split_settings("postgres://u@db/app?sslmode=verify").expect_err("unknown mode");
         assert!(error.to_string().contains("sslmode \"verify\""), "{error}");
+        let error = split_settings("postgres://u@db/app?pool_mode=statement").expect_err("statement pooling");
+        assert!(error.to_string().contains("pool_mode \"statement\""), "{error}");
     }
 }

@@ -98,6 +98,40 @@ async fn postgres_passes_the_data_conformance_suite() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_works_through_pgbouncer_in_transaction_mode() {
+    let Some(url) = database_url("the_store_works_through_pgbouncer_in_transaction_mode") else { return };
+    // Two server connections for the four each store holds: every transaction may land on another session.
+    let Some(bouncer) = sundial_store_postgres::testing::PgBouncer::start(&url, 2) else { return };
+    let pooled = bouncer.url_for(&url);
+
+    // Without `pool_mode=transaction` the schema goes as a startup option, which PgBouncer refuses.
+    let schema = unique_schema("bouncer_plain");
+    let plain = pooled.replace("?pool_mode=transaction", "");
+    let error =
+        PostgresStore::connect_schema(&plain, 2, &schema).await.expect_err("a startup option through PgBouncer");
+    assert!(error.to_string().contains("unsupported startup parameter"), "{error}");
+
+    for check in CHECKS {
+        let pooled = pooled.clone();
+        in_fresh_schema(&url, check, move |schema| async move {
+            let store = PostgresStore::connect_schema(&pooled, 4, &schema).await.expect("connect through PgBouncer");
+            sundial_store::conformance::run(check, &store).await;
+            store.close();
+        })
+        .await;
+    }
+    for check in sundial_store::data::conformance::CHECKS {
+        let pooled = pooled.clone();
+        in_fresh_schema(&url, check, move |schema| async move {
+            let store = PostgresStore::connect_schema(&pooled, 4, &schema).await.expect("connect through PgBouncer");
+            sundial_store::data::conformance::run(check, &store).await;
+            store.close();
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn migrations_run_once_when_nodes_start_together() {
     let Some(url) = database_url("migrations_run_once_when_nodes_start_together") else { return };

@@ -92,9 +92,26 @@ async fn three_nodes_fire_every_slot_once_through_a_node_kill_and_a_database_res
     let Some(url) = database_url() else { return };
     let _serial = ONE_AT_A_TIME.lock().await;
     let schema = format!("cluster_{}", std::process::id());
+    fire_each_slot_once_through_a_kill(&url, &url, &schema, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_through_pgbouncer_in_transaction_mode_fire_every_slot_once_through_a_node_kill() {
+    let Some(url) = database_url() else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
+    // Four server connections for three nodes of sixteen connections each: their transactions share sessions.
+    let Some(bouncer) = sundial_store_postgres::testing::PgBouncer::start(&url, 4) else { return };
+    let schema = format!("bouncer_{}", std::process::id());
+    fire_each_slot_once_through_a_kill(&url, &bouncer.url_for(&url), &schema, false).await;
+}
+
+/// Three nodes on `schema`, reaching the database at `node_url`: 400 once jobs spread over six seconds, one node
+/// killed in the middle (and the database restarted, when `restart`): every slot fires once, every occurrence
+/// completes once, and the killed node's runs are abandoned and retried.
+async fn fire_each_slot_once_through_a_kill(url: &str, node_url: &str, schema: &str, restart: bool) {
     let key = "sk_test_cluster";
-    let flags = ["--database", url.as_str(), "--database-schema", schema.as_str(), "--lease-seconds", "3"];
-    let (directories, mut nodes) = start_nodes(&url, &schema, key, "3");
+    let flags = ["--database", node_url, "--database-schema", schema, "--lease-seconds", "3"];
+    let (directories, mut nodes) = start_nodes(node_url, schema, key, "3");
 
     // W2-like: jobs evenly spread over six seconds (so the killed node has runs in flight), retried once after an
     // abandoned run.
@@ -112,7 +129,7 @@ async fn three_nodes_fire_every_slot_once_through_a_node_kill_and_a_database_res
     .await;
     nodes[1].kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let restarted = restart_database();
+    let restarted = restart && restart_database();
     tokio::time::sleep(Duration::from_millis(3000)).await;
     nodes[1] = Server::start_with(directories[1].path(), key, &flags);
 
@@ -159,10 +176,14 @@ async fn three_nodes_fire_every_slot_once_through_a_node_kill_and_a_database_res
         );
     }
     let abandoned = executions.iter().filter(|execution| execution["status"] == "abandoned").count();
-    eprintln!("cluster: {} executions, {abandoned} abandoned, database restarted: {restarted}", executions.len());
+    eprintln!(
+        "cluster ({}): {} executions, {abandoned} abandoned, database restarted: {restarted}",
+        if node_url == url { "direct" } else { "through PgBouncer" },
+        executions.len()
+    );
     assert!(abandoned >= 1, "the killed node had runs in flight; they must show up as abandoned and retried");
     drop(nodes);
-    drop_schema(&url, &schema);
+    drop_schema(url, schema);
 }
 
 /// Drops the test's schema (best effort, with the PostgreSQL client).
@@ -368,11 +389,13 @@ async fn a_rolling_restart_with_sigterm_loses_nothing_and_completes_each_job_onc
 
     // Restart nodes 2 and 3 one after the other with SIGTERM while they run jobs, as a rolling deploy does.
     tokio::time::sleep(Duration::from_millis(3000)).await;
+    let mut stops = Vec::new();
     for index in [1, 2] {
         eventually(10, "the node to be running a job", || async {
             (gauge(&nodes[index], "sundial_sandbox_workers_busy").await >= 1.0).then_some(())
         })
         .await;
+        stops.push(sundial_core::wire::instant(Utc::now()));
         nodes[index].terminate();
         let status =
             tokio::task::block_in_place(|| nodes[index].wait_exit(20)).expect("the node stops within its grace");
@@ -404,7 +427,12 @@ async fn a_rolling_restart_with_sigterm_loses_nothing_and_completes_each_job_onc
             format!("due {} started {} ended {}", field("dueAt"), field("startedAt"), field("completedAt"))
         })
         .collect();
-    eprintln!("rolling restart: {} abandoned and retried:\n{}", abandoned.len(), abandoned.join("\n"));
+    eprintln!(
+        "rolling restart: {} abandoned and retried (nodes stopped at {}):\n{}",
+        abandoned.len(),
+        stops.join(", "),
+        abandoned.join("\n")
+    );
     // Nothing lost, nothing done twice: every job's occurrence completed exactly once.
     let mut completed: HashMap<String, usize> = HashMap::new();
     for execution in executions.iter().filter(|execution| execution["status"] == "completed") {

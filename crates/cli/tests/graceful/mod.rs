@@ -89,6 +89,34 @@ async fn sigterm_lets_running_executions_finish_and_hands_back_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_signal_sent_to_every_process_of_the_service_still_lets_runs_finish() {
+    // systemd's default KillMode signals the server and its sandbox workers alike (so does a Ctrl-C in a terminal,
+    // to its foreground process group): the workers must leave the decision to the server.
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let mut server = Server::start_with(directory.path(), KEY, &["--shutdown-grace", "20"]);
+    let (job_id, execution_id) = start_running(&server, slow_job("slow-everywhere", 2)).await;
+    let server_pid = libc::pid_t::try_from(server.child.id()).expect("pid");
+    let workers = crate::support::children_of(server_pid);
+    assert!(!workers.is_empty(), "the server has sandbox workers");
+    for worker in workers {
+        // SAFETY: signalling a process of the server this test started.
+        unsafe {
+            libc::kill(worker, libc::SIGINT);
+            libc::kill(worker, libc::SIGHUP);
+        }
+    }
+    server.signal_every_process(libc::SIGTERM);
+    let status = tokio::task::block_in_place(|| server.wait_exit(25)).expect("the server exits within its grace");
+    assert!(status.success(), "a graceful stop exits 0, not {status}");
+
+    let server = Server::start(directory.path(), KEY);
+    let (_, execution) = server.get(&format!("/v1/agents/default/executions/{execution_id}")).await;
+    assert_eq!(execution["status"], "completed", "{execution}");
+    assert_eq!(execution["result"], "finished");
+    assert_eq!(statuses(&server, &job_id).await, ["completed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_stops_at_once_and_the_grace_period_bounds_the_wait() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let mut server = Server::start_with(directory.path(), KEY, &["--shutdown-grace", "60"]);

@@ -177,6 +177,16 @@ impl Server {
         unsafe { libc::kill(pid, libc::SIGTERM) };
     }
 
+    /// Sends `signal` to the server and to every process it started (its sandbox workers), as systemd's default
+    /// `KillMode` does to every process of a service; the workers first.
+    pub fn signal_every_process(&self, signal: libc::c_int) {
+        let server = libc::pid_t::try_from(self.child.id()).expect("pid");
+        for pid in children_of(server).into_iter().chain([server]) {
+            // SAFETY: sending a signal to our own child process or to one of its children.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
     /// Waits up to `seconds` for the process to exit; answers its exit status, or `None` if it still runs.
     pub fn wait_exit(&mut self, seconds: u64) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -241,4 +251,19 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The processes whose parent is `parent` (read from `/proc/<pid>/stat`).
+pub fn children_of(parent: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            // `pid (name) state ppid …`: the name may hold spaces and parentheses, so read after the last `)`.
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            after_name.split_whitespace().nth(1).and_then(|ppid| ppid.parse::<libc::pid_t>().ok()) == Some(parent)
+        })
+        .collect()
 }
