@@ -61,6 +61,7 @@ mod whole {
 
 /// The one error body every failure answers with.
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Error {
     /// A stable machine-readable code: `invalid_request`, `invalid_schedule`, `unresolved_reference`,
     /// `invalid_json`, `payload_too_large`, `unauthorized`, `token_expired`, `forbidden`, `insufficient_scope`,
@@ -71,6 +72,9 @@ pub struct Error {
     /// The JSON path of the offending field, for a 400 about one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The HTTP status again, for clients that only keep the body.
+    #[schema(minimum = 400, maximum = 599)]
+    pub status_code: u16,
 }
 
 /// When a job runs: once at an instant, every N seconds, or on a cron pattern in an IANA zone.
@@ -714,8 +718,34 @@ pub struct SchedulePreview {
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct Deployed {
     /// One entry per file.
-    #[schema(value_type = Vec<Object>)]
-    pub jobs: Vec<Value>,
+    pub jobs: Vec<DeployedJob>,
+}
+
+/// What a deploy did with one job file.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployedJob {
+    /// The file, as sent.
+    pub path: String,
+    /// The job's name, from the file's definition.
+    pub name: String,
+    /// The job.
+    pub job_id: String,
+    /// `created` (a new job), `updated` (a new version) or `unchanged`.
+    pub action: DeployAction,
+    /// The version the file is now.
+    pub version: String,
+    /// Whether the job is active after the deploy.
+    pub active: bool,
+}
+
+/// What a deploy did with a job file.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployAction {
+    Created,
+    Updated,
+    Unchanged,
 }
 
 // --- agents, keys, users ---
@@ -888,9 +918,8 @@ pub struct Message {
     pub id: String,
     /// The user.
     pub user_id: String,
-    /// `{type: 'text', text}`, `{type: 'image', image, mediaType}` or `{type: 'file', data, mediaType}`.
-    #[schema(value_type = Value)]
-    pub content: Value,
+    /// What was sent.
+    pub content: MessageContent,
     /// The execution that sent it.
     #[schema(required)]
     pub execution_id: Option<String>,
@@ -900,6 +929,48 @@ pub struct Message {
     /// Its delivery to the agent's webhook, when it has one.
     #[schema(required, value_type = Option<Value>)]
     pub delivery: Option<Value>,
+}
+
+/// One message's content: a text, an image or a file (other fields are kept as sent).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum MessageContent {
+    /// A text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// An image.
+    Image {
+        /// The image: a URL or base64 data.
+        image: String,
+        /// Its media type, e.g. `image/png`.
+        #[serde(rename = "mediaType")]
+        media_type: String,
+    },
+    /// A file.
+    File {
+        /// The file: a URL or base64 data.
+        data: String,
+        /// Its media type, e.g. `application/pdf`.
+        #[serde(rename = "mediaType")]
+        media_type: String,
+    },
+}
+
+/// Messages to append to a user's conversation, as job code's `user.send` does.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct SendMessages {
+    /// One to a hundred messages, in order.
+    #[schema(min_items = 1, max_items = 100)]
+    pub messages: Vec<MessageContent>,
+}
+
+/// The messages as stored.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct MessagesSent {
+    /// In conversation order.
+    pub messages: Vec<Message>,
 }
 
 /// A page of a user's conversation.

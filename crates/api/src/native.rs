@@ -37,7 +37,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_key))
         .routes(routes!(get_user, put_user))
         .routes(routes!(mint_user_token))
-        .routes(routes!(list_messages))
+        .routes(routes!(list_messages, send_messages))
         .routes(routes!(stream_messages))
         .routes(routes!(create_job, list_jobs))
         .routes(routes!(create_jobs))
@@ -471,6 +471,39 @@ async fn list_messages(
     let next = messages.last().map(|message| message.seq).unwrap_or(after);
     let views: Vec<Value> = messages.iter().map(message_view).collect();
     Ok(Json(json!({"messages": views, "next": next})))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agentId}/users/{userId}/messages",
+    operation_id = "send_messages",
+    tag = "users",
+    summary = "Append messages to a user's conversation, as job code's user.send does (and deliver them to the agent's webhook)",
+    params(contract::UserPath),
+    request_body = contract::SendMessages,
+    responses((status = 201, description = "the messages as stored", body = contract::MessagesSent))
+)]
+async fn send_messages(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((agent_id, user_id)): Path<(String, String)>,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let caller = user_caller(&state, &principal, &agent_id, &user_id).await?;
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| FieldError::new("messages", "must be an array of messages"))?;
+    if messages.is_empty() || messages.len() > 100 {
+        return Err(FieldError::new("messages", "must hold 1 to 100 messages").into());
+    }
+    for (index, message) in messages.iter().enumerate() {
+        sundial_scheduler::engine::validate_message(message, index)?;
+    }
+    contract::conform::<contract::SendMessages>(&body)?;
+    let sent = state.engine.send_messages(&caller.agent_id, &user_id, messages, None, None).await?;
+    let views: Vec<Value> = sent.iter().map(message_view).collect();
+    Ok((StatusCode::CREATED, Json(json!({"messages": views}))).into_response())
 }
 
 #[utoipa::path(

@@ -963,6 +963,13 @@ async fn describe_reads_each_form_of_job_file() {
         describe(&pool, code).await,
         Ok(json!({ "name": "defined", "schedule": { "type": "interval", "seconds": 30 } }))
     );
+    // The TypeScript SDK's package name, as a job file written against it imports it.
+    let code = "import { defineJob } from '@sundial/jobs';\n\
+                export default defineJob({ name: 'sdk', schedule: { type: 'interval', seconds: 60 }, execute() {} });";
+    assert_eq!(
+        describe(&pool, code).await,
+        Ok(json!({ "name": "sdk", "schedule": { "type": "interval", "seconds": 60 } }))
+    );
 
     assert_eq!(
         describe(&pool, LUA_CLI_ARTIFACT).await,

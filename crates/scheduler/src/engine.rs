@@ -12,7 +12,7 @@ use sundial_core::{
     CodeKind, Execution, ExecutionStatus, FieldError, Job, JobStatus, JobVersion, JsonObject, RetryPolicy, Schedule,
     ScheduleLimits, Trigger,
 };
-use sundial_store::{new_id, Activation, JobFilter, Store, StoreError};
+use sundial_store::{new_id, Activation, JobFilter, Message, Store, StoreError};
 use tokio::sync::{broadcast, Notify};
 
 use crate::clock::Clock;
@@ -1299,8 +1299,8 @@ impl Engine {
         self.shared.store.execution_get(&caller.agent_id, execution_id).await?.ok_or(EngineError::NotFound("execution"))
     }
 
-    /// Appends messages to a user's conversation and announces them. `dedupe_prefix` makes a retried execution's
-    /// sends land once (`<occurrence>:<n>`).
+    /// Appends messages to a user's conversation and announces them; answers them as stored. `dedupe_keys` make a
+    /// retried execution's sends land once (`<occurrence>:<n>`).
     pub async fn send_messages(
         &self,
         agent_id: &str,
@@ -1308,11 +1308,12 @@ impl Engine {
         messages: &[Value],
         execution_id: Option<&str>,
         dedupe_keys: Option<Vec<String>>,
-    ) -> EngineResult<()> {
+    ) -> EngineResult<Vec<Message>> {
         for (index, message) in messages.iter().enumerate() {
             validate_message(message, index)?;
         }
         let now = self.now();
+        let mut sent = Vec::with_capacity(messages.len());
         for (index, message) in messages.iter().enumerate() {
             let key = dedupe_keys.as_ref().and_then(|keys| keys.get(index)).map(String::as_str);
             let stored = self.shared.store.message_insert(agent_id, user_id, message, execution_id, key, now).await?;
@@ -1321,8 +1322,9 @@ impl Engine {
                 user_id: user_id.to_owned(),
                 seq: stored.seq,
             });
+            sent.push(stored);
         }
-        Ok(())
+        Ok(sent)
     }
 }
 

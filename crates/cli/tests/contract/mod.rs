@@ -69,6 +69,7 @@ async fn the_api_contract_over_http() {
     code_is_taken_as_people_paste_it_and_must_be_self_contained(&server).await;
     errors_name_the_field_also_inside_nested_bodies(&server).await;
     responses_are_their_contract_types(&server).await;
+    messages_are_sent_to_a_user_over_http(&server).await;
 }
 
 /// Reads `value` as the contract type `T` and writes it back: the same JSON means the type holds every field of the
@@ -147,6 +148,38 @@ async fn responses_are_their_contract_types(server: &Server) {
     let (_, deleted) =
         send(server.request(reqwest::Method::DELETE, &format!("/v1/agents/default/jobs/{job_id}"))).await;
     is_exactly::<contract::Deletion>("a deletion", &deleted);
+}
+
+async fn messages_are_sent_to_a_user_over_http(server: &Server) {
+    use sundial_api::contract;
+    let body = json!({"messages": [
+        {"type": "text", "text": "Your report is ready"},
+        {"type": "image", "image": "https://example.com/chart.png", "mediaType": "image/png"},
+    ]});
+    let (status, sent) = server.post("/v1/agents/default/users/u7/messages", body).await;
+    assert_eq!(status, 201, "{sent}");
+    is_exactly::<contract::MessagesSent>("sent messages", &sent);
+    let (_, page) = server.get("/v1/agents/default/users/u7/messages").await;
+    let texts: Vec<&Value> = page["messages"].as_array().expect("messages").iter().map(|m| &m["content"]).collect();
+    assert_eq!(texts[0], &json!({"type": "text", "text": "Your report is ready"}), "{page}");
+    assert_eq!(texts[1]["mediaType"], "image/png");
+    assert_eq!(page["messages"][0]["executionId"], Value::Null, "sent from outside any job");
+
+    let (status, error) =
+        server.post("/v1/agents/default/users/u7/messages", json!({"messages": [{"type": "video"}]})).await;
+    assert_eq!((status, error["field"].as_str()), (400, Some("messages[0].type")), "{error}");
+    is_exactly::<contract::Error>("an error", &error);
+    let (status, error) = server.post("/v1/agents/default/users/u7/messages", json!({"messages": []})).await;
+    assert_eq!((status, error["field"].as_str()), (400, Some("messages")), "{error}");
+
+    // A user token writes to its own conversation only.
+    let (_, token) = mint(server, "u8", json!({})).await;
+    let token = token["token"].as_str().expect("token");
+    let one = json!({"messages": [{"type": "text", "text": "note to self"}]});
+    let answer = as_token(server, token, reqwest::Method::POST, "/v1/agents/default/users/u7/messages").json(&one);
+    assert_eq!(send(answer).await.0, 404);
+    let answer = as_token(server, token, reqwest::Method::POST, "/v1/agents/default/users/u8/messages").json(&one);
+    assert_eq!(send(answer).await.0, 201);
 }
 
 async fn errors_name_the_field_also_inside_nested_bodies(server: &Server) {

@@ -886,7 +886,9 @@ export default function library(kit) {
   }
   function requireBuiltin(name) {
     const specifier = StringCtor(name);
-    if (specifier === 'lua-cli' || specifier === 'lua-cli/skill' || specifier === 'sundial') return jobLibrary;
+    if (specifier === 'lua-cli' || specifier === 'lua-cli/skill' || specifier === 'sundial' || specifier === '@sundial/jobs') {
+      return jobLibrary;
+    }
     throw refusedImport('require of ' + JSONStringify(specifier) + ' is not available in jobs');
   }
   // A parse error's stack is its position alone: `    at job.js:3:5`.

@@ -20,7 +20,7 @@ pub(crate) const JOB_FILE_NAME: &CStr = c"job.js";
 pub(crate) const PRELUDE_NAME: &CStr = c"sundial:prelude";
 
 /// The specifiers of the built-in module, as in lua-cli's own imports and Sundial's documentation.
-const BUILTIN_NAMES: &[&str] = &["lua-cli", "lua-cli/skill", "sundial"];
+const BUILTIN_NAMES: &[&str] = &["lua-cli", "lua-cli/skill", "sundial", "@sundial/jobs"];
 
 /// The built-in module: the prelude's `jobLibrary`, re-exported by name. Keep the names in step with the prelude.
 const BUILTIN_SOURCE: &str = "import { jobLibrary } from 'sundial:prelude';\n\
