@@ -87,6 +87,10 @@ pub enum Schedule {
         #[serde(rename = "executeAt")]
         #[schema(schema_with = instant_schema)]
         execute_at: Value,
+        /// The IANA zone the instant is said in (its description and local time); UTC by default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(schema_with = timezone_schema)]
+        timezone: Option<String>,
     },
     /// Every `seconds` seconds on a grid anchored at activation.
     Interval {
@@ -94,6 +98,19 @@ pub enum Schedule {
         #[schema(minimum = 1, maximum = 315576000)]
         #[serde(deserialize_with = "whole::u64")]
         seconds: u64,
+        /// No slot after this instant (RFC 3339 or Unix epoch milliseconds); the job completes after its last run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(schema_with = instant_schema)]
+        until: Option<Value>,
+        /// At most this many slots from activation (missed ones count); the job completes after the last.
+        #[serde(
+            default,
+            rename = "maxRuns",
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "whole::option_u64"
+        )]
+        #[schema(minimum = 1, maximum = 100000)]
+        max_runs: Option<u64>,
     },
     /// Whenever the cron pattern matches the wall clock of `timezone`.
     Cron {
@@ -105,6 +122,19 @@ pub enum Schedule {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schema(schema_with = timezone_schema)]
         timezone: Option<String>,
+        /// No slot after this instant (RFC 3339 or Unix epoch milliseconds); the job completes after its last run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(schema_with = instant_schema)]
+        until: Option<Value>,
+        /// At most this many slots from activation (missed ones count); the job completes after the last.
+        #[serde(
+            default,
+            rename = "maxRuns",
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "whole::option_u64"
+        )]
+        #[schema(minimum = 1, maximum = 100000)]
+        max_runs: Option<u64>,
     },
 }
 
@@ -750,6 +780,37 @@ pub enum DeployAction {
 
 // --- agents, keys, users ---
 
+/// The credential of a request.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WhoAmI {
+    /// `admin` (manages agents, acts as any agent), `agent` (an agent key) or `user` (a user token).
+    pub kind: KeyKind,
+    /// The key's id.
+    pub key_id: String,
+    /// The agent it acts for (`null` for the admin key, which acts for any).
+    #[schema(required)]
+    pub agent_id: Option<String>,
+    /// The user it acts as: a user token's own, or an agent key's `X-User-Id`.
+    #[schema(required)]
+    pub user_id: Option<String>,
+    /// What it may reach.
+    pub scopes: Vec<Scope>,
+    /// When it stops working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+/// What kind of credential a key is.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    Admin,
+    Agent,
+    User,
+}
+
 /// A new agent (admin key).
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -843,6 +904,15 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(inline, value_type = Option<Vec<HostName>>)]
     pub fetch_allow_list: Option<Vec<String>>,
+    /// The most active jobs made for one user (dynamic jobs); 50 when left out. Beyond it creating or activating one
+    /// answers 429 `quota_exceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole::option_u64")]
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_active_jobs_per_user: Option<u64>,
+    /// The shortest spacing, in seconds, of a recurring job made for a user; 60 when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole::option_u64")]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub min_recurring_interval_seconds: Option<u64>,
 }
 
 /// A host name job code may `fetch`: no scheme, path or port separator `/`.
@@ -912,7 +982,8 @@ pub struct User {
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
-    /// Its place in the conversation.
+    /// Its place in the agent's sequence of messages (it grows in the order messages are stored; a user's
+    /// conversation is the messages of that user, in this order): pass the last one seen as `after`.
     pub seq: i64,
     /// `msg_…`.
     pub id: String,

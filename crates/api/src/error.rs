@@ -99,6 +99,9 @@ impl From<EngineError> for ApiError {
                 retry_after: Some(retry_after_seconds),
                 ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
             },
+            EngineError::QuotaExceeded(message) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
+            }
             EngineError::Store(store) => store.into(),
         }
     }

@@ -9,6 +9,7 @@ pub mod contract;
 mod data_routes;
 pub mod error;
 mod lua;
+mod mcp;
 mod native;
 mod openapi;
 
@@ -125,7 +126,7 @@ pub fn router(engine: Engine) -> Router {
     let state = AppState { engine, uploads: lua::Uploads::default() };
     let (native, document) = native_routes().split_for_parts();
     let document = Arc::new(openapi::finish(document));
-    Router::new()
+    let api = Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -139,7 +140,9 @@ pub fn router(engine: Engine) -> Router {
         })
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency))
-        .with_state(state)
+        .with_state(state);
+    let mcp = mcp::endpoint(api.clone());
+    api.route_service("/mcp", mcp)
 }
 
 /// The native `/v1` routes with their description, from which `/v1/openapi.json` is derived.

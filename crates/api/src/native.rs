@@ -30,6 +30,7 @@ type Params = Query<HashMap<String, String>>;
 /// The native routes, each registered with its description: routing and `/v1/openapi.json` come from one list.
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(whoami))
         .routes(routes!(create_agent, list_agents))
         .routes(routes!(create_agent_key))
         .routes(routes!(get_env, put_env))
@@ -70,16 +71,6 @@ pub(crate) fn parse_number(
             _ => Err(FieldError::new(name, format!("must be a whole number between 0 and {max}")).into()),
         },
     }
-}
-
-/// A JSON number that is a whole number (`39` or `39.0`, as JSON Schema's `integer` reads both).
-fn whole_number(value: &Value) -> Option<u64> {
-    value.as_u64().or_else(|| {
-        value
-            .as_f64()
-            .filter(|number| number.fract() == 0.0 && *number >= 0.0 && *number < 1e15)
-            .map(|number| number as u64)
-    })
 }
 
 fn parse_flag(params: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
@@ -314,6 +305,32 @@ pub(crate) fn user_view(user_id: &str, data: &JsonObject) -> Value {
 
 #[utoipa::path(
     get,
+    path = "/v1/whoami",
+    operation_id = "whoami",
+    tag = "agents",
+    summary = "Who the credential is: its agent, its user and what it may reach",
+    responses((status = 200, description = "the credential", body = contract::WhoAmI))
+)]
+async fn whoami(principal: Principal) -> Json<Value> {
+    let key = &principal.key;
+    let kind = if key.admin {
+        "admin"
+    } else if key.user_id.is_some() {
+        "user"
+    } else {
+        "agent"
+    };
+    let scopes = key.scopes.clone().unwrap_or_else(|| crate::auth::SCOPES.map(str::to_owned).to_vec());
+    let user_id = key.user_id.clone().or_else(|| principal.acting_user.clone());
+    let mut body = json!({"kind": kind, "keyId": key.id, "agentId": key.agent_id, "userId": user_id, "scopes": scopes});
+    if let Some(expires_at) = key.expires_at {
+        body["expiresAt"] = json!(instant(expires_at));
+    }
+    Json(body)
+}
+
+#[utoipa::path(
+    get,
     path = "/v1/agents/{agentId}/users/{userId}",
     operation_id = "get_user",
     tag = "users",
@@ -404,7 +421,7 @@ async fn mint_user_token(
     let expires_at = match body.get("expiresInSeconds") {
         None | Some(Value::Null) => None,
         Some(value) => {
-            let seconds = whole_number(value)
+            let seconds = sundial_core::wire::whole_number(value)
                 .and_then(|seconds| i64::try_from(seconds).ok())
                 .filter(|seconds| (1..=MAX_TOKEN_SECONDS).contains(seconds))
                 .ok_or_else(|| {
@@ -1196,7 +1213,7 @@ async fn preview_schedule(
     .map_err(FieldError::from)?;
     let n = match body.get("n") {
         None | Some(Value::Null) => 10,
-        Some(value) => whole_number(value)
+        Some(value) => sundial_core::wire::whole_number(value)
             .filter(|n| (1..=100).contains(n))
             .ok_or_else(|| FieldError::new("n", "must be a whole number between 1 and 100"))?
             as usize,
@@ -1206,7 +1223,7 @@ async fn preview_schedule(
     let now = state.engine.now();
     let instants = match &schedule {
         // A past instant fires as soon as the job is created.
-        sundial_core::Schedule::Once { execute_at } => vec![(*execute_at).max(now)],
+        sundial_core::Schedule::Once { execute_at, .. } => vec![(*execute_at).max(now)],
         _ => compiled.preview(now, now, n),
     };
     Ok(Json(Value::Object(schedule_answer(&schedule, &compiled, &instants, now))))

@@ -25,6 +25,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Copy the embedded SQLite database into a new file while the server runs (a consistent snapshot).
     Backup(BackupArgs),
+    /// Serve Sundial's MCP tools over stdio (for desktop and command-line agents), acting against a server.
+    Mcp(McpArgs),
     /// Sandbox worker process (started by the server).
     #[command(hide = true)]
     Worker,
@@ -41,7 +43,38 @@ fn main() -> ExitCode {
         Command::Client(command) => run(client::run(command)),
         Command::Bench(args) => run(bench::run(args)),
         Command::Backup(args) => backup(args),
+        Command::Mcp(args) => run(mcp(args)),
     }
+}
+
+/// `sundial mcp`: MCP over stdin and stdout. Nothing but the protocol goes to stdout; errors go to stderr.
+#[derive(clap::Args, Debug)]
+struct McpArgs {
+    /// The server. Default: `SUNDIAL_URL`, else `SUNDIAL_SERVER`, else http://127.0.0.1:7777.
+    #[arg(long)]
+    server: Option<String>,
+    /// A user token (the tools act as its user), or an agent key with `--user`.
+    #[arg(long, env = "SUNDIAL_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// The user an agent key acts for: the tools never take the user from the model.
+    #[arg(long, env = "SUNDIAL_USER_ID")]
+    user: Option<String>,
+}
+
+async fn mcp(args: McpArgs) -> anyhow::Result<ExitCode> {
+    let server = args
+        .server
+        .or_else(|| std::env::var("SUNDIAL_URL").ok())
+        .or_else(|| std::env::var("SUNDIAL_SERVER").ok())
+        .filter(|server| !server.trim().is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1:7777".to_owned());
+    let Some(key) = args.key.filter(|key| !key.trim().is_empty()) else {
+        anyhow::bail!("no key: set SUNDIAL_API_KEY (a user token, or an agent key with --user/SUNDIAL_USER_ID)");
+    };
+    let credentials = sundial_mcp::Credentials { authorization: format!("Bearer {}", key.trim()), user_id: args.user };
+    let backend = std::sync::Arc::new(sundial_mcp::HttpBackend::new(&server));
+    sundial_mcp::serve_stdio(backend, credentials).await.map_err(anyhow::Error::msg)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `sundial backup <file>`: restore by putting the file in a data directory as `sundial.db` and starting

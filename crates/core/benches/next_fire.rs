@@ -15,7 +15,7 @@ fn instant(text: &str) -> DateTime<Utc> {
 }
 
 fn cron(expression: &str, timezone: Option<&str>) -> Schedule {
-    Schedule::Cron { expression: expression.to_owned(), timezone: timezone.map(str::to_owned) }
+    Schedule::cron(expression, timezone.map(str::to_owned))
 }
 
 fn compile(schedule: &Schedule) -> CompiledSchedule {
@@ -34,7 +34,7 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "interval_60s",
-            schedule: Schedule::Interval { seconds: 60 },
+            schedule: Schedule::interval(60),
             after: "2025-06-01T12:00:30Z",
             expected: "2025-06-01T12:01:00Z",
         },
@@ -104,7 +104,7 @@ fn next_fire(c: &mut Criterion) {
         });
     }
 
-    let once = compile(&Schedule::Once { execute_at: instant("2025-06-01T12:00:00Z") });
+    let once = compile(&Schedule::once(instant("2025-06-01T12:00:00Z")));
     assert_eq!(once.first_slot(anchor), Some(instant("2025-06-01T12:00:00Z")));
     group.bench_function("once_first_slot", |b| b.iter(|| once.first_slot(black_box(anchor))));
     group.finish();

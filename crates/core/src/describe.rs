@@ -23,18 +23,37 @@ const MONTH_ABBREVIATIONS: [&str; 12] =
 /// The schedule in plain English, with its zone for wall-clock schedules.
 pub fn describe(schedule: &Schedule) -> String {
     match schedule {
-        Schedule::Once { execute_at } => {
-            format!("once on {} (UTC)", date_and_time(&execute_at.with_timezone(&Tz::UTC)))
+        Schedule::Once { execute_at, timezone } => {
+            let zone = timezone.as_deref().and_then(|name| name.parse::<Tz>().ok()).unwrap_or(Tz::UTC);
+            let name = if zone == Tz::UTC { "UTC" } else { zone.name() };
+            format!("once on {} ({name})", date_and_time(&execute_at.with_timezone(&zone)))
         }
-        Schedule::Interval { seconds } => every_interval(*seconds),
-        Schedule::Cron { expression, timezone } => {
+        Schedule::Interval { seconds, bounds } => format!("{}{}", every_interval(*seconds), end_words(bounds, Tz::UTC)),
+        Schedule::Cron { expression, timezone, bounds } => {
             let zone = timezone.as_deref().unwrap_or("UTC");
+            let tz = zone.parse::<Tz>().unwrap_or(Tz::UTC);
+            let end = end_words(bounds, tz);
             match describe_cron(expression) {
-                Some(words) => format!("{words} ({zone})"),
-                None => format!("at times matching cron \"{}\" ({zone})", expression.trim()),
+                Some(words) => format!("{words} ({zone}){end}"),
+                None => format!("at times matching cron \"{}\" ({zone}){end}", expression.trim()),
             }
         }
     }
+}
+
+/// How a recurring schedule ends, in words: `, 3 times`, `, until Thu 24 Dec 2026 at 09:00 (UTC)`.
+fn end_words(bounds: &crate::schedule::Bounds, zone: Tz) -> String {
+    let mut words = String::new();
+    match bounds.max_runs {
+        Some(1) => words.push_str(", once"),
+        Some(runs) => words.push_str(&format!(", {runs} times")),
+        None => {}
+    }
+    if let Some(until) = bounds.until {
+        let zone_name = if zone == Tz::UTC { "UTC".to_owned() } else { zone.name().to_owned() };
+        words.push_str(&format!(", until {} ({zone_name})", date_and_time(&until.with_timezone(&zone))));
+    }
+    words
 }
 
 /// Fire instants on the wire: `[{utc, local}]`, `local` in the schedule's zone with its offset.

@@ -12,4 +12,4 @@ pub mod wire;
 
 pub use model::*;
 pub use retry::RetryPolicy;
-pub use schedule::{CompiledSchedule, Schedule, ScheduleError, ScheduleLimits};
+pub use schedule::{Bounds, CompiledSchedule, Schedule, ScheduleError, ScheduleLimits};

@@ -53,11 +53,17 @@ pub enum Schedule {
         /// The instant to fire at.
         #[serde(rename = "executeAt")]
         execute_at: DateTime<Utc>,
+        /// The IANA zone it is said in (descriptions and local times); `None` says it in UTC.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timezone: Option<String>,
     },
     /// Fires at a fixed rate on the grid `anchor + k·seconds` (k ≥ 1), anchored at activation.
     Interval {
         /// The grid's spacing in seconds (at least 1).
         seconds: u64,
+        /// Where it ends, if it does.
+        #[serde(flatten)]
+        bounds: Bounds,
     },
     /// Fires whenever the cron pattern matches the wall clock of `timezone`.
     Cron {
@@ -66,7 +72,30 @@ pub enum Schedule {
         /// An IANA zone name; `None` means UTC.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timezone: Option<String>,
+        /// Where it ends, if it does.
+        #[serde(flatten)]
+        bounds: Bounds,
     },
+}
+
+/// Where a recurring schedule ends: no slot after `until`, and no more than `maxRuns` slots counted from its
+/// activation (slots missed while no scheduler ran count too). After its last slot's run the job ends like a once
+/// job. Without either it runs until it is deactivated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bounds {
+    /// The last instant a slot may fall on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// The most slots it fires, from its activation.
+    #[serde(default, rename = "maxRuns", skip_serializing_if = "Option::is_none")]
+    pub max_runs: Option<u32>,
+}
+
+impl Bounds {
+    /// Whether the schedule ends.
+    pub fn is_bounded(&self) -> bool {
+        self.until.is_some() || self.max_runs.is_some()
+    }
 }
 
 /// Server-configurable bounds used by validation.
@@ -109,6 +138,8 @@ const FIELD_EXECUTE_AT: &str = "schedule.executeAt";
 const FIELD_SECONDS: &str = "schedule.seconds";
 const FIELD_EXPRESSION: &str = "schedule.expression";
 const FIELD_TIMEZONE: &str = "schedule.timezone";
+const FIELD_UNTIL: &str = "schedule.until";
+const FIELD_MAX_RUNS: &str = "schedule.maxRuns";
 
 impl Schedule {
     /// Validate and parse an untrusted JSON value (the `schedule` field of a request).
@@ -131,8 +162,21 @@ impl Schedule {
             Some(other) => return Err(ScheduleError::new(FIELD_TYPE, expected("a string", other))),
         };
         match kind {
-            "once" => Ok(Schedule::Once { execute_at: parse_execute_at(field("executeAt"))? }),
-            "interval" => Ok(Schedule::Interval { seconds: parse_seconds(field("seconds"), limits)? }),
+            "once" => {
+                let timezone = match field("timezone") {
+                    None => None,
+                    Some(Value::String(timezone)) => {
+                        parse_zone(timezone)?;
+                        Some(timezone.clone())
+                    }
+                    Some(other) => return Err(ScheduleError::new(FIELD_TIMEZONE, expected("a string", other))),
+                };
+                Ok(Schedule::Once { execute_at: parse_execute_at(field("executeAt"))?, timezone })
+            }
+            "interval" => Ok(Schedule::Interval {
+                seconds: parse_seconds(field("seconds"), limits)?,
+                bounds: parse_bounds(field("until"), field("maxRuns"))?,
+            }),
             "cron" => {
                 let expression = match field("expression") {
                     None => return Err(ScheduleError::new(FIELD_EXPRESSION, "is required")),
@@ -145,7 +189,7 @@ impl Schedule {
                     Some(other) => return Err(ScheduleError::new(FIELD_TIMEZONE, expected("a string", other))),
                 };
                 CronRule::compile(&expression, timezone.as_deref())?;
-                Ok(Schedule::Cron { expression, timezone })
+                Ok(Schedule::Cron { expression, timezone, bounds: parse_bounds(field("until"), field("maxRuns"))? })
             }
             other => Err(ScheduleError::new(
                 FIELD_TYPE,
@@ -157,17 +201,48 @@ impl Schedule {
     /// Prepare for next-fire computation (parses the cron pattern and zone once). Errors as in [`Schedule::parse`]
     /// (without the server's interval limits: any interval of at least one second compiles).
     pub fn compile(&self) -> Result<CompiledSchedule, ScheduleError> {
-        let kind = match self {
-            Schedule::Once { execute_at } => Kind::Once(*execute_at),
-            Schedule::Interval { seconds: 0 } => {
+        let (kind, bounds) = match self {
+            Schedule::Once { execute_at, timezone } => {
+                let zone = timezone.as_deref().map(parse_zone).transpose()?;
+                return Ok(CompiledSchedule {
+                    kind: Kind::Once(*execute_at),
+                    bounds: Bounds::default(),
+                    last: Arc::default(),
+                    zone,
+                });
+            }
+            Schedule::Interval { seconds: 0, .. } => {
                 return Err(ScheduleError::new(FIELD_SECONDS, "must be at least 1"));
             }
-            Schedule::Interval { seconds } => Kind::Interval(*seconds),
-            Schedule::Cron { expression, timezone } => {
-                Kind::Cron(Arc::new(CronRule::compile(expression, timezone.as_deref())?))
+            Schedule::Interval { seconds, bounds } => (Kind::Interval(*seconds), bounds.clone()),
+            Schedule::Cron { expression, timezone, bounds } => {
+                (Kind::Cron(Arc::new(CronRule::compile(expression, timezone.as_deref())?)), bounds.clone())
             }
         };
-        Ok(CompiledSchedule { kind })
+        Ok(CompiledSchedule { kind, bounds, last: Arc::default(), zone: None })
+    }
+
+    /// A once schedule at `execute_at`, said in UTC.
+    pub fn once(execute_at: DateTime<Utc>) -> Schedule {
+        Schedule::Once { execute_at, timezone: None }
+    }
+
+    /// An interval schedule of `seconds`, without an end.
+    pub fn interval(seconds: u64) -> Schedule {
+        Schedule::Interval { seconds, bounds: Bounds::default() }
+    }
+
+    /// A cron schedule read in `timezone` (UTC when `None`), without an end.
+    pub fn cron(expression: impl Into<String>, timezone: Option<String>) -> Schedule {
+        Schedule::Cron { expression: expression.into(), timezone, bounds: Bounds::default() }
+    }
+
+    /// Where a recurring schedule ends (`until`, `maxRuns`); nothing for a once schedule.
+    pub fn bounds(&self) -> Option<&Bounds> {
+        match self {
+            Schedule::Once { .. } => None,
+            Schedule::Interval { bounds, .. } | Schedule::Cron { bounds, .. } => Some(bounds),
+        }
     }
 
     /// Whether the schedule fires more than once (interval and cron).
@@ -178,7 +253,9 @@ impl Schedule {
     /// The IANA zone the schedule is read in: a cron's `timezone`, "UTC" by default.
     pub fn timezone_name(&self) -> &str {
         match self {
-            Schedule::Cron { timezone: Some(timezone), .. } => timezone,
+            Schedule::Cron { timezone: Some(timezone), .. } | Schedule::Once { timezone: Some(timezone), .. } => {
+                timezone
+            }
             _ => "UTC",
         }
     }
@@ -188,7 +265,15 @@ impl Schedule {
 #[derive(Clone, Debug)]
 pub struct CompiledSchedule {
     kind: Kind,
+    bounds: Bounds,
+    /// The last slot allowed by `maxRuns` for the anchor it was computed for (a cron's takes a walk to find).
+    last: Arc<std::sync::Mutex<Option<CountedEnd>>>,
+    /// The zone a once schedule is said in.
+    zone: Option<Tz>,
 }
+
+/// An anchor and the `maxRuns`-th slot after it (`None` past the end of time).
+type CountedEnd = (DateTime<Utc>, Option<DateTime<Utc>>);
 
 #[derive(Clone, Debug)]
 enum Kind {
@@ -204,11 +289,55 @@ impl CompiledSchedule {
     /// once → `executeAt` even when it is in the past (the scheduler fires past-due once jobs at once);
     /// interval → `anchor + seconds`; cron → the first matching instant strictly after `anchor`.
     pub fn first_slot(&self, anchor: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match &self.kind {
-            Kind::Once(at) => Some(*at),
+        let slot = match &self.kind {
+            Kind::Once(at) => return Some(*at),
             Kind::Interval(seconds) => grid_slot(anchor, *seconds, 1),
             Kind::Cron(rule) => rule.next_after(anchor),
+        };
+        self.within_bounds(slot?, anchor)
+    }
+
+    /// The last instant a slot may fall on (`until`, the `maxRuns`-th slot from `anchor`), if the schedule ends.
+    fn end(&self, anchor: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let counted = self.bounds.max_runs.and_then(|runs| self.last_counted_slot(anchor, runs));
+        match (self.bounds.until, counted) {
+            (Some(until), Some(counted)) => Some(until.min(counted)),
+            (until, counted) => until.or(counted),
         }
+    }
+
+    /// `slot` when the schedule's end (`until`, `maxRuns` from `anchor`) allows it.
+    fn within_bounds(&self, slot: DateTime<Utc>, anchor: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.bounds.until.is_some_and(|until| slot > until) {
+            return None;
+        }
+        match self.bounds.max_runs {
+            Some(runs) => (slot <= self.last_counted_slot(anchor, runs)?).then_some(slot),
+            None => Some(slot),
+        }
+    }
+
+    /// The `runs`-th slot after `anchor` (remembered for the last anchor asked about).
+    fn last_counted_slot(&self, anchor: DateTime<Utc>, runs: u32) -> Option<DateTime<Utc>> {
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((cached_anchor, slot)) = *last {
+            if cached_anchor == anchor {
+                return slot;
+            }
+        }
+        let slot = match &self.kind {
+            Kind::Once(at) => Some(*at),
+            Kind::Interval(seconds) => grid_slot(anchor, *seconds, u64::from(runs)),
+            Kind::Cron(rule) => {
+                let mut slot = rule.next_after(anchor);
+                for _ in 1..runs {
+                    slot = slot.and_then(|at| rule.next_after(at));
+                }
+                slot
+            }
+        };
+        *last = Some((anchor, slot));
+        slot
     }
 
     /// The first slot strictly after `after`.
@@ -217,19 +346,24 @@ impl CompiledSchedule {
     /// the fixed grid `anchor + k·seconds` (k ≥ 1) strictly after `after`, so a slow run never shifts the grid;
     /// cron → the next match strictly after `after`. `None` when there is no further slot.
     pub fn next_after(&self, after: DateTime<Utc>, anchor: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match &self.kind {
+        let slot = match &self.kind {
             Kind::Once(_) => None,
             Kind::Interval(seconds) => {
                 let k = grid_slots_until(anchor, *seconds, after).checked_add(1)?;
                 grid_slot(anchor, *seconds, k)
             }
             Kind::Cron(rule) => rule.next_after(after),
-        }
+        };
+        self.within_bounds(slot?, anchor)
     }
 
     /// Number of slots in the half-open range `(from, to]`, at most `cap` (used to count missed slots after
     /// downtime). once → 0 or 1; interval → computed from the grid; cron → counted by iterating, stopping at `cap`.
     pub fn count_slots(&self, from: DateTime<Utc>, to: DateTime<Utc>, anchor: DateTime<Utc>, cap: u64) -> u64 {
+        let to = match self.end(anchor) {
+            Some(end) => to.min(end),
+            None => to,
+        };
         if to <= from {
             return 0;
         }
@@ -288,7 +422,7 @@ impl CompiledSchedule {
     pub fn timezone(&self) -> Tz {
         match &self.kind {
             Kind::Cron(rule) => rule.zone,
-            _ => Tz::UTC,
+            _ => self.zone.unwrap_or(Tz::UTC),
         }
     }
 }
@@ -353,9 +487,7 @@ impl CronRule {
         }
         let zone = match timezone {
             None => Tz::UTC,
-            Some(name) => name
-                .parse::<Tz>()
-                .map_err(|_| ScheduleError::new(FIELD_TIMEZONE, format!("unknown IANA zone {}", quoted(name))))?,
+            Some(name) => parse_zone(name)?,
         };
         let clock = fields[..3].iter().any(|field| field.upper.starts_with('*'));
         Ok(CronRule { cron, zone, clock })
@@ -676,21 +808,51 @@ pub const MIN_EXECUTE_AT_MILLIS: i64 = -62_167_219_200_000;
 pub const MAX_EXECUTE_AT_MILLIS: i64 = 253_402_300_799_999;
 
 fn parse_execute_at(value: Option<&Value>) -> Result<DateTime<Utc>, ScheduleError> {
-    let instant = parse_instant(value)?;
+    parse_bounded_instant(value, FIELD_EXECUTE_AT)
+}
+
+/// An instant between the years 0000 and 9999.
+fn parse_bounded_instant(value: Option<&Value>, field: &str) -> Result<DateTime<Utc>, ScheduleError> {
+    let instant = parse_instant(value, field)?;
     if !(MIN_EXECUTE_AT_MILLIS..=MAX_EXECUTE_AT_MILLIS).contains(&instant.timestamp_millis()) {
-        return Err(ScheduleError::new(FIELD_EXECUTE_AT, "must lie between the years 0000 and 9999"));
+        return Err(ScheduleError::new(field, "must lie between the years 0000 and 9999"));
     }
     Ok(instant)
 }
 
-fn parse_instant(value: Option<&Value>) -> Result<DateTime<Utc>, ScheduleError> {
-    match value {
-        None => Err(ScheduleError::new(FIELD_EXECUTE_AT, "is required")),
-        Some(Value::String(text)) => {
-            DateTime::parse_from_rfc3339(text.trim()).map(|instant| instant.with_timezone(&Utc)).map_err(|error| {
-                ScheduleError::new(FIELD_EXECUTE_AT, format!("invalid RFC 3339 instant {} ({error})", quoted(text)))
-            })
+/// The largest `maxRuns`.
+pub const MAX_RUNS: u32 = 100_000;
+
+/// The optional end of a recurring schedule (`until`, `maxRuns`).
+fn parse_bounds(until: Option<&Value>, max_runs: Option<&Value>) -> Result<Bounds, ScheduleError> {
+    let until = until.map(|until| parse_bounded_instant(Some(until), FIELD_UNTIL)).transpose()?;
+    let max_runs = match max_runs {
+        None => None,
+        Some(Value::Number(number)) => {
+            let runs = number.as_u64().or_else(|| {
+                number.as_f64().filter(|runs| runs.fract() == 0.0 && *runs >= 0.0 && *runs < 1e15).map(|r| r as u64)
+            });
+            match runs.and_then(|runs| u32::try_from(runs).ok()).filter(|runs| (1..=MAX_RUNS).contains(runs)) {
+                Some(runs) => Some(runs),
+                None => {
+                    return Err(ScheduleError::new(
+                        FIELD_MAX_RUNS,
+                        format!("must be a whole number from 1 to {MAX_RUNS}, got {number}"),
+                    ))
+                }
+            }
         }
+        Some(other) => return Err(ScheduleError::new(FIELD_MAX_RUNS, expected("a whole number", other))),
+    };
+    Ok(Bounds { until, max_runs })
+}
+
+fn parse_instant(value: Option<&Value>, field: &str) -> Result<DateTime<Utc>, ScheduleError> {
+    match value {
+        None => Err(ScheduleError::new(field, "is required")),
+        Some(Value::String(text)) => DateTime::parse_from_rfc3339(text.trim())
+            .map(|instant| instant.with_timezone(&Utc))
+            .map_err(|error| ScheduleError::new(field, format!("invalid RFC 3339 instant {} ({error})", quoted(text)))),
         Some(Value::Number(number)) => {
             let millis = match number.as_i64() {
                 Some(millis) => Some(millis),
@@ -701,22 +863,21 @@ fn parse_instant(value: Option<&Value>) -> Result<DateTime<Utc>, ScheduleError> 
                     .map(|millis| millis as i64),
             };
             match millis {
-                Some(millis) => DateTime::from_timestamp_millis(millis).ok_or_else(|| {
-                    ScheduleError::new(FIELD_EXECUTE_AT, format!("{millis} epoch milliseconds is out of range"))
-                }),
-                None if number.as_f64().is_some_and(|millis| millis.fract() != 0.0) => Err(ScheduleError::new(
-                    FIELD_EXECUTE_AT,
-                    format!("expected whole epoch milliseconds, got {number}"),
-                )),
-                None => {
-                    Err(ScheduleError::new(FIELD_EXECUTE_AT, format!("{number} epoch milliseconds is out of range")))
+                Some(millis) => DateTime::from_timestamp_millis(millis)
+                    .ok_or_else(|| ScheduleError::new(field, format!("{millis} epoch milliseconds is out of range"))),
+                None if number.as_f64().is_some_and(|millis| millis.fract() != 0.0) => {
+                    Err(ScheduleError::new(field, format!("expected whole epoch milliseconds, got {number}")))
                 }
+                None => Err(ScheduleError::new(field, format!("{number} epoch milliseconds is out of range"))),
             }
         }
-        Some(other) => {
-            Err(ScheduleError::new(FIELD_EXECUTE_AT, expected("an RFC 3339 string or epoch milliseconds", other)))
-        }
+        Some(other) => Err(ScheduleError::new(field, expected("an RFC 3339 string or epoch milliseconds", other))),
     }
+}
+
+/// An IANA zone name, or an error naming `schedule.timezone`.
+fn parse_zone(name: &str) -> Result<Tz, ScheduleError> {
+    name.parse::<Tz>().map_err(|_| ScheduleError::new(FIELD_TIMEZONE, format!("unknown IANA zone {}", quoted(name))))
 }
 
 fn parse_seconds(value: Option<&Value>, limits: &ScheduleLimits) -> Result<u64, ScheduleError> {

@@ -8,6 +8,16 @@ use serde_json::{json, Map, Value};
 
 use crate::model::{Execution, Job, JobVersion};
 
+/// A JSON number that is a whole number (`39` or `39.0`, as JSON Schema's `integer` reads both).
+pub fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|number| number.fract() == 0.0 && *number >= 0.0 && *number < 1e15)
+            .map(|number| number as u64)
+    })
+}
+
 /// An instant as ISO-8601 UTC with milliseconds (`2030-01-01T00:00:00.000Z`), as JavaScript's `Date` prints it.
 pub fn instant(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -17,8 +27,11 @@ pub fn instant(time: DateTime<Utc>) -> String {
 /// `toISOString` writes it, even when they are zero.
 pub fn schedule_view(schedule: &crate::Schedule) -> Value {
     let mut value = json!(schedule);
-    if let (crate::Schedule::Once { execute_at }, Some(object)) = (schedule, value.as_object_mut()) {
+    if let (crate::Schedule::Once { execute_at, .. }, Some(object)) = (schedule, value.as_object_mut()) {
         object.insert("executeAt".into(), Value::String(instant(*execute_at)));
+    }
+    if let (Some(until), Some(object)) = (schedule.bounds().and_then(|bounds| bounds.until), value.as_object_mut()) {
+        object.insert("until".into(), Value::String(instant(until)));
     }
     value
 }

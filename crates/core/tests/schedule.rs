@@ -1314,9 +1314,7 @@ fn agrees_with_croner_where_croner_follows_the_spec() {
     let zone = chrono_tz::America::New_York;
     let parser = CronParser::builder().seconds(Seconds::Optional).build();
     for expression in ["30 2 * * *", "30 1 * * *", "0 * * * *", "*/15 * * * *", "* * * * *", "15 */2 * * *"] {
-        let compiled = Schedule::Cron { expression: expression.to_string(), timezone: Some(zone.to_string()) }
-            .compile()
-            .expect("compiles");
+        let compiled = Schedule::cron(expression, Some(zone.to_string())).compile().expect("compiles");
         let reference = parser.parse(expression).expect("croner parses");
         for day_start in ["2025-03-09T03:00:00Z", "2025-11-02T03:00:00Z"] {
             let mut after = instant(day_start);

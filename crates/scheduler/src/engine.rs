@@ -104,6 +104,9 @@ pub enum EngineError {
         /// Seconds until a retry may succeed.
         retry_after_seconds: u64,
     },
+    /// A limit on how many jobs may exist was reached; it lifts when jobs are deactivated or deleted.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -200,6 +203,19 @@ fn parse_kind(body: &JsonObject) -> Result<Option<CodeKind>, FieldError> {
         }
         Some(other) => Err(FieldError::new("kind", format!("must be a string, got {}", json_type(other)))),
     }
+}
+
+/// The agent setting that caps the active jobs made for one user, and its default.
+pub const MAX_ACTIVE_JOBS_PER_USER_SETTING: &str = "maxActiveJobsPerUser";
+pub const DEFAULT_MAX_ACTIVE_JOBS_PER_USER: u64 = 50;
+/// The agent setting that bounds how often a recurring job made for a user may fire, and its default (seconds).
+pub const MIN_RECURRING_INTERVAL_SETTING: &str = "minRecurringIntervalSeconds";
+pub const DEFAULT_MIN_RECURRING_INTERVAL_SECONDS: u64 = 60;
+
+/// The limits on jobs made for a user (dynamic jobs), which agents create on their users' behalf.
+struct Guardrails {
+    max_active_per_user: u64,
+    min_recurring_seconds: u64,
 }
 
 /// Checks code of either kind: functions syntactically (see [`check_code`]), modules by size (the sandbox reports
@@ -699,6 +715,103 @@ impl Engine {
         Ok(())
     }
 
+    /// The guardrails on jobs made for a user, from the agent's settings (`maxActiveJobsPerUser`,
+    /// `minRecurringIntervalSeconds`) or their defaults.
+    async fn guardrails(&self, agent_id: &str) -> EngineResult<Guardrails> {
+        let settings = self.shared.store.agent_get(agent_id).await?.map(|agent| agent.settings).unwrap_or_default();
+        let number =
+            |key: &str, default: u64| settings.get(key).and_then(sundial_core::wire::whole_number).unwrap_or(default);
+        Ok(Guardrails {
+            max_active_per_user: number(MAX_ACTIVE_JOBS_PER_USER_SETTING, DEFAULT_MAX_ACTIVE_JOBS_PER_USER),
+            min_recurring_seconds: number(MIN_RECURRING_INTERVAL_SETTING, DEFAULT_MIN_RECURRING_INTERVAL_SECONDS),
+        })
+    }
+
+    /// Checks the schedule of a job made for a user: a recurring one may not fire more often than the agent's
+    /// `minRecurringIntervalSeconds` (an interval's spacing; a cron pattern's next dozen gaps).
+    fn check_user_schedule(&self, schedule: &Schedule, guardrails: &Guardrails) -> EngineResult<()> {
+        let min = guardrails.min_recurring_seconds;
+        let too_often = |field: &str, what: String| -> EngineResult<()> {
+            Err(FieldError::new(
+                field,
+                format!(
+                    "{what}: a job made for a user may fire at most once every {min} seconds (the agent's \
+                     minRecurringIntervalSeconds)"
+                ),
+            )
+            .into())
+        };
+        match schedule {
+            Schedule::Interval { seconds, .. } if *seconds < min => {
+                too_often("schedule.seconds", format!("every {seconds} seconds is too often"))
+            }
+            Schedule::Cron { expression, .. } => {
+                let now = self.now();
+                let slots = schedule.compile()?.preview(now, now, 12);
+                match slots.windows(2).map(|pair| (pair[1] - pair[0]).num_seconds()).min() {
+                    Some(gap) if gap < min as i64 => {
+                        too_often("schedule.expression", format!("\"{expression}\" fires {gap} seconds apart"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that `user_id` may have `adding` more active jobs made for them (the agent's `maxActiveJobsPerUser`).
+    async fn check_user_quota(
+        &self,
+        agent_id: &str,
+        user_id: &str,
+        adding: u64,
+        guardrails: &Guardrails,
+    ) -> EngineResult<()> {
+        if adding == 0 {
+            return Ok(());
+        }
+        let max = guardrails.max_active_per_user;
+        let mut active = 0u64;
+        let mut filter = JobFilter {
+            include_dynamic: true,
+            status: Some(JobStatus::Active),
+            user_id: Some(user_id.to_owned()),
+            limit: 500,
+            ..JobFilter::default()
+        };
+        loop {
+            let page = self.shared.store.job_list(agent_id, &filter).await?;
+            active += page.iter().filter(|job| job.active && job.user_id.as_deref() == Some(user_id)).count() as u64;
+            if page.len() < filter.limit || active + adding > max {
+                break;
+            }
+            filter.after_id = page.last().map(|job| job.id.clone());
+        }
+        if active + adding > max {
+            return Err(EngineError::QuotaExceeded(format!(
+                "user {user_id} already has {active} active jobs made for them, and may have at most {max} (the \
+                 agent's maxActiveJobsPerUser); deactivate or delete one first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The guardrails for creating `batch` as `caller`: a user's jobs keep to the agent's minimum interval and to
+    /// its cap of active jobs per user.
+    async fn check_user_jobs<'a>(
+        &self,
+        caller: &Caller,
+        batch: impl Iterator<Item = &'a NewJob> + Clone,
+    ) -> EngineResult<()> {
+        let Some(user_id) = caller.user_id.as_deref() else { return Ok(()) };
+        let guardrails = self.guardrails(&caller.agent_id).await?;
+        for new in batch.clone() {
+            self.check_user_schedule(&new.schedule, &guardrails)?;
+        }
+        let activating = batch.filter(|new| new.activate).count() as u64;
+        self.check_user_quota(&caller.agent_id, user_id, activating, &guardrails).await
+    }
+
     async fn check_active_quota(&self, agent_id: &str, adding: u64) -> EngineResult<()> {
         let max = self.shared.config.max_active_jobs_per_agent;
         let active = self.shared.store.active_job_count(agent_id).await?;
@@ -732,6 +845,11 @@ impl Engine {
         };
         let dynamic = caller.user_id.is_some() || new.dynamic.unwrap_or(false);
         let next_run_at = if new.activate { compiled.first_slot(now) } else { None };
+        if new.activate && version.schedule.is_recurring() && next_run_at.is_none() {
+            return Err(
+                FieldError::new("schedule.until", "lies before the schedule's first run: it would never run").into()
+            );
+        }
         let job = Job {
             id: job_id,
             agent_id: caller.agent_id.clone(),
@@ -808,6 +926,7 @@ impl Engine {
         if new.activate {
             self.check_active_quota(&caller.agent_id, 1).await?;
         }
+        self.check_user_jobs(caller, std::iter::once(&new)).await?;
         let (mut job, mut version) = self.build_job(caller, new)?;
         if let Some(job_id) = job_id {
             job.id = job_id.clone();
@@ -903,6 +1022,7 @@ impl Engine {
         }
         let activating = batch.iter().filter(|new| new.activate).count() as u64;
         self.check_active_quota(&caller.agent_id, activating).await?;
+        self.check_user_jobs(caller, batch.iter()).await?;
         let mut rows = Vec::with_capacity(batch.len());
         for new in batch {
             let (job, version) = self.build_job(caller, new)?;
@@ -971,6 +1091,7 @@ impl Engine {
         let written = async {
             let activating = fresh.iter().filter(|(new, _)| new.activate).count() as u64;
             self.check_active_quota(&caller.agent_id, activating).await?;
+            self.check_user_jobs(caller, fresh.iter().map(|(new, _)| new)).await?;
             let mut rows = Vec::with_capacity(fresh.len());
             for (new, job_id) in fresh {
                 let (mut job, mut version) = self.build_job(caller, new)?;
@@ -1055,6 +1176,10 @@ impl Engine {
         let version = self.active_version(&job).await?;
         if !job.active {
             self.check_active_quota(&caller.agent_id, 1).await?;
+            if let (true, Some(user_id)) = (job.dynamic, job.user_id.as_deref()) {
+                let guardrails = self.guardrails(&caller.agent_id).await?;
+                self.check_user_quota(&caller.agent_id, user_id, 1, &guardrails).await?;
+            }
         }
         let now = self.now();
         let next_run_at = version.schedule.compile()?.first_slot(now);
@@ -1169,6 +1294,10 @@ impl Engine {
         ) else {
             return Err(FieldError::new("code", "is required for the first version of a job").into());
         };
+        if job.dynamic && job.user_id.is_some() {
+            let guardrails = self.guardrails(&caller.agent_id).await?;
+            self.check_user_schedule(&schedule, &guardrails)?;
+        }
         let version = JobVersion {
             id: new_id("ver"),
             job_id: job.id.clone(),
@@ -1334,20 +1463,22 @@ pub fn validate_message(message: &Value, index: usize) -> Result<(), FieldError>
     let Value::Object(object) = message else {
         return Err(FieldError::new(field, format!("must be an object, got {}", json_type(message))));
     };
-    let string = |key: &str| object.get(key).and_then(Value::as_str).is_some();
-    let ok = match object.get("type").and_then(Value::as_str) {
-        Some("text") => string("text"),
-        Some("image") => string("image") && string("mediaType"),
-        Some("file") => string("data") && string("mediaType"),
+    let required: &[&str] = match object.get("type").and_then(Value::as_str) {
+        Some("text") => &["text"],
+        Some("image") => &["image", "mediaType"],
+        Some("file") => &["data", "mediaType"],
         _ => {
             return Err(FieldError::new(format!("{field}.type"), "must be one of text, image, file"));
         }
     };
-    if !ok {
-        return Err(FieldError::new(
-            field,
-            "needs {type:'text', text}, {type:'image', image, mediaType} or {type:'file', data, mediaType}",
-        ));
+    for key in required {
+        if !object.get(*key).is_some_and(Value::is_string) {
+            return Err(FieldError::new(
+                format!("{field}.{key}"),
+                "must be a string ({type:'text', text}, {type:'image', image, mediaType} or {type:'file', data, \
+                 mediaType})",
+            ));
+        }
     }
     Ok(())
 }

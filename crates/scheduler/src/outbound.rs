@@ -344,7 +344,7 @@ fn failure(engine: &Engine, delivery: &Delivery, error: String) -> DeliveryOutco
     }
 }
 
-/// Validates agent settings (`{webhookUrl?, fetchAllowList?}`).
+/// Validates agent settings (`{webhookUrl?, fetchAllowList?, maxActiveJobsPerUser?, minRecurringIntervalSeconds?}`).
 pub fn validate_settings(settings: &sundial_core::JsonObject) -> Result<(), sundial_core::FieldError> {
     use sundial_core::FieldError;
     for (key, value) in settings {
@@ -372,7 +372,19 @@ pub fn validate_settings(settings: &sundial_core::JsonObject) -> Result<(), sund
                     ));
                 }
             }
-            other => return Err(FieldError::new(other, "is not a setting (webhookUrl, fetchAllowList)")),
+            "maxActiveJobsPerUser" | "minRecurringIntervalSeconds" if value.is_null() => {}
+            "maxActiveJobsPerUser" | "minRecurringIntervalSeconds" => {
+                let max = if key == "maxActiveJobsPerUser" { 100_000 } else { 86_400 };
+                if !sundial_core::wire::whole_number(value).is_some_and(|number| (1..=max).contains(&number)) {
+                    return Err(FieldError::new(key.as_str(), format!("must be a whole number from 1 to {max}")));
+                }
+            }
+            other => {
+                return Err(FieldError::new(
+                    other,
+                    "is not a setting (webhookUrl, fetchAllowList, maxActiveJobsPerUser, minRecurringIntervalSeconds)",
+                ))
+            }
         }
     }
     Ok(())

@@ -471,6 +471,17 @@ impl Engine {
         self.finish(&execution, &job, &version, outcome, owner).await;
     }
 
+    /// Whether `execution` is an attempt at the last slot of a schedule that ends (`until`, `maxRuns`): after it the
+    /// job ends like a once job.
+    fn is_last_slot(&self, execution: &Execution, job: &Job, version: &JobVersion) -> bool {
+        if execution.trigger == Trigger::Manual || !version.schedule.bounds().is_some_and(|bounds| bounds.is_bounded())
+        {
+            return false;
+        }
+        let Some(slot) = execution.scheduled_for else { return false };
+        self.compiled_schedule(version).is_ok_and(|compiled| compiled.next_after(slot, job.anchor_at).is_none())
+    }
+
     /// Records a final outcome with its retry and job effect (the one decision of `after_outcome`).
     async fn finish(
         &self,
@@ -486,7 +497,7 @@ impl Engine {
             outcome.status,
             execution,
             version.retry.as_ref(),
-            !version.schedule.is_recurring(),
+            !version.schedule.is_recurring() || self.is_last_slot(execution, job, version),
             &job.policy,
             job.consecutive_failures,
             now,

@@ -172,7 +172,7 @@ async fn insert_due_jobs(store: &PostgresStore, count: usize) -> Vec<sundial_cor
     let mut jobs = Vec::with_capacity(count);
     let mut batch = Vec::with_capacity(count);
     for _ in 0..count {
-        let (job, version) = sample_job(Schedule::Interval { seconds: 10 });
+        let (job, version) = sample_job(Schedule::interval(10));
         jobs.push(job.clone());
         batch.push((job, Some(version)));
     }

@@ -47,7 +47,7 @@ fn seconds(count: i64) -> TimeDelta {
 
 /// An active interval job (every `interval` seconds) with its version, whose next slot is `next_run_at`.
 fn job(interval: u64, next_run_at: DateTime<Utc>) -> (Job, Option<JobVersion>) {
-    let (mut job, version) = sample_job(Schedule::Interval { seconds: interval });
+    let (mut job, version) = sample_job(Schedule::interval(interval));
     job.next_run_at = Some(next_run_at);
     (job, Some(version))
 }

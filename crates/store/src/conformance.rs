@@ -116,7 +116,7 @@ pub fn slot_execution(job: &Job, slot: DateTime<Utc>) -> Execution {
 }
 
 fn interval() -> Schedule {
-    Schedule::Interval { seconds: 10 }
+    Schedule::interval(10)
 }
 
 fn finish(id: &str, status: ExecutionStatus, effect: JobEffect, retry: Option<Execution>) -> ExecutionFinish {
@@ -257,7 +257,7 @@ async fn jobs_versions_and_metadata(store: &dyn Store) {
 /// A version is a snapshot: renaming its job or changing the job's metadata does not change it, and versions that
 /// differ from their job in name, metadata, creation time, version string, kind or code read back as written.
 async fn versions_stay_as_made(store: &dyn Store) {
-    let (mut job, mut first) = sample_job(Schedule::Once { execute_at: at(10) });
+    let (mut job, mut first) = sample_job(Schedule::once(at(10)));
     job.metadata.insert("i".into(), json!(1));
     first.metadata = Some(job.metadata.clone());
     store.jobs_insert_batch(std::sync::Arc::new(vec![(job.clone(), Some(first.clone()))])).await.expect("insert job");
@@ -268,14 +268,14 @@ async fn versions_stay_as_made(store: &dyn Store) {
         description: Some("second".into()),
         code: "export default { execute: async () => 2 }".into(),
         kind: sundial_core::CodeKind::Module,
-        schedule: Schedule::Cron { expression: "0 9 * * *".into(), timezone: Some("Europe/Paris".into()) },
+        schedule: Schedule::cron("0 9 * * *", Some("Europe/Paris".into())),
         retry: Some(sundial_core::RetryPolicy { max_attempts: 2, backoff_seconds: Some(30) }),
         metadata: Some(JsonObject::new()),
         created_at: at(5),
         ..first.clone()
     };
     store.version_insert(&other_code).await.expect("second version");
-    let fine_time = Schedule::Once { execute_at: at(20) + chrono::Duration::microseconds(1) };
+    let fine_time = Schedule::once(at(20) + chrono::Duration::microseconds(1));
     let same_code = JobVersion {
         id: new_id("ver"),
         version: "2.0.1".into(),
@@ -342,7 +342,7 @@ async fn occurrence_recorded_once(store: &dyn Store) {
 }
 
 async fn claim_start_finish(store: &dyn Store) {
-    let (job, version) = sample_job(Schedule::Once { execute_at: at(10) });
+    let (job, version) = sample_job(Schedule::once(at(10)));
     store.job_insert(&job, Some(&version)).await.expect("insert job");
     let slot = slot_execution(&job, at(10));
     let record = OccurrenceRecord {
@@ -470,7 +470,7 @@ async fn overlap_skip_and_retry(store: &dyn Store) {
 }
 
 async fn batched_start_and_finish(store: &dyn Store) {
-    let (once, once_version) = sample_job(Schedule::Once { execute_at: at(10) });
+    let (once, once_version) = sample_job(Schedule::once(at(10)));
     store.job_insert(&once, Some(&once_version)).await.expect("insert job");
     let (mut recurring, recurring_version) = sample_job(interval());
     recurring.policy = JobPolicy { overlap: Overlap::Skip, ..JobPolicy::default() };

@@ -113,7 +113,7 @@ fn from_sql_error(index: usize, error: FromSqlError) -> rusqlite::Error {
 /// A schedule as stored: a one-time schedule at a whole millisecond as that Unix millisecond (an integer), any
 /// other schedule as its JSON text.
 pub(crate) fn pack_schedule(schedule: &Schedule) -> Value {
-    if let Schedule::Once { execute_at } = schedule {
+    if let Schedule::Once { execute_at, timezone: None } = schedule {
         if execute_at.timestamp_subsec_nanos() % 1_000_000 == 0 {
             return Value::Integer(execute_at.timestamp_millis());
         }
@@ -125,7 +125,7 @@ pub(crate) fn pack_schedule(schedule: &Schedule) -> Value {
 pub(crate) fn get_schedule(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Schedule> {
     match row.get_ref(index)? {
         ValueRef::Integer(ms) => DateTime::<Utc>::from_timestamp_millis(ms)
-            .map(|execute_at| Schedule::Once { execute_at })
+            .map(Schedule::once)
             .ok_or(rusqlite::Error::IntegralValueOutOfRange(index, ms)),
         ValueRef::Text(text) => serde_json::from_slice(text).map_err(|error| {
             rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(error))
@@ -204,18 +204,18 @@ mod tests {
     #[test]
     fn schedules_pack_exactly() {
         let whole = DateTime::<Utc>::from_timestamp_millis(1_800_000_000_123).expect("time");
-        assert_eq!(pack_schedule(&Schedule::Once { execute_at: whole }), Value::Integer(1_800_000_000_123));
+        assert_eq!(pack_schedule(&Schedule::once(whole)), Value::Integer(1_800_000_000_123));
         let fine = DateTime::<Utc>::from_timestamp(1_800_000_000, 123_456_789).expect("time");
-        assert!(matches!(pack_schedule(&Schedule::Once { execute_at: fine }), Value::Text(_)));
+        assert!(matches!(pack_schedule(&Schedule::once(fine)), Value::Text(_)));
         let before_1970 = DateTime::<Utc>::from_timestamp_millis(-1_500).expect("time");
-        assert_eq!(pack_schedule(&Schedule::Once { execute_at: before_1970 }), Value::Integer(-1_500));
+        assert_eq!(pack_schedule(&Schedule::once(before_1970)), Value::Integer(-1_500));
         let connection = rusqlite::Connection::open_in_memory().expect("open");
         for schedule in [
-            Schedule::Once { execute_at: whole },
-            Schedule::Once { execute_at: fine },
-            Schedule::Once { execute_at: before_1970 },
-            Schedule::Interval { seconds: 90 },
-            Schedule::Cron { expression: "0 9 * * *".into(), timezone: Some("Europe/Paris".into()) },
+            Schedule::once(whole),
+            Schedule::once(fine),
+            Schedule::once(before_1970),
+            Schedule::interval(90),
+            Schedule::cron("0 9 * * *", Some("Europe/Paris".into())),
         ] {
             let back = connection
                 .query_row("SELECT ?1", [pack_schedule(&schedule)], |row| get_schedule(row, 0))

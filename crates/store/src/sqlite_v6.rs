@@ -305,11 +305,11 @@ mod tests {
     #[tokio::test]
     async fn a_version_5_database_upgrades_and_keeps_its_jobs_versions_and_executions() {
         // A W4-like job: one-time, metadata copied into its first version.
-        let (mut once, mut once_first) = sample_job(Schedule::Once { execute_at: at(3600) });
+        let (mut once, mut once_first) = sample_job(Schedule::once(at(3600)));
         once.metadata.insert("i".into(), json!(7));
         once_first.metadata = Some(once.metadata.clone());
         // A recurring job with a second version that differs from its job in every shared field.
-        let (mut recurring, recurring_first) = sample_job(Schedule::Interval { seconds: 10 });
+        let (mut recurring, recurring_first) = sample_job(Schedule::interval(10));
         recurring.policy =
             JobPolicy { overlap: Overlap::Allow, max_consecutive_failures: Some(3), ..JobPolicy::default() };
         recurring.last_run_at = Some(at(20));
@@ -323,7 +323,7 @@ mod tests {
             description: Some("module".into()),
             code: "export default { execute: async () => 2 }".into(),
             kind: CodeKind::Module,
-            schedule: Schedule::Cron { expression: "*/5 * * * *".into(), timezone: Some("Asia/Tokyo".into()) },
+            schedule: Schedule::cron("*/5 * * * *", Some("Asia/Tokyo".into())),
             timeout_seconds: 30,
             retry: Some(RetryPolicy { max_attempts: 3, backoff_seconds: Some(5) }),
             metadata: Some([("k".to_owned(), json!("v"))].into_iter().collect()),
@@ -332,20 +332,19 @@ mod tests {
         };
         recurring.active_version_id = Some(recurring_second.id.clone());
         // Ids another program made, and an instant finer than a millisecond.
-        let (mut legacy, mut legacy_first) =
-            sample_job(Schedule::Once { execute_at: at(50) + Duration::microseconds(250) });
+        let (mut legacy, mut legacy_first) = sample_job(Schedule::once(at(50) + Duration::microseconds(250)));
         legacy.id = "legacy-job".into();
         legacy.active_version_id = Some("legacy-version".into());
         legacy_first.id = "legacy-version".into();
         legacy_first.job_id = legacy.id.clone();
         legacy_first.created_at = at(1);
         // A job without versions, and a deleted job.
-        let (mut shell, _) = sample_job(Schedule::Interval { seconds: 10 });
+        let (mut shell, _) = sample_job(Schedule::interval(10));
         shell.active_version_id = None;
         shell.active = false;
         shell.next_run_at = None;
         shell.status = sundial_core::JobStatus::Inactive;
-        let (deleted, deleted_first) = sample_job(Schedule::Interval { seconds: 10 });
+        let (deleted, deleted_first) = sample_job(Schedule::interval(10));
 
         let mut finished = slot_execution(&recurring, at(10));
         finished.status = ExecutionStatus::Completed;

@@ -24,6 +24,10 @@ async fn executions(server: &Server) -> Vec<Value> {
 async fn a_backup_taken_while_serving_restores_to_a_server_that_resumes() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let mut server = Server::start(directory.path(), KEY);
+    // A ticker every second for user u1: below the default guardrail for jobs made for a user (60 s).
+    let settings = json!({"minRecurringIntervalSeconds": 1});
+    let (status, _) = send(server.request(reqwest::Method::PUT, "/v1/agents/default/settings").json(&settings)).await;
+    assert_eq!(status, 200);
     let create = |body: Value| {
         send(server.request(reqwest::Method::POST, "/v1/agents/default/jobs").header("X-User-Id", "u1").json(&body))
     };
