@@ -1,0 +1,158 @@
+// Shared set-up of the SDK's tests: each test file starts its own real `sundial serve` (scripts/server.mjs), points
+// the SDK at it through SUNDIAL_URL and SUNDIAL_API_KEY (the admin key), and reads the server's state back through
+// the native /v1 API with plain `fetch`, independently of the SDK under test.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { startServer } from '../scripts/server.mjs';
+
+/** `sdk/typescript`: this package. */
+export const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The agent every test acts for. */
+export const agentId = 'default';
+
+/** States an execution ends in. */
+export const finalStates = new Set(['completed', 'failed', 'timeout', 'killed', 'cancelled', 'abandoned', 'skipped']);
+
+/** The running server: `{url, adminKey, binary}` once `before` has run. */
+export const server = {};
+
+/**
+ * Starts the server before the file's tests and stops it after them; sets SUNDIAL_URL and SUNDIAL_API_KEY so the
+ * SDK's default `Jobs`, `User`, `Data` and `Products` use it.
+ */
+export function useServer() {
+  let running;
+  before(async () => {
+    running = await startServer({ workers: 2 });
+    Object.assign(server, { url: running.url, adminKey: running.adminKey, binary: running.binary });
+    process.env.SUNDIAL_URL = running.url;
+    process.env.SUNDIAL_API_KEY = running.adminKey;
+    delete process.env.SUNDIAL_AGENT;
+  });
+  after(async () => {
+    await running?.stop();
+  });
+}
+
+/** A user id no other test uses. */
+export function uniqueUser(prefix = 'user') {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
+/** A request to the server with plain fetch; answers `{status, body}` (the body parsed when it is JSON). */
+export async function api(method, path, { key = server.adminKey, body, userId } = {}) {
+  const headers = { Authorization: `Bearer ${key}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (userId !== undefined) headers['X-User-Id'] = userId;
+  const response = await fetch(`${server.url}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let parsed = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: response.status, body: parsed };
+}
+
+/** GET below /v1/agents/default with the admin key; asserts 200 and answers the body. */
+export async function read(path) {
+  const { status, body } = await api('GET', `/v1/agents/${agentId}${path}`);
+  assert.equal(status, 200, `GET /v1/agents/${agentId}${path} answered ${status}: ${JSON.stringify(body)}`);
+  return body;
+}
+
+/** The job as the server has it now (admin key, no user). */
+export function serverJob(jobId) {
+  return read(`/jobs/${jobId}`);
+}
+
+/** Mints a user token for `userId` with the admin key. */
+export async function mintUserToken(userId) {
+  const { status, body } = await api('POST', `/v1/agents/${agentId}/users/${encodeURIComponent(userId)}/tokens`, {
+    body: {},
+  });
+  assert.equal(status, 201, `minting a token for ${userId}: ${status} ${JSON.stringify(body)}`);
+  return body.token;
+}
+
+/** Polls `probe` every 100 ms until it answers something truthy; fails after `seconds` naming `what`. */
+export async function eventually(what, probe, seconds = 30) {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const answer = await probe();
+    if (answer) return answer;
+    if (Date.now() > deadline) assert.fail(`timed out after ${seconds} s waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The executions of a job in a final state, oldest first, once there are at least `count`. */
+export function finalExecutions(jobId, count = 1) {
+  return eventually(`${count} finished execution(s) of ${jobId}`, async () => {
+    const { executions } = await read(`/jobs/${jobId}/executions?limit=100`);
+    const done = executions.filter((execution) => finalStates.has(execution.status));
+    return done.length >= count ? done.reverse() : null;
+  });
+}
+
+/** One execution, once it is in a final state (with its logs). */
+export function finalExecution(executionId) {
+  return eventually(`execution ${executionId} to finish`, async () => {
+    const execution = await read(`/executions/${executionId}`);
+    return finalStates.has(execution.status) ? execution : null;
+  });
+}
+
+/** The texts of the messages in the conversation of `userId`. */
+export async function conversation(userId) {
+  const { messages } = await read(`/users/${encodeURIComponent(userId)}/messages?limit=1000`);
+  return messages.map((message) => message.content?.text);
+}
+
+/** Moves a once job's `executeAt` to `seconds` from now through the server (a new version, active at once). */
+export async function fireSoon(jobId, seconds = 1.5) {
+  const executeAt = new Date(Date.now() + seconds * 1000).toISOString();
+  const { status, body } = await api('PATCH', `/v1/agents/${agentId}/jobs/${jobId}`, {
+    body: { schedule: { type: 'once', executeAt } },
+  });
+  assert.equal(status, 200, `moving ${jobId} to ${executeAt}: ${status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+/** A fresh directory under the system's temporary directory, removed when the process exits. */
+export function tempDir(prefix) {
+  const directory = mkdtempSync(join(tmpdir(), `sundial-sdk-${prefix}-`));
+  process.on('exit', () => rmSync(directory, { recursive: true, force: true }));
+  return directory;
+}
+
+/** Runs a program; resolves with its exit code and output (never rejects on a non-zero exit). */
+export function run(command, args, options = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
