@@ -991,9 +991,16 @@ pub struct Message {
     pub user_id: String,
     /// What was sent.
     pub content: MessageContent,
+    /// The job whose run sent it (`null` for a message sent from outside a job).
+    #[schema(required)]
+    pub job_id: Option<String>,
     /// The execution that sent it.
     #[schema(required)]
     pub execution_id: Option<String>,
+    /// That execution's occurrence: the same for every retry of one slot, so an agent runtime can resume the right
+    /// thread and tell a retry's message from a new one.
+    #[schema(required)]
+    pub occurrence_id: Option<String>,
     /// When it was stored.
     #[schema(format = DateTime)]
     pub created_at: String,

@@ -460,7 +460,9 @@ pub(crate) fn message_view(message: &Message) -> Value {
         "id": message.id,
         "userId": message.user_id,
         "content": message.content,
+        "jobId": message.job_id,
         "executionId": message.execution_id,
+        "occurrenceId": message.occurrence_id,
         "createdAt": instant(message.created_at),
         "delivery": message.delivery,
     })

@@ -151,6 +151,67 @@ async fn retries_give_exactly_max_attempts_plus_one_executions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recurring_schedules_end_after_max_runs_or_at_until_and_the_job_completes() {
+    let start = utc("2030-01-01T00:00:00Z");
+    let mut test = TestEngine::start(start).await;
+    let counted = test
+        .create(
+            json!({"name": "three-times", "schedule": {"type": "interval", "seconds": 5, "maxRuns": 3},
+                   "code": "async (job) => job.execution.occurrenceId"}),
+            None,
+        )
+        .await;
+    let until = test
+        .create(
+            json!({"name": "until", "schedule": {"type": "cron", "expression": "*/10 * * * * *", "timezone": "Europe/Paris",
+                   "until": "2030-01-01T00:00:35Z"}, "code": "async () => 'tock'"}),
+            None,
+        )
+        .await;
+    let described =
+        |detail: &sundial_scheduler::JobDetail| sundial_core::describe::describe(&detail.versions[0].schedule);
+    assert_eq!(described(&counted), "every 5 seconds, 3 times");
+    assert_eq!(described(&until), "every 10 seconds (Europe/Paris), until Tue 1 Jan 2030 at 01:00:35 (Europe/Paris)");
+    for second in [5.2, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0] {
+        test.advance(second).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    test.wait_final(&counted.job.id, 3).await;
+    test.wait_final(&until.job.id, 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (detail, slots) in
+        [(&counted, ["00:00:05", "00:00:10", "00:00:15"]), (&until, ["00:00:10", "00:00:20", "00:00:30"])]
+    {
+        let executions = test.executions(&detail.job.id).await;
+        assert_eq!(statuses(&executions), [ExecutionStatus::Completed; 3], "{}", detail.job.name);
+        let fired: Vec<String> = executions
+            .iter()
+            .filter_map(|execution| execution.scheduled_for)
+            .map(|slot| slot.format("%H:%M:%S").to_string())
+            .collect();
+        assert_eq!(fired, slots, "{}", detail.job.name);
+        let stored = test.engine.job(&TestEngine::caller(None), &detail.job.id).await.expect("job");
+        assert_eq!((stored.active, stored.status, stored.next_run_at), (false, JobStatus::Completed, None));
+    }
+    // An end before the first run is refused rather than making a job that never runs.
+    let refused = test
+        .engine
+        .create_job(
+            &TestEngine::caller(None),
+            sundial_scheduler::NewJob::parse(
+                &json!({"name": "never", "schedule": {"type": "interval", "seconds": 60, "until": "2030-01-01T00:00:30Z"},
+                        "code": "async () => 1"}),
+                test.engine.config(),
+            )
+            .expect("a valid request"),
+        )
+        .await
+        .expect_err("an end before the first run");
+    assert!(refused.to_string().contains("schedule.until"), "{refused}");
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_deactivates_itself_stops_and_a_once_job_can_delete_itself() {
     let start = utc("2030-01-01T00:00:00Z");
     let mut test = TestEngine::start(start).await;

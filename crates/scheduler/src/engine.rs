@@ -1428,14 +1428,15 @@ impl Engine {
         self.shared.store.execution_get(&caller.agent_id, execution_id).await?.ok_or(EngineError::NotFound("execution"))
     }
 
-    /// Appends messages to a user's conversation and announces them; answers them as stored. `dedupe_keys` make a
-    /// retried execution's sends land once (`<occurrence>:<n>`).
+    /// Appends messages to a user's conversation and announces them; answers them as stored. A job's messages name
+    /// the run that sent them (`origin`), and `dedupe_keys` make a retried execution's sends land once
+    /// (`<occurrence>:<n>`).
     pub async fn send_messages(
         &self,
         agent_id: &str,
         user_id: &str,
         messages: &[Value],
-        execution_id: Option<&str>,
+        origin: Option<&sundial_store::MessageOrigin>,
         dedupe_keys: Option<Vec<String>>,
     ) -> EngineResult<Vec<Message>> {
         for (index, message) in messages.iter().enumerate() {
@@ -1445,7 +1446,7 @@ impl Engine {
         let mut sent = Vec::with_capacity(messages.len());
         for (index, message) in messages.iter().enumerate() {
             let key = dedupe_keys.as_ref().and_then(|keys| keys.get(index)).map(String::as_str);
-            let stored = self.shared.store.message_insert(agent_id, user_id, message, execution_id, key, now).await?;
+            let stored = self.shared.store.message_insert(agent_id, user_id, message, origin, key, now).await?;
             let _ = self.shared.messages.send(MessageEvent {
                 agent_id: agent_id.to_owned(),
                 user_id: user_id.to_owned(),

@@ -27,8 +27,8 @@ pub struct ExecutionHost {
     /// The agent, and the user of the running job (inherited by jobs it creates).
     caller: Caller,
     job_name: String,
-    execution_id: String,
-    occurrence_id: String,
+    /// The run, which the messages it sends name.
+    origin: sundial_store::MessageOrigin,
     sent: AtomicU32,
     created: AtomicU32,
     data_writes: AtomicU32,
@@ -41,8 +41,11 @@ impl ExecutionHost {
             engine,
             caller: Caller { agent_id: job.agent_id.clone(), user_id: job.user_id.clone() },
             job_name: job.name.clone(),
-            execution_id: execution.id.clone(),
-            occurrence_id: execution.occurrence_id.clone(),
+            origin: sundial_store::MessageOrigin {
+                job_id: job.id.clone(),
+                execution_id: execution.id.clone(),
+                occurrence_id: execution.occurrence_id.clone(),
+            },
             sent: AtomicU32::new(0),
             created: AtomicU32::new(0),
             data_writes: AtomicU32::new(0),
@@ -84,9 +87,9 @@ impl ExecutionHost {
                     ));
                 }
                 // The n-th message of an occurrence lands once, however often the occurrence is retried.
-                let keys = (before..before + count).map(|n| format!("{}:{n}", self.occurrence_id)).collect();
+                let keys = (before..before + count).map(|n| format!("{}:{n}", self.origin.occurrence_id)).collect();
                 engine
-                    .send_messages(&self.caller.agent_id, &user_id, messages, Some(&self.execution_id), Some(keys))
+                    .send_messages(&self.caller.agent_id, &user_id, messages, Some(&self.origin), Some(keys))
                     .await
                     .map_err(message)?;
                 Ok(Value::Bool(true))

@@ -4,7 +4,14 @@
 //! and text that is compared or sorted uses the `"C"` collation so ordering is byte-wise, as in SQLite.
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[&str] = &[CORE, DATA, KEY_SCOPES, JOB_DEDUP];
+pub(crate) const MIGRATIONS: &[&str] = &[CORE, DATA, KEY_SCOPES, JOB_DEDUP, MESSAGE_ORIGIN];
+
+/// Messages name the run that sent them: its job and occurrence besides the execution.
+const MESSAGE_ORIGIN: &str = r#"
+ALTER TABLE messages ADD COLUMN job_id TEXT COLLATE "C";
+ALTER TABLE messages ADD COLUMN occurrence_id TEXT COLLATE "C";
+UPDATE messages m SET job_id = e.job_id, occurrence_id = e.occurrence_id FROM executions e WHERE e.id = m.execution_id;
+"#;
 
 /// Idempotent creation: a `dedupKey` of one agent and user, bound to the job it created.
 const JOB_DEDUP: &str = r#"

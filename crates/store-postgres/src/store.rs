@@ -9,7 +9,7 @@ use serde_json::Value;
 use sundial_core::policy::Overlap;
 use sundial_core::{CodeKind, Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject, Trigger};
 use sundial_store::{
-    Activation, Agent, ApiKey, Delivery, DeliveryOutcome, DueJob, ExecutionFinish, JobFilter, Message,
+    Activation, Agent, ApiKey, Delivery, DeliveryOutcome, DueJob, ExecutionFinish, JobFilter, Message, MessageOrigin,
     OccurrenceRecord, Result, StartOutcome, Started, Store, StoreError, StoreStats, UserRecord,
 };
 use tokio_postgres::Row;
@@ -31,7 +31,8 @@ const EXECUTION_COLUMNS: &str = "id, agent_id, job_id, version_id, occurrence_id
 const EXECUTION_WIDTH: usize = 17;
 
 /// Columns of a message with its delivery state (`m` is messages, `d` the left-joined deliveries).
-const MESSAGE_COLUMNS: &str = "m.seq, m.id, m.agent_id, m.user_id, m.content, m.execution_id, m.created_at, d.status";
+const MESSAGE_COLUMNS: &str =
+    "m.seq, m.id, m.agent_id, m.user_id, m.content, m.execution_id, m.created_at, d.status, m.job_id, m.occurrence_id";
 const MESSAGE_FROM: &str = "messages m LEFT JOIN deliveries d ON d.message_id = m.id";
 
 fn job_from_row(row: &Row, at: usize) -> Result<Job> {
@@ -107,6 +108,8 @@ fn message_from_row(row: &Row) -> Result<Message> {
         user_id: get(row, 3)?,
         content: get_json(row, 4)?,
         execution_id: get(row, 5)?,
+        job_id: get(row, 8)?,
+        occurrence_id: get(row, 9)?,
         created_at: time(get(row, 6)?),
         delivery: get(row, 7)?,
     })
@@ -652,7 +655,7 @@ impl Store for PostgresStore {
         agent_id: &str,
         user_id: &str,
         content: &Value,
-        execution_id: Option<&str>,
+        origin: Option<&MessageOrigin>,
         dedupe_key: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Message> {
@@ -672,9 +675,19 @@ impl Store for PostgresStore {
         let created_at = millis(now);
         let row = query_one(
             &transaction,
-            "INSERT INTO messages (id, agent_id, user_id, content, execution_id, dedupe_key, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq, content",
-            &[&id, &agent_id, &user_id, &jsonb(content), &execution_id, &dedupe_key, &created_at],
+            "INSERT INTO messages (id, agent_id, user_id, content, execution_id, dedupe_key, created_at, job_id, \
+             occurrence_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq, content",
+            &[
+                &id,
+                &agent_id,
+                &user_id,
+                &jsonb(content),
+                &origin.map(|origin| origin.execution_id.as_str()),
+                &dedupe_key,
+                &created_at,
+                &origin.map(|origin| origin.job_id.as_str()),
+                &origin.map(|origin| origin.occurrence_id.as_str()),
+            ],
         )
         .await?;
         let (seq, stored): (i64, Value) = (get(&row, 0)?, get_json(&row, 1)?);
@@ -701,7 +714,9 @@ impl Store for PostgresStore {
             agent_id: agent_id.to_owned(),
             user_id: user_id.to_owned(),
             content: stored,
-            execution_id: execution_id.map(str::to_owned),
+            execution_id: origin.map(|origin| origin.execution_id.clone()),
+            job_id: origin.map(|origin| origin.job_id.clone()),
+            occurrence_id: origin.map(|origin| origin.occurrence_id.clone()),
             delivery,
             created_at: time(created_at),
         })

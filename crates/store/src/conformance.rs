@@ -193,19 +193,45 @@ async fn users_and_messages(store: &dyn Store) {
     assert_eq!(store.user_get("a", "u1").await.expect("get").map(|user| user.data), Some(data));
     assert!(store.user_get("b", "u1").await.expect("get").is_none(), "user visible to another agent");
 
+    let origin = |execution: &str| crate::MessageOrigin {
+        job_id: "job_1".into(),
+        execution_id: execution.into(),
+        occurrence_id: "occ_1".into(),
+    };
     let first = store
-        .message_insert("a", "u1", &json!({"type": "text", "text": "one"}), Some("exe_1"), Some("occ_1:0"), at(1))
+        .message_insert(
+            "a",
+            "u1",
+            &json!({"type": "text", "text": "one"}),
+            Some(&origin("exe_1")),
+            Some("occ_1:0"),
+            at(1),
+        )
         .await
         .expect("message");
     let again = store
-        .message_insert("a", "u1", &json!({"type": "text", "text": "one"}), Some("exe_2"), Some("occ_1:0"), at(2))
+        .message_insert(
+            "a",
+            "u1",
+            &json!({"type": "text", "text": "one"}),
+            Some(&origin("exe_2")),
+            Some("occ_1:0"),
+            at(2),
+        )
         .await
         .expect("message");
     assert_eq!(first.id, again.id, "a deduplicated message was stored twice");
+    assert_eq!(
+        (again.job_id.as_deref(), again.execution_id.as_deref(), again.occurrence_id.as_deref()),
+        (Some("job_1"), Some("exe_1"), Some("occ_1")),
+        "a message names the run that sent it"
+    );
     store.message_insert("a", "u1", &json!({"type": "text", "text": "two"}), None, None, at(3)).await.expect("message");
     let messages = store.message_list("a", "u1", 0, 100).await.expect("list");
     let texts: Vec<_> = messages.iter().map(|message| message.content["text"].clone()).collect();
     assert_eq!(texts, [json!("one"), json!("two")]);
+    assert_eq!(messages[0].occurrence_id.as_deref(), Some("occ_1"));
+    assert_eq!((messages[1].job_id.as_deref(), messages[1].execution_id.as_deref()), (None, None));
     let after = store.message_list("a", "u1", messages[0].seq, 100).await.expect("list");
     assert_eq!(after.len(), 1);
     assert!(store.message_list("b", "u1", 0, 100).await.expect("list").is_empty());

@@ -139,10 +139,25 @@ pub struct Message {
     pub content: Value,
     /// The execution that sent it, if any.
     pub execution_id: Option<String>,
+    /// The job of that execution.
+    pub job_id: Option<String>,
+    /// The occurrence of that execution (the slot it ran for; the same across its retries).
+    pub occurrence_id: Option<String>,
     /// Webhook delivery state (`pending`, `delivered`, `failed`), when the agent has a webhook.
     pub delivery: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+}
+
+/// The run a message was sent from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageOrigin {
+    /// The job.
+    pub job_id: String,
+    /// The execution.
+    pub execution_id: String,
+    /// Its occurrence (the same for every retry of one slot).
+    pub occurrence_id: String,
 }
 
 /// Which jobs a listing returns.
@@ -331,7 +346,7 @@ pub trait Store: DataStore + Send + Sync + 'static {
         agent_id: &str,
         user_id: &str,
         content: &Value,
-        execution_id: Option<&str>,
+        origin: Option<&MessageOrigin>,
         dedupe_key: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Message>;

@@ -32,7 +32,7 @@ use crate::sqlite_encoding::{
     code_hash, get_id, get_optional_id, get_schedule, pack_job_id, pack_schedule, pack_version_id,
 };
 use crate::{
-    Activation, Agent, ApiKey, Delivery, DeliveryOutcome, DueJob, ExecutionFinish, JobFilter, Message,
+    Activation, Agent, ApiKey, Delivery, DeliveryOutcome, DueJob, ExecutionFinish, JobFilter, Message, MessageOrigin,
     OccurrenceRecord, Result, StartOutcome, Started, Store, StoreError, StoreStats, UserRecord,
 };
 
@@ -225,6 +225,12 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pend
     Migration::Sql(
         "CREATE TABLE job_dedup (agent_id TEXT NOT NULL, user_id TEXT NOT NULL, dedup_key TEXT NOT NULL, \
          job_id TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (agent_id, user_id, dedup_key)) WITHOUT ROWID;",
+    ),
+    Migration::Sql(
+        "ALTER TABLE messages ADD COLUMN job_id TEXT; ALTER TABLE messages ADD COLUMN occurrence_id TEXT; \
+         UPDATE messages SET job_id = (SELECT e.job_id FROM executions e WHERE e.id = messages.execution_id), \
+         occurrence_id = (SELECT e.occurrence_id FROM executions e WHERE e.id = messages.execution_id) \
+         WHERE execution_id IS NOT NULL;",
     ),
 ];
 
@@ -1097,7 +1103,8 @@ fn apply_activation(transaction: &Transaction<'_>, job_id: &str, change: &Activa
 }
 
 /// Columns of a message with its delivery state (`m` is messages, `d` the left-joined deliveries).
-const MESSAGE_COLUMNS: &str = "m.seq, m.id, m.agent_id, m.user_id, m.content, m.execution_id, m.created_at, d.status";
+const MESSAGE_COLUMNS: &str =
+    "m.seq, m.id, m.agent_id, m.user_id, m.content, m.execution_id, m.created_at, d.status, m.job_id, m.occurrence_id";
 const MESSAGE_FROM: &str = "messages m LEFT JOIN deliveries d ON d.message_id = m.id";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
@@ -1108,6 +1115,8 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         user_id: row.get(3)?,
         content: from_json(&row.get::<_, String>(4)?)?,
         execution_id: row.get(5)?,
+        job_id: row.get(8)?,
+        occurrence_id: row.get(9)?,
         created_at: time(row.get(6)?),
         delivery: row.get(7)?,
     })
@@ -1392,12 +1401,12 @@ impl Store for SqliteStore {
         agent_id: &str,
         user_id: &str,
         content: &Value,
-        execution_id: Option<&str>,
+        origin: Option<&MessageOrigin>,
         dedupe_key: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Message> {
         let (agent_id, user_id, content) = (agent_id.to_owned(), user_id.to_owned(), to_json(content));
-        let execution_id = execution_id.map(str::to_owned);
+        let origin = origin.cloned();
         let dedupe_key = dedupe_key.map(str::to_owned);
         let id = crate::new_id("msg");
         self.write(move |transaction| {
@@ -1408,9 +1417,19 @@ impl Store for SqliteStore {
             }
             transaction
                 .execute_cached(
-                    "INSERT INTO messages (id, agent_id, user_id, content, execution_id, dedupe_key, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![id, agent_id, user_id, content, execution_id, dedupe_key, millis(now)],
+                    "INSERT INTO messages (id, agent_id, user_id, content, execution_id, dedupe_key, created_at, job_id, \
+                     occurrence_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        id,
+                        agent_id,
+                        user_id,
+                        content,
+                        origin.as_ref().map(|origin| &origin.execution_id),
+                        dedupe_key,
+                        millis(now),
+                        origin.as_ref().map(|origin| &origin.job_id),
+                        origin.as_ref().map(|origin| &origin.occurrence_id),
+                    ],
                 )
                 .map_err(database)?;
             let settings: String = transaction

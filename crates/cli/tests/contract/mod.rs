@@ -70,6 +70,7 @@ async fn the_api_contract_over_http() {
     errors_name_the_field_also_inside_nested_bodies(&server).await;
     responses_are_their_contract_types(&server).await;
     messages_are_sent_to_a_user_over_http(&server).await;
+    jobs_made_for_a_user_keep_to_the_agents_guardrails(&server).await;
 }
 
 /// Reads `value` as the contract type `T` and writes it back: the same JSON means the type holds every field of the
@@ -180,6 +181,59 @@ async fn messages_are_sent_to_a_user_over_http(server: &Server) {
     assert_eq!(send(answer).await.0, 404);
     let answer = as_token(server, token, reqwest::Method::POST, "/v1/agents/default/users/u8/messages").json(&one);
     assert_eq!(send(answer).await.0, 201);
+}
+
+/// Creates a job as `user` (an agent key with `X-User-Id`), or for the agent when `None`.
+async fn create_for(server: &Server, user: Option<&str>, schedule: Value) -> (u16, Value) {
+    let body = json!({"name": "guarded", "schedule": schedule, "code": "async () => 1"});
+    let mut request = server.request(reqwest::Method::POST, "/v1/agents/default/jobs").json(&body);
+    if let Some(user) = user {
+        request = request.header("X-User-Id", user);
+    }
+    send(request).await
+}
+
+async fn jobs_made_for_a_user_keep_to_the_agents_guardrails(server: &Server) {
+    let hourly = json!({"type": "interval", "seconds": 3600});
+    // A recurring job made for a user fires at most once a minute by default; the agent's own jobs may run faster.
+    let (status, error) = create_for(server, Some("g1"), json!({"type": "interval", "seconds": 30})).await;
+    assert_eq!((status, error["field"].as_str()), (400, Some("schedule.seconds")), "{error}");
+    assert!(error["message"].as_str().is_some_and(|message| message.contains("60 seconds")), "{error}");
+    let (status, error) =
+        create_for(server, Some("g1"), json!({"type": "cron", "expression": "*/10 * * * * *", "timezone": "UTC"}))
+            .await;
+    assert_eq!((status, error["field"].as_str()), (400, Some("schedule.expression")), "{error}");
+    assert_eq!(create_for(server, Some("g1"), json!({"type": "interval", "seconds": 60})).await.0, 201);
+    assert_eq!(create_for(server, None, json!({"type": "interval", "seconds": 30})).await.0, 201);
+
+    // At most `maxActiveJobsPerUser` active jobs per user (g1 has one already).
+    let settings = json!({"maxActiveJobsPerUser": 2, "minRecurringIntervalSeconds": 120});
+    let (status, answer) =
+        send(server.request(reqwest::Method::PUT, "/v1/agents/default/settings").json(&settings)).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, error) = create_for(server, Some("g1"), json!({"type": "interval", "seconds": 60})).await;
+    assert_eq!((status, error["field"].as_str()), (400, Some("schedule.seconds")), "the agent's own minimum: {error}");
+    let (status, second) = create_for(server, Some("g1"), hourly.clone()).await;
+    assert_eq!(status, 201, "{second}");
+    let (status, error) = create_for(server, Some("g1"), hourly.clone()).await;
+    assert_eq!((status, error["code"].as_str()), (429, Some("quota_exceeded")), "{error}");
+    assert!(error["message"].as_str().is_some_and(|message| message.contains("at most 2")), "{error}");
+    assert_eq!(create_for(server, Some("g2"), hourly.clone()).await.0, 201, "another user has a quota of their own");
+    let second = second["id"].as_str().expect("id");
+    let (status, _) = server.post(&format!("/v1/agents/default/jobs/{second}/deactivate"), json!({})).await;
+    assert_eq!(status, 200);
+    let (status, third) = create_for(server, Some("g1"), hourly.clone()).await;
+    assert_eq!(status, 201, "a paused job frees its place: {third}");
+    let (status, error) = server.post(&format!("/v1/agents/default/jobs/{second}/activate"), json!({})).await;
+    assert_eq!((status, error["code"].as_str()), (429, Some("quota_exceeded")), "{error}");
+
+    let (status, error) = send(
+        server.request(reqwest::Method::PUT, "/v1/agents/default/settings").json(&json!({"maxActiveJobsPerUser": 0})),
+    )
+    .await;
+    assert_eq!((status, error["field"].as_str()), (400, Some("maxActiveJobsPerUser")), "{error}");
+    let (status, _) = send(server.request(reqwest::Method::PUT, "/v1/agents/default/settings").json(&json!({}))).await;
+    assert_eq!(status, 200);
 }
 
 async fn errors_name_the_field_also_inside_nested_bodies(server: &Server) {
