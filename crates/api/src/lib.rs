@@ -12,6 +12,7 @@ mod lua;
 mod mcp;
 mod native;
 mod openapi;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub engine: Engine,
     /// Bundle upload URLs handed out to `lua push`.
     pub(crate) uploads: lua::Uploads,
+    /// The dashboard's sessions.
+    pub(crate) ui: ui::UiState,
 }
 
 /// A JSON request body: any content type, parsed into a `Value`; bad JSON is a 400 `invalid_json` naming the place.
@@ -123,7 +126,7 @@ pub fn validate_user_id(user_id: &str, field: &str) -> Result<(), ApiError> {
 
 /// The router of every route, with state.
 pub fn router(engine: Engine) -> Router {
-    let state = AppState { engine, uploads: lua::Uploads::default() };
+    let state = AppState { engine, uploads: lua::Uploads::default(), ui: ui::UiState::default() };
     let (native, document) = native_routes().split_for_parts();
     let document = Arc::new(openapi::finish(document));
     let api = Router::new()
@@ -134,6 +137,7 @@ pub fn router(engine: Engine) -> Router {
         .merge(native)
         .merge(lua::routes())
         .merge(data_routes::lua_routes())
+        .merge(ui::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")

@@ -10,7 +10,8 @@ use sundial_core::policy::Overlap;
 use sundial_core::{CodeKind, Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject, Trigger};
 use sundial_store::{
     Activation, Agent, ApiKey, Delivery, DeliveryOutcome, DueJob, ExecutionFinish, JobFilter, Message, MessageOrigin,
-    OccurrenceRecord, Result, StartOutcome, Started, Store, StoreError, StoreStats, UserRecord,
+    NodeLeases, OccurrenceRecord, Result, StartOutcome, Started, Store, StoreError, StoreOverview, StoreStats,
+    UserRecord,
 };
 use tokio_postgres::Row;
 
@@ -1301,6 +1302,32 @@ impl Store for PostgresStore {
             active_jobs: get::<i64>(&row, 0)?.max(0) as u64,
             queue_depth: get::<i64>(&row, 1)?.max(0) as u64,
         })
+    }
+
+    async fn overview(&self) -> Result<StoreOverview> {
+        let client = self.client().await?;
+        let size = query_one(&client, "SELECT pg_database_size(current_database())", &[]).await?;
+        let rows = query(
+            &client,
+            "SELECT lease_owner, COUNT(*) FILTER (WHERE status = 'running'), COUNT(*) FILTER (WHERE status = 'pending'), \
+                    MAX(lease_until) \
+             FROM executions WHERE lease_owner IS NOT NULL AND status IN ('running', 'pending') \
+             GROUP BY lease_owner ORDER BY lease_owner",
+            &[],
+        )
+        .await?;
+        let nodes = rows
+            .iter()
+            .map(|row| {
+                Ok(NodeLeases {
+                    node: get(row, 0)?,
+                    running: get::<i64>(row, 1)?.max(0) as u64,
+                    claimed: get::<i64>(row, 2)?.max(0) as u64,
+                    lease_until: opt_time(get(row, 3)?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StoreOverview { database_bytes: get::<i64>(&size, 0)?.max(0) as u64, nodes })
     }
 
     async fn blob_put(&self, agent_id: &str, hash: &str, bytes: &[u8], now: DateTime<Utc>) -> Result<()> {

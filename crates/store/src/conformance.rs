@@ -388,6 +388,13 @@ async fn claim_start_finish(store: &dyn Store) {
         0,
         "a pending claim was extended"
     );
+    let overview = store.overview().await.expect("overview");
+    assert!(overview.database_bytes > 0, "the database has a size");
+    assert_eq!(
+        overview.nodes,
+        [crate::NodeLeases { node: "node-1".into(), running: 0, claimed: 1, lease_until: Some(at(30)) }],
+        "the node holding the claim"
+    );
     let rival = store.executions_claim(at(10), "node-2", at(30), at(9), 10).await.expect("claim");
     assert!(rival.is_empty(), "a held claim was taken by another node");
     // A claim handed back (a node stopping) is free at once; claimed again, it is node-1's as before.

@@ -279,6 +279,28 @@ pub struct StoreStats {
     pub queue_depth: u64,
 }
 
+/// What an operator's overview shows of the store.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoreOverview {
+    /// The database's size in bytes.
+    pub database_bytes: u64,
+    /// The nodes that hold leases now (on running executions or on claims), by node id.
+    pub nodes: Vec<NodeLeases>,
+}
+
+/// What one node holds under lease.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeLeases {
+    /// The node's id (`node_…`).
+    pub node: String,
+    /// Running executions it owns.
+    pub running: u64,
+    /// Pending executions it has claimed.
+    pub claimed: u64,
+    /// The latest end of its leases.
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
 /// Durable state. Every method is one transaction; implementations must pass [`conformance`].
 #[async_trait]
 pub trait Store: DataStore + Send + Sync + 'static {
@@ -483,6 +505,8 @@ pub trait Store: DataStore + Send + Sync + 'static {
     async fn executions_prune(&self, before: DateTime<Utc>, keep: usize) -> Result<u64>;
     /// Counts for metrics.
     async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats>;
+    /// The database's size and the nodes holding leases.
+    async fn overview(&self) -> Result<StoreOverview>;
 
     // --- uploaded code bundles and request deduplication ---
 

@@ -33,7 +33,8 @@ use crate::sqlite_encoding::{
 };
 use crate::{
     Activation, Agent, ApiKey, Delivery, DeliveryOutcome, DueJob, ExecutionFinish, JobFilter, Message, MessageOrigin,
-    OccurrenceRecord, Result, StartOutcome, Started, Store, StoreError, StoreStats, UserRecord,
+    NodeLeases, OccurrenceRecord, Result, StartOutcome, Started, Store, StoreError, StoreOverview, StoreStats,
+    UserRecord,
 };
 
 /// One call of the store on the writer thread: runs inside the batch's transaction (in a savepoint of its own), or
@@ -2093,6 +2094,39 @@ impl Store for SqliteStore {
                 )
                 .map_err(database)?;
             Ok(StoreStats { active_jobs: active_jobs as u64, queue_depth: queue_depth as u64 })
+        })
+        .await
+    }
+
+    async fn overview(&self) -> Result<StoreOverview> {
+        self.write(move |transaction| {
+            let database_bytes: i64 = transaction
+                .query_row_cached(
+                    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(database)?;
+            let mut statement = transaction
+                .prepare_cached(
+                    "SELECT lease_owner, SUM(status = 'running'), SUM(status = 'pending'), MAX(lease_until) \
+                     FROM executions WHERE lease_owner IS NOT NULL AND status IN ('running', 'pending') \
+                     GROUP BY lease_owner ORDER BY lease_owner",
+                )
+                .map_err(database)?;
+            let nodes = statement
+                .query_map([], |row| {
+                    Ok(NodeLeases {
+                        node: row.get(0)?,
+                        running: row.get::<_, i64>(1)?.max(0) as u64,
+                        claimed: row.get::<_, i64>(2)?.max(0) as u64,
+                        lease_until: row.get::<_, Option<i64>>(3)?.map(time),
+                    })
+                })
+                .map_err(database)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(database)?;
+            Ok(StoreOverview { database_bytes: database_bytes.max(0) as u64, nodes })
         })
         .await
     }
