@@ -82,7 +82,13 @@ pub fn next_runs(
         return Vec::new();
     }
     let mut runs = vec![next];
-    runs.extend(compiled.preview(next, anchor, n - 1));
+    // `next` is stored to the millisecond; a once schedule's instant may be finer, and is the same run.
+    runs.extend(
+        compiled
+            .preview(next, anchor, n - 1)
+            .into_iter()
+            .filter(|run| run.timestamp_millis() > next.timestamp_millis()),
+    );
     runs
 }
 

@@ -157,6 +157,9 @@ impl ServerHandler for SundialMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if !tools::exists(&request.name) {
+            return Err(ErrorData::invalid_params(format!("there is no tool {:?}", request.name), None));
+        }
         let credentials = self.credentials(&context)?;
         let arguments = request.arguments.unwrap_or_default();
         let result = match tools::call(self.backend.as_ref(), &credentials, &request.name, arguments).await {

@@ -255,7 +255,9 @@ pub async fn call(
     name: &str,
     arguments: Map<String, Value>,
 ) -> ToolResult {
-    let api = Api { backend, credentials, agent: agent_of(backend, credentials).await? };
+    check_arguments(name, &arguments)?;
+    let (agent, user) = identity(backend, credentials).await?;
+    let api = Api { backend, credentials, agent, user };
     match name {
         "schedule_reminder" => schedule_reminder(&api, &arguments).await,
         "schedule_job" => schedule_job(&api, &arguments).await,
@@ -270,13 +272,43 @@ pub async fn call(
     }
 }
 
-/// The agent whose jobs the credential reaches (the admin key's is `default`).
-async fn agent_of(backend: &dyn Backend, credentials: &Credentials) -> Result<String, ToolError> {
+/// The agent whose jobs the credential reaches (the admin key's is `default`) and the user it acts as (a user
+/// token's own, or the configured `X-User-Id`).
+async fn identity(backend: &dyn Backend, credentials: &Credentials) -> Result<(String, Option<String>), ToolError> {
     let (status, body) = backend.request(credentials, "GET", "/v1/whoami", None).await.map_err(unreachable)?;
     if status != 200 {
         return Err(api_error(status, &body));
     }
-    Ok(body["agentId"].as_str().unwrap_or("default").to_owned())
+    let agent = body["agentId"].as_str().unwrap_or("default").to_owned();
+    Ok((agent, body["userId"].as_str().map(str::to_owned)))
+}
+
+/// Whether `name` is a tool.
+pub fn exists(name: &str) -> bool {
+    definitions().iter().any(|tool| tool["name"] == name)
+}
+
+/// Refuses arguments the tool does not take (a misspelt `maxruns` must not be dropped silently).
+fn check_arguments(name: &str, arguments: &Map<String, Value>) -> Result<(), ToolError> {
+    let definitions = definitions();
+    let Some(properties) = definitions
+        .iter()
+        .find(|tool| tool["name"] == name)
+        .and_then(|tool| tool["inputSchema"]["properties"].as_object())
+    else {
+        return Ok(());
+    };
+    for key in arguments.keys() {
+        if !properties.contains_key(key) {
+            let close = properties.keys().find(|known| known.eq_ignore_ascii_case(key));
+            let hint = match close {
+                Some(known) => format!(" (did you mean {known}?)"),
+                None => format!(" (it takes {})", properties.keys().cloned().collect::<Vec<_>>().join(", ")),
+            };
+            return Err(ToolError::invalid(format!("{key}: {name} takes no such argument{hint}")));
+        }
+    }
+    Ok(())
 }
 
 fn unreachable(error: String) -> ToolError {
@@ -294,6 +326,8 @@ struct Api<'a> {
     backend: &'a dyn Backend,
     credentials: &'a Credentials,
     agent: String,
+    /// The user the credential acts as.
+    user: Option<String>,
 }
 
 impl Api<'_> {
@@ -308,7 +342,7 @@ impl Api<'_> {
     }
 
     fn user_id(&self) -> Option<&str> {
-        self.credentials.user_id.as_deref()
+        self.user.as_deref()
     }
 }
 
@@ -324,6 +358,11 @@ fn job_id_argument(arguments: &Map<String, Value>) -> Result<&str, ToolError> {
     text_argument(arguments, "jobId")?
         .filter(|id| !id.is_empty() && !id.contains('/'))
         .ok_or_else(|| ToolError::invalid("jobId: required, the job's id (job_…)"))
+}
+
+/// An instant to the millisecond, as Sundial stores and shows them (`2026-12-24T14:00:00.000Z`).
+fn sundial_instant(at: chrono::DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The schedule the `at`/`in`/`cron`/`everySeconds` arguments describe, read in `timezone`.
@@ -353,12 +392,13 @@ fn schedule_from_when(arguments: &Map<String, Value>) -> Result<Value, ToolError
                     Utc::now().to_rfc3339()
                 )));
             }
-            json!({"type": "once", "executeAt": instant.to_rfc3339()})
+            json!({"type": "once", "executeAt": sundial_instant(instant)})
         }
         "in" => {
             let delay = text_argument(arguments, "in")?.unwrap_or_default();
             let seconds = when::delay_seconds(delay, "in").map_err(ToolError::invalid)?;
-            json!({"type": "once", "executeAt": (Utc::now() + Duration::seconds(seconds)).to_rfc3339()})
+            let at = Utc::now() + Duration::seconds(seconds);
+            json!({"type": "once", "executeAt": sundial_instant(at)})
         }
         "cron" => {
             let expression = text_argument(arguments, "cron")?.unwrap_or_default();
@@ -387,7 +427,7 @@ fn schedule_from_when(arguments: &Map<String, Value>) -> Result<Value, ToolError
             return Err(ToolError::invalid("until: only a recurring schedule (cron or everySeconds) has an end"));
         }
         let instant = when::instant(until, timezone, "until").map_err(ToolError::invalid)?;
-        schedule["until"] = json!(instant.to_rfc3339());
+        schedule["until"] = json!(sundial_instant(instant));
     }
     if let Some(max_runs) = arguments.get("maxRuns").filter(|value| !value.is_null()) {
         if !recurring {

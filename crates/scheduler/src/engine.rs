@@ -1389,8 +1389,7 @@ impl Engine {
         let now = self.now();
         let mut instants = Vec::with_capacity(n);
         if let Some(next) = job.next_run_at.filter(|_| job.active) {
-            instants.push(next);
-            instants.extend(compiled.preview(next, job.anchor_at, n.saturating_sub(1)));
+            instants = sundial_core::describe::next_runs(&compiled, next, job.anchor_at, n);
         } else if version.schedule.is_recurring() {
             instants.extend(compiled.preview(now, now, n));
         } else if let Some(slot) = compiled.first_slot(now).filter(|slot| *slot > now) {
