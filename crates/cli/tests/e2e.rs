@@ -8,6 +8,7 @@ mod data;
 mod graceful;
 mod lua_cli;
 mod support;
+mod ui;
 
 use std::collections::HashSet;
 use std::time::Duration;
