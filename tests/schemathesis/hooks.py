@@ -38,4 +38,9 @@ JOB_FILES = [
 FILTERS = ['{"status":"open"}', '{"priority":{"$gt":2}}', '{"$or":[{"status":"open"},{"status":"new"}]}', "{}"]
 
 schemathesis.openapi.format("job-file", st.sampled_from(JOB_FILES))
+# The end of a recurring schedule lies after its first run: an instant in the years 2100-2999.
+schemathesis.openapi.format(
+    "end-instant",
+    st.integers(min_value=2100, max_value=2999).map(lambda year: f"{year}-06-01T09:00:00Z"),
+)
 schemathesis.openapi.format("json-filter", st.sampled_from(FILTERS))

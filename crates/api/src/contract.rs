@@ -100,7 +100,7 @@ pub enum Schedule {
         seconds: u64,
         /// No slot after this instant (RFC 3339 or Unix epoch milliseconds); the job completes after its last run.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(schema_with = instant_schema)]
+        #[schema(schema_with = until_schema)]
         until: Option<Value>,
         /// At most this many slots from activation (missed ones count); the job completes after the last.
         #[serde(
@@ -124,7 +124,7 @@ pub enum Schedule {
         timezone: Option<String>,
         /// No slot after this instant (RFC 3339 or Unix epoch milliseconds); the job completes after its last run.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(schema_with = instant_schema)]
+        #[schema(schema_with = until_schema)]
         until: Option<Value>,
         /// At most this many slots from activation (missed ones count); the job completes after the last.
         #[serde(
@@ -233,6 +233,22 @@ fn instant_schema() -> utoipa::openapi::schema::Schema {
                 .maximum(Some(sundial_core::schedule::MAX_EXECUTE_AT_MILLIS)),
         )
         .description(Some("An RFC 3339 instant, or Unix epoch milliseconds"))
+        .into()
+}
+
+/// The end of a recurring schedule: an instant after its first run (`format: end-instant`, which JSON Schema cannot
+/// check: an end before the first run is refused), or epoch milliseconds from the year 2100 on.
+fn until_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::Custom("end-instant".into()))))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(4_102_444_800_000i64))
+                .maximum(Some(sundial_core::schedule::MAX_EXECUTE_AT_MILLIS)),
+        )
+        .description(Some("An RFC 3339 instant, or Unix epoch milliseconds, after the schedule's first run"))
         .into()
 }
 
