@@ -76,7 +76,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
-/// Reads a JSON body (`None` when it is empty or only whitespace), within [`MAX_BODY_BYTES`].
+/// Reads a JSON body (`None` when it is empty), within [`MAX_BODY_BYTES`]. A body of whitespace alone is not JSON.
 async fn read_json(request: Request) -> Result<Option<Value>, ApiError> {
     // Sized once from the announced length (within the cap), so a large body is not copied as it grows.
     let announced = request
@@ -108,7 +108,7 @@ async fn read_json(request: Request) -> Result<Option<Value>, ApiError> {
             format!("body: must be at most {MAX_BODY_BYTES} bytes"),
         ));
     }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if bytes.is_empty() {
         return Ok(None);
     }
     serde_json::from_slice(&bytes)
@@ -128,7 +128,7 @@ pub fn validate_user_id(user_id: &str, field: &str) -> Result<(), ApiError> {
 pub fn router(engine: Engine) -> Router {
     let state = AppState { engine, uploads: lua::Uploads::default(), ui: ui::UiState::default() };
     let (native, document) = native_routes().split_for_parts();
-    let document = Arc::new(openapi::finish(document));
+    let document = Arc::new(openapi::served(&openapi::finish(document)));
     let api = Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(ready))

@@ -79,3 +79,28 @@ fn complete(operation: &mut Operation) {
         operation.responses.responses.entry((*status).to_owned()).or_insert(RefOr::T(error));
     }
 }
+
+/// The document as served: JSON, with what utoipa cannot say added — each event of the conversation's stream is an
+/// SSE event whose `data` is a `Message` in JSON (`contentMediaType`, `contentSchema`).
+pub(crate) fn served(document: &OpenApi) -> serde_json::Value {
+    let mut value = serde_json::to_value(document).unwrap_or_default();
+    let stream = value
+        .pointer_mut("/paths/~1v1~1agents~1{agentId}~1users~1{userId}~1messages~1stream/get/responses/200/content/text~1event-stream");
+    if let Some(media) = stream {
+        media["schema"] = serde_json::json!({
+            "type": "object",
+            "description": "One Server-Sent Event: `event: message`, the message's `seq` as `id`, the message as JSON in `data`",
+            "properties": {
+                "event": {"type": "string", "enum": ["message"]},
+                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/Message"}
+                }
+            },
+            "required": ["data"]
+        });
+    }
+    value
+}

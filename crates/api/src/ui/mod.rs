@@ -319,6 +319,7 @@ pub(crate) fn page(viewer: &Viewer, title: &str, live: bool, body: Markup) -> Ma
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Sundial" }
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/ui/assets/app.css";
                 script src="/ui/assets/app.js" defer {}
             }
@@ -353,6 +354,7 @@ fn page_without_session(title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Sundial" }
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/ui/assets/app.css";
             }
             body { main { (body) } }

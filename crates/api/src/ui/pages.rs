@@ -89,7 +89,7 @@ impl Filters {
             status: value("status").and_then(|status| serde_json::from_value(Value::String(status)).ok()),
             kind: value("kind").filter(|kind| matches!(kind.as_str(), "once" | "interval" | "cron")),
             owner: value("owner").filter(|owner| matches!(owner.as_str(), "dynamic" | "predefined")),
-            text: value("q").map(|text| text.to_lowercase()),
+            text: value("q"),
         }
     }
 
@@ -115,6 +115,7 @@ impl Filters {
             _ => {}
         }
         if let Some(text) = &self.text {
+            let text = text.to_lowercase();
             let metadata = serde_json::to_string(&job.metadata).unwrap_or_default().to_lowercase();
             if !job.name.to_lowercase().contains(text.as_str()) && !metadata.contains(text.as_str()) {
                 return false;
@@ -253,12 +254,9 @@ pub(crate) async fn jobs(
                             td { @if job.active { (optional_when(job.next_run_at, zone)) } @else { span.muted { (job.status.as_str()) } } }
                             td { (outcome_strip(strip)) }
                             td {
-                                form.inline method="post" action={ "/ui/jobs/" (job.id) "/" (if job.active { "deactivate" } else { "activate" }) } {
-                                    input type="hidden" name="csrf" value=(viewer.csrf);
-                                    input type="hidden" name="back" value="list";
-                                    button type="submit" aria-pressed=(job.active) title=(if job.active { "Deactivate" } else { "Activate" }) {
-                                        (if job.active { "on" } else { "off" })
-                                    }
+                                a.toggle href={ "/ui/jobs/" (job.id) "/confirm/" (if job.active { "deactivate" } else { "activate" }) "?back=list" }
+                                    aria-pressed=(job.active) title=(if job.active { "Deactivate" } else { "Activate" }) {
+                                    (if job.active { "on" } else { "off" })
                                 }
                             }
                         }
@@ -336,7 +334,10 @@ pub(crate) async fn job(State(state): State<AppState>, headers: HeaderMap, Path(
                     p { strong { (sundial_core::describe::describe(&version.schedule)) } }
                     @if runs.is_empty() { p.muted { "No further runs." } } @else {
                         table.runs {
-                            thead { tr { th { "Next runs (" (zone.name()) ")" } th { "UTC" } } }
+                            thead { tr {
+                                th { @if job.active { "Next runs" } @else { "Runs if activated now" } " (" (zone.name()) ")" }
+                                th { "UTC" }
+                            } }
                             tbody { @for run in &runs { tr { td { (when(*run, zone)) } td { (sundial_core::wire::instant(*run)) } } } }
                         }
                     }
@@ -425,7 +426,9 @@ pub(crate) async fn confirm(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((job_id, action)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    let back_to_list = params.get("back").map(String::as_str) == Some("list");
     let viewer = signed_in!(state, headers);
     let Some((question, consequence)) = action_words(&action) else {
         return error_page(&viewer, StatusCode::NOT_FOUND, "No such action.");
@@ -441,9 +444,10 @@ pub(crate) async fn confirm(
             p { (consequence) }
             form method="post" action={ "/ui/jobs/" (job.id) "/" (action) } {
                 input type="hidden" name="csrf" value=(viewer.csrf);
+                @if back_to_list { input type="hidden" name="back" value="list"; }
                 button type="submit" class=(if action == "delete" { "danger" } else { "primary" }) { "Yes, " (action) }
                 " "
-                a href={ "/ui/jobs/" (job.id) } { "Cancel" }
+                a href=(if back_to_list { "/ui".to_owned() } else { format!("/ui/jobs/{}", job.id) }) { "Cancel" }
             }
         }
     };
@@ -880,7 +884,7 @@ pub(crate) async fn events(State(state): State<AppState>, headers: HeaderMap) ->
                 ));
             }
             if stamp != last {
-                return Some((Ok(Event::default().event("change").data("")), (engine, messages, stamp, false)));
+                return Some((Ok(Event::default().event("change").data("change")), (engine, messages, stamp, false)));
             }
         }
     });
