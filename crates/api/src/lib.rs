@@ -225,7 +225,9 @@ async fn idempotency(
 
 async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     match state.engine.store().stats(state.engine.now()).await {
-        Ok(_) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+        Ok(_) => {
+            axum::Json(serde_json::json!({"status": "ready", "node": state.engine.config().node_id})).into_response()
+        }
         Err(error) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", error.to_string()).into_response(),
     }
 }

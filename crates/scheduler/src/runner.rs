@@ -205,8 +205,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Marks a running execution whose node is gone as `abandoned`, retrying it per its job's policy.
-    pub async fn abandon(&self, execution: Execution) -> Result<(), sundial_store::StoreError> {
+    /// Marks a running execution whose node is gone as `abandoned`, retrying it per its job's policy. Its error says
+    /// which node ran it and when that node's lease ended.
+    pub async fn abandon(&self, orphan: sundial_store::Orphan) -> Result<(), sundial_store::StoreError> {
+        let sundial_store::Orphan { execution, owner, lease_until } = orphan;
         let store = self.store();
         let job = store.job_get(&execution.agent_id, &execution.job_id).await?;
         let version = store.version_get(&execution.job_id, &execution.version_id).await?;
@@ -218,7 +220,13 @@ impl Engine {
         let outcome = RunOutcome {
             status: ExecutionStatus::Abandoned,
             result: None,
-            error: Some("the node running this execution stopped before it finished".into()),
+            error: Some(match (owner, lease_until) {
+                (Some(owner), Some(until)) => format!(
+                    "the node running this execution ({owner}) stopped before it finished: its lease ended at {}",
+                    sundial_core::wire::instant(until)
+                ),
+                _ => "the node running this execution stopped before it finished".into(),
+            }),
             logs: Vec::new(),
             duration_ms: None,
         };
@@ -948,7 +956,11 @@ async fn heartbeat(engine: Engine, mut stopped: watch::Receiver<bool>) {
         match engine.store().executions_orphaned(now, None).await {
             Ok(orphans) => {
                 for orphan in orphans {
-                    tracing::warn!(execution = %orphan.id, "lease expired: abandoning the execution of a stopped node");
+                    tracing::warn!(
+                        execution = %orphan.execution.id,
+                        node = orphan.owner.as_deref().unwrap_or("-"),
+                        "lease expired: abandoning the execution of a stopped node"
+                    );
                     if let Err(error) = engine.abandon(orphan).await {
                         tracing::error!(%error, "cannot abandon an orphaned execution");
                     }

@@ -10,7 +10,7 @@ use sundial_core::policy::Overlap;
 use sundial_core::{CodeKind, Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject, Trigger};
 use sundial_store::{
     Activation, Agent, ApiKey, Delivery, DeliveryOutcome, DueJob, ExecutionFinish, JobFilter, Message, MessageOrigin,
-    NodeLeases, OccurrenceRecord, Result, StartOutcome, Started, Store, StoreError, StoreOverview, StoreStats,
+    NodeLeases, OccurrenceRecord, Orphan, Result, StartOutcome, Started, Store, StoreError, StoreOverview, StoreStats,
     UserRecord,
 };
 use tokio_postgres::Row;
@@ -1173,18 +1173,26 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn executions_orphaned(&self, now: DateTime<Utc>, live_owner: Option<&str>) -> Result<Vec<Execution>> {
+    async fn executions_orphaned(&self, now: DateTime<Utc>, live_owner: Option<&str>) -> Result<Vec<Orphan>> {
         let client = self.client().await?;
         let rows = query(
             &client,
             &format!(
-                "SELECT {EXECUTION_COLUMNS} FROM executions WHERE status = 'running' \
+                "SELECT {EXECUTION_COLUMNS}, lease_owner, lease_until FROM executions WHERE status = 'running' \
                  AND (lease_until IS NULL OR lease_until < $1 OR ($2::TEXT IS NOT NULL AND lease_owner IS DISTINCT FROM $2))"
             ),
             &[&millis(now), &live_owner],
         )
         .await?;
-        rows_to(&rows, execution_from_row)
+        rows.iter()
+            .map(|row| {
+                Ok(Orphan {
+                    execution: execution_from_row(row)?,
+                    owner: get(row, EXECUTION_WIDTH)?,
+                    lease_until: opt_time(get(row, EXECUTION_WIDTH + 1)?),
+                })
+            })
+            .collect()
     }
 
     async fn executions_release_claims(&self, owner: &str) -> Result<u64> {

@@ -602,7 +602,8 @@ async fn orphans_and_prune(store: &dyn Store) {
     let orphans = store.executions_orphaned(at(20), Some("new-node")).await.expect("orphans");
     assert_eq!(orphans.len(), 1, "a dead owner's run was not orphaned for the new node");
     let orphans = store.executions_orphaned(at(26), None).await.expect("orphans");
-    assert_eq!(orphans.iter().map(|execution| &execution.id).collect::<Vec<_>>(), [&slot.id]);
+    assert_eq!(orphans.iter().map(|orphan| &orphan.execution.id).collect::<Vec<_>>(), [&slot.id]);
+    assert_eq!((orphans[0].owner.as_deref(), orphans[0].lease_until), (Some("dead-node"), Some(at(25))));
     let abandoned = ExecutionFinish {
         lease_owner: None,
         ..finish(&slot.id, ExecutionStatus::Abandoned, JobEffect::CountFailure, None)

@@ -279,6 +279,17 @@ pub struct StoreStats {
     pub queue_depth: u64,
 }
 
+/// A running execution whose node is gone, with the lease it held.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Orphan {
+    /// The execution.
+    pub execution: Execution,
+    /// The node that ran it.
+    pub owner: Option<String>,
+    /// When that node's lease on it ended.
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
 /// What an operator's overview shows of the store.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StoreOverview {
@@ -481,7 +492,7 @@ pub trait Store: DataStore + Send + Sync + 'static {
     async fn executions_heartbeat(&self, owner: &str, lease_until: DateTime<Utc>) -> Result<u64>;
     /// Running executions whose lease expired before `now` or whose owner is not `live_owner` (for a single node
     /// after a restart, every previous owner is dead).
-    async fn executions_orphaned(&self, now: DateTime<Utc>, live_owner: Option<&str>) -> Result<Vec<Execution>>;
+    async fn executions_orphaned(&self, now: DateTime<Utc>, live_owner: Option<&str>) -> Result<Vec<Orphan>>;
     /// Clears claims not held by `owner` (single node start-up).
     async fn executions_release_claims(&self, owner: &str) -> Result<u64>;
     /// Clears the claims `owner` holds on executions it has not started: a node that stops gracefully hands them

@@ -33,7 +33,7 @@ use crate::sqlite_encoding::{
 };
 use crate::{
     Activation, Agent, ApiKey, Delivery, DeliveryOutcome, DueJob, ExecutionFinish, JobFilter, Message, MessageOrigin,
-    NodeLeases, OccurrenceRecord, Result, StartOutcome, Started, Store, StoreError, StoreOverview, StoreStats,
+    NodeLeases, OccurrenceRecord, Orphan, Result, StartOutcome, Started, Store, StoreError, StoreOverview, StoreStats,
     UserRecord,
 };
 
@@ -1947,16 +1947,24 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn executions_orphaned(&self, now: DateTime<Utc>, live_owner: Option<&str>) -> Result<Vec<Execution>> {
+    async fn executions_orphaned(&self, now: DateTime<Utc>, live_owner: Option<&str>) -> Result<Vec<Orphan>> {
         let live_owner = live_owner.map(str::to_owned);
         self.write(move |transaction| {
             let mut statement = transaction
                 .prepare_cached(&format!(
-                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE status = 'running' \
+                    "SELECT {EXECUTION_COLUMNS}, lease_owner, lease_until FROM executions WHERE status = 'running' \
                      AND (lease_until IS NULL OR lease_until < ?1 OR (?2 IS NOT NULL AND lease_owner IS NOT ?2))"
                 ))
                 .map_err(database)?;
-            let rows = statement.query_map(params![millis(now), live_owner], execution_from_row).map_err(database)?;
+            let rows = statement
+                .query_map(params![millis(now), live_owner], |row| {
+                    Ok(Orphan {
+                        execution: execution_from_row(row)?,
+                        owner: row.get(EXECUTION_COLUMN_COUNT)?,
+                        lease_until: row.get::<_, Option<i64>>(EXECUTION_COLUMN_COUNT + 1)?.map(time),
+                    })
+                })
+                .map_err(database)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(database)
         })
         .await

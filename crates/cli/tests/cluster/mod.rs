@@ -395,7 +395,8 @@ async fn a_rolling_restart_with_sigterm_loses_nothing_and_completes_each_job_onc
             (gauge(&nodes[index], "sundial_sandbox_workers_busy").await >= 1.0).then_some(())
         })
         .await;
-        stops.push(sundial_core::wire::instant(Utc::now()));
+        let (_, ready) = nodes[index].get("/readyz").await;
+        stops.push(format!("{} at {}", ready["node"].as_str().unwrap_or("?"), sundial_core::wire::instant(Utc::now())));
         nodes[index].terminate();
         let status =
             tokio::task::block_in_place(|| nodes[index].wait_exit(20)).expect("the node stops within its grace");
@@ -424,11 +425,17 @@ async fn a_rolling_restart_with_sigterm_loses_nothing_and_completes_each_job_onc
         .filter(|execution| execution["status"] == "abandoned")
         .map(|execution| {
             let field = |name: &str| execution[name].as_str().unwrap_or("-").to_owned();
-            format!("due {} started {} ended {}", field("dueAt"), field("startedAt"), field("completedAt"))
+            format!(
+                "due {} started {} ended {}: {}",
+                field("dueAt"),
+                field("startedAt"),
+                field("completedAt"),
+                field("error")
+            )
         })
         .collect();
     eprintln!(
-        "rolling restart: {} abandoned and retried (nodes stopped at {}):\n{}",
+        "rolling restart: {} abandoned and retried (stopped: {}):\n{}",
         abandoned.len(),
         stops.join(", "),
         abandoned.join("\n")
