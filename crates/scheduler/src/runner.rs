@@ -893,7 +893,17 @@ async fn dispatch_loop(
         };
         tokio::select! {
             biased;
-            _ = stopped.changed() => return,
+            _ = stopped.changed() => {
+                if !ready.is_empty() || starting.is_some() {
+                    let left: Vec<&str> = ready.iter().map(|started| started.execution.id.as_str()).collect();
+                    tracing::error!(
+                        ?left,
+                        starting = starting.is_some(),
+                        "stopped with runs started but not handed to a worker; they are left to their lease"
+                    );
+                }
+                return;
+            }
             _ = intake.changed(), if !draining => {
                 // What was fired but not started is a claim: handed back with the others.
                 draining = true;
@@ -907,7 +917,11 @@ async fn dispatch_loop(
                         queue.push_back(next);
                     }
                 }
-                None => return,
+                // The timer ended (the intake is stopping): start nothing more, but hand over what is started.
+                None => {
+                    draining = true;
+                    queue.clear();
+                }
             },
             started = async { starting.as_mut().expect("guarded").await }, if starting.is_some() => {
                 starting = None;
