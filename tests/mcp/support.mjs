@@ -10,21 +10,18 @@
 // The binary comes from SUNDIAL_BIN, by default <repo>/target/debug/sundial.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
 import { after, before } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 
-/** The repository's root (this package lives in `<repo>/tests/mcp`). */
-export const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+import { startServer } from '../support/server.mjs';
+
+export { repositoryRoot, serverBinary } from '../support/server.mjs';
 
 /** The agent every test acts for. */
 export const agentId = 'default';
@@ -45,65 +42,19 @@ export const toolNames = [
 /** States an execution ends in. */
 export const finalStates = new Set(['completed', 'failed', 'timeout', 'killed', 'cancelled', 'abandoned', 'skipped']);
 
-/** The server binary: SUNDIAL_BIN, or the debug build of the repository. */
-export function serverBinary() {
-  const binary = process.env.SUNDIAL_BIN || join(repositoryRoot, 'target', 'debug', 'sundial');
-  if (!existsSync(binary)) {
-    throw new Error(`sundial binary not found at ${binary}: build it or set SUNDIAL_BIN`);
-  }
-  return binary;
-}
-
 /** The running server of this file: `{url, adminKey, binary}` once `before` has run. */
 export const server = {};
 
 /** Starts `sundial serve` before the file's tests and stops it (and every MCP client opened) after them. */
 export function useServer() {
-  let child;
-  let dataDir;
+  let running;
   before(async () => {
-    server.binary = serverBinary();
-    server.adminKey = `sk_mcp_test_${process.pid}_${Date.now()}`;
-    dataDir = mkdtempSync(join(tmpdir(), 'sundial-mcp-'));
-    child = spawn(server.binary, ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--workers', '2'], {
-      env: { ...process.env, SUNDIAL_API_KEY: server.adminKey, SUNDIAL_LOG_FORMAT: 'text', NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    server.output = () => output;
-    server.url = await new Promise((resolveUrl, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`sundial serve printed no address within 30 s:\n${output}`)),
-        30_000,
-      );
-      const onData = (chunk) => {
-        output += chunk;
-        const match = /sundial: listening on (http:\/\/[^\s]+)/.exec(output);
-        if (match) {
-          clearTimeout(timer);
-          resolveUrl(match[1]);
-        }
-      };
-      child.stdout.on('data', onData);
-      child.stderr.on('data', onData);
-      child.on('error', (error) => {
-        clearTimeout(timer);
-        reject(error);
-      });
-      child.on('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`sundial serve exited with ${code} before listening:\n${output}`));
-      });
-    });
+    running = await startServer({ name: 'mcp' });
+    Object.assign(server, { url: running.url, adminKey: running.adminKey, binary: running.binary, output: running.output });
   });
   after(async () => {
     await Promise.allSettled(openClients.splice(0).map((client) => client.close()));
-    if (child && child.exitCode === null) {
-      const exited = new Promise((resolveExit) => child.once('exit', resolveExit));
-      child.kill('SIGKILL');
-      await exited;
-    }
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    if (running) await running.stop();
   });
 }
 

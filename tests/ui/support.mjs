@@ -10,17 +10,15 @@
 // <repo>/docs/screenshots only when SUNDIAL_UI_SCREENSHOTS=1.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
-/** The repository's root (this package lives in `<repo>/tests/ui`). */
-export const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+import { repositoryRoot, startServer } from '../support/server.mjs';
+
+export { repositoryRoot, serverBinary } from '../support/server.mjs';
 
 /** The agent every test acts for. */
 export const agentId = 'default';
@@ -42,15 +40,6 @@ const chromiumArgs = [
 /** The width of every page the tests open (and of the screenshots). */
 export const viewport = { width: 1280, height: 800 };
 
-/** The server binary: SUNDIAL_BIN, or the debug build of the repository. */
-export function serverBinary() {
-  const binary = process.env.SUNDIAL_BIN || join(repositoryRoot, 'target', 'debug', 'sundial');
-  if (!existsSync(binary)) {
-    throw new Error(`sundial binary not found at ${binary}: build it or set SUNDIAL_BIN`);
-  }
-  return binary;
-}
-
 /** The running server of this file: `{url, adminKey, binary, output()}` once `before` has run. */
 export const server = {};
 
@@ -62,63 +51,25 @@ export const browserHolder = {};
  * both after them. Read `server` and call `newContext()`.
  */
 export function useServerAndBrowser(setup = async () => {}, teardown = async () => {}) {
-  let child;
-  let dataDir;
+  let running;
   before(async () => {
     if (!existsSync(chromiumPath)) {
       throw new Error(`${chromiumPath} is missing: install Debian's chromium package (apt-get install -y chromium)`);
     }
-    server.binary = serverBinary();
-    server.adminKey = `sk_ui_test_${process.pid}_${Date.now()}`;
-    dataDir = mkdtempSync(join(tmpdir(), 'sundial-ui-'));
-    child = spawn(server.binary, ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--workers', '2'], {
-      env: { ...process.env, SUNDIAL_API_KEY: server.adminKey, SUNDIAL_LOG_FORMAT: 'text', NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    server.output = () => output;
-    const listening = new Promise((resolveUrl, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`sundial serve printed no address within 30 s:\n${output}`)),
-        30_000,
-      );
-      const onData = (chunk) => {
-        output += chunk;
-        const match = /sundial: listening on (http:\/\/[^\s]+)/.exec(output);
-        if (match) {
-          clearTimeout(timer);
-          resolveUrl(match[1]);
-        }
-      };
-      child.stdout.on('data', onData);
-      child.stderr.on('data', onData);
-      child.on('error', (error) => {
-        clearTimeout(timer);
-        reject(error);
-      });
-      child.on('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`sundial serve exited with ${code} before listening:\n${output}`));
-      });
-    });
     // playwright-core's launch() gives the browser a fresh, temporary user-data-dir of its own.
-    const [url, browser] = await Promise.all([
-      listening,
+    const [started, browser] = await Promise.all([
+      startServer({ name: 'ui' }),
       chromium.launch({ executablePath: chromiumPath, args: chromiumArgs, headless: true }),
     ]);
-    server.url = url;
+    running = started;
+    Object.assign(server, { url: running.url, adminKey: running.adminKey, binary: running.binary, output: running.output });
     browserHolder.browser = browser;
     await setup();
   });
   after(async () => {
     await teardown().catch(() => {});
     if (browserHolder.browser) await browserHolder.browser.close().catch(() => {});
-    if (child && child.exitCode === null) {
-      const exited = new Promise((resolveExit) => child.once('exit', resolveExit));
-      child.kill('SIGKILL');
-      await exited;
-    }
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    if (running) await running.stop();
   });
 }
 
