@@ -130,6 +130,7 @@ describe('recurring reminders end: maxRuns and until', { concurrency: true }, ()
     assert.equal(seen.job.status, 'completed');
     assert.deepEqual(seen.job.nextRuns, [], 'no further runs');
     assert.equal(seen.executions.length, 3);
+    assert.equal(seen.executionCount, 3, 'the run count stays visible');
     const listed = await ok(client, 'list_jobs', {});
     assert.ok(!listed.jobs.some((each) => each.jobId === job.jobId), 'a completed job is not listed as active');
   });

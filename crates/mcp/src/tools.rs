@@ -138,7 +138,11 @@ pub fn definitions() -> Vec<Value> {
             "One job with its schedule in words, next runs and its last executions: status, time, result or error, and \
              the messages each sent.",
             job_id_input.clone(),
-            json!({"type": "object", "properties": {"job": job_schema(), "executions": {"type": "array", "items": execution_schema()}}, "required": ["job", "executions"]}),
+            json!({"type": "object", "properties": {
+                "job": job_schema(),
+                "executionCount": {"type": "integer", "minimum": 0, "description": "How many executions the job has had (retries included)."},
+                "executions": {"type": "array", "items": execution_schema()}
+            }, "required": ["job", "executionCount", "executions"]}),
             hints(true, false, true),
         ),
         tool(
@@ -576,7 +580,8 @@ async fn get_job(api: &Api<'_>, arguments: &Map<String, Value>) -> ToolResult {
         job["status"].as_str().unwrap_or(""),
         when_words(&job)
     );
-    Ok(ToolAnswer { structured: json!({"job": job, "executions": executions}), summary })
+    let count = page["total"].as_u64().unwrap_or(executions.len() as u64);
+    Ok(ToolAnswer { structured: json!({"job": job, "executionCount": count, "executions": executions}), summary })
 }
 
 async fn job_action(api: &Api<'_>, arguments: &Map<String, Value>, action: &str, done: &str) -> ToolResult {

@@ -238,7 +238,7 @@ pub(crate) async fn jobs(
             button type="submit" { "Filter" }
         }
         @if rows.is_empty() {
-            p.muted { "No jobs match." }
+            p.muted { @if next.is_some() { "No match among the first " (SCAN_LIMIT) " jobs looked at; the next page looks further." } @else { "No jobs match." } }
         } @else {
             table.jobs {
                 thead { tr { th { "Name" } th { "User" } th { "Schedule" } th { "Next run" } th { "Last " (STRIP) } th { "Active" } } }
