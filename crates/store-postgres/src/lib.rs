@@ -202,14 +202,14 @@ impl PostgresStore {
 
     /// Starts a transaction on `client` at READ COMMITTED without setting the schema (the migrations create it).
     async fn begin_bare(client: &mut Conn) -> Result<Tx<'_>> {
-        let (unnamed, schema) = (client.unnamed, client.schema.take());
+        let (unnamed, schema) = (client.unnamed, client.schema.clone());
         let transaction = client.client.transaction().await.map_err(database)?;
         Ok(Tx { transaction, unnamed, schema })
     }
 
     /// Starts a read-only transaction on `client` that sees one snapshot throughout.
     pub(crate) async fn begin_read(client: &mut Conn) -> Result<Tx<'_>> {
-        let (unnamed, schema) = (client.unnamed, client.schema.take());
+        let (unnamed, schema) = (client.unnamed, client.schema.clone());
         let transaction = client
             .client
             .build_transaction()

@@ -187,7 +187,8 @@ pub(crate) async fn jobs(
             if keep {
                 rows.push(detail);
                 if rows.len() == PAGE {
-                    next = full.then(|| filter.after_id.clone()).flatten().or_else(|| filter.after_id.clone());
+                    // More may follow (an empty next page is possible when this was the very last job).
+                    next = filter.after_id.clone();
                     break 'scan;
                 }
             }
