@@ -187,8 +187,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |difference, (x, y)| difference | (x ^ y)) == 0
 }
 
-async fn login_form(headers: HeaderMap) -> Response {
-    let _ = headers;
+async fn login_form() -> Response {
     login_page(None)
 }
 

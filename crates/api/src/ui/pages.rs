@@ -479,27 +479,19 @@ pub(crate) async fn act(
     };
     match outcome {
         Ok(_) if form.get("back").map(String::as_str) == Some("list") => Redirect::to("/ui").into_response(),
-        // A triggered run is shown on its job's page, where it appears as it goes.
-        Ok(target) if action == "trigger" => Redirect::to(&job_page).into_response().tap_target(target),
+        // A triggered run is shown on its job's page, where it appears as it goes; `Link` names the execution.
+        Ok(target) if action == "trigger" => {
+            let mut response = Redirect::to(&job_page).into_response();
+            if let Ok(link) = axum::http::HeaderValue::from_str(&format!("<{target}>; rel=\"created\"")) {
+                response.headers_mut().insert(axum::http::header::LINK, link);
+            }
+            response
+        }
         Ok(target) => Redirect::to(&target).into_response(),
         Err(error) => {
             let error = crate::ApiError::from(error);
             error_page(&viewer, error.status, &error.message)
         }
-    }
-}
-
-trait TapTarget {
-    /// Keeps the response; `target` is where the new resource lives (said in a `Link` header).
-    fn tap_target(self, target: String) -> Response;
-}
-
-impl TapTarget for Response {
-    fn tap_target(mut self, target: String) -> Response {
-        if let Ok(value) = axum::http::HeaderValue::from_str(&format!("<{target}>; rel=\"created\"")) {
-            self.headers_mut().insert(axum::http::header::LINK, value);
-        }
-        self
     }
 }
 
