@@ -98,7 +98,7 @@ pub enum Schedule {
         #[schema(minimum = 1, maximum = 315576000)]
         #[serde(deserialize_with = "whole::u64")]
         seconds: u64,
-        /// No slot after this instant (RFC 3339 or Unix epoch milliseconds); the job completes after its last run.
+        /// No slot after this instant (RFC 3339); the job completes after its last run.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schema(schema_with = until_schema)]
         until: Option<Value>,
@@ -122,7 +122,7 @@ pub enum Schedule {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schema(schema_with = timezone_schema)]
         timezone: Option<String>,
-        /// No slot after this instant (RFC 3339 or Unix epoch milliseconds); the job completes after its last run.
+        /// No slot after this instant (RFC 3339); the job completes after its last run.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schema(schema_with = until_schema)]
         until: Option<Value>,
@@ -236,19 +236,15 @@ fn instant_schema() -> utoipa::openapi::schema::Schema {
         .into()
 }
 
-/// The end of a recurring schedule: an instant after its first run (`format: end-instant`, which JSON Schema cannot
-/// check: an end before the first run is refused), or epoch milliseconds from the year 2100 on.
+/// The end of a recurring schedule: an RFC 3339 instant after its first run (`format: end-instant`, which JSON Schema
+/// cannot check: an end before the first run is refused), or null for none.
 fn until_schema() -> utoipa::openapi::schema::Schema {
-    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
-    OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::Custom("end-instant".into()))))
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(4_102_444_800_000i64))
-                .maximum(Some(sundial_core::schedule::MAX_EXECUTE_AT_MILLIS)),
-        )
-        .description(Some("An RFC 3339 instant, or Unix epoch milliseconds, after the schedule's first run"))
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .format(Some(SchemaFormat::Custom("end-instant".into())))
+        .min_length(Some(20))
+        .description(Some("An RFC 3339 instant after the schedule's first run"))
         .into()
 }
 

@@ -311,8 +311,9 @@ impl CompiledSchedule {
         if self.bounds.until.is_some_and(|until| slot > until) {
             return None;
         }
-        match self.bounds.max_runs {
-            Some(runs) => (slot <= self.last_counted_slot(anchor, runs)?).then_some(slot),
+        // A `maxRuns`-th slot past the end of time bounds nothing.
+        match self.bounds.max_runs.and_then(|runs| self.last_counted_slot(anchor, runs)) {
+            Some(last) => (slot <= last).then_some(slot),
             None => Some(slot),
         }
     }
@@ -825,7 +826,11 @@ pub const MAX_RUNS: u32 = 100_000;
 
 /// The optional end of a recurring schedule (`until`, `maxRuns`).
 fn parse_bounds(until: Option<&Value>, max_runs: Option<&Value>) -> Result<Bounds, ScheduleError> {
-    let until = until.map(|until| parse_bounded_instant(Some(until), FIELD_UNTIL)).transpose()?;
+    let until = match until {
+        None => None,
+        Some(until @ Value::String(_)) => Some(parse_bounded_instant(Some(until), FIELD_UNTIL)?),
+        Some(other) => return Err(ScheduleError::new(FIELD_UNTIL, expected("an RFC 3339 instant (a string)", other))),
+    };
     let max_runs = match max_runs {
         None => None,
         Some(Value::Number(number)) => {

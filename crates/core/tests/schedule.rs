@@ -1477,3 +1477,35 @@ fn dst_notes_name_the_missing_and_the_repeated_wall_times() {
     check(&cron("30 2 * * *", "America/New_York"), "dst 10 after 2026-06-01T00:00:00Z", expect![[r#""#]]);
     check(&cron("30 2 * * *", "UTC"), "dst 10 after 2026-03-03T12:00:00Z", expect![[r#""#]]);
 }
+
+#[test]
+fn until_and_max_runs_end_a_recurring_schedule() {
+    let limits = ScheduleLimits { min_interval_seconds: 1, max_interval_seconds: 1_000_000 };
+    let parse = |value: serde_json::Value| Schedule::parse(&value, &limits);
+    let anchor = instant("2030-01-01T00:00:00Z");
+
+    let counted = parse(serde_json::json!({"type": "interval", "seconds": 60, "maxRuns": 3})).expect("valid");
+    let compiled = counted.compile().expect("compiles");
+    assert_eq!(compiled.preview(anchor, anchor, 10).len(), 3, "three runs, then none");
+    let until = parse(serde_json::json!({"type": "cron", "expression": "0 * * * *", "until": "2030-01-01T02:30:00Z"}))
+        .expect("valid")
+        .compile()
+        .expect("compiles");
+    let runs = until.preview(anchor, anchor, 10);
+    assert_eq!(runs, [instant("2030-01-01T01:00:00Z"), instant("2030-01-01T02:00:00Z")]);
+
+    // A maxRuns-th slot past the end of time bounds nothing: the schedule still runs.
+    let monthly =
+        parse(serde_json::json!({"type": "cron", "expression": "0 0 1 * *", "maxRuns": 100000})).expect("valid");
+    assert!(monthly.compile().expect("compiles").first_slot(anchor).is_some());
+
+    for (bad, field) in [
+        (serde_json::json!({"type": "interval", "seconds": 60, "until": 1_900_000_000_000i64}), "schedule.until"),
+        (serde_json::json!({"type": "interval", "seconds": 60, "until": "soon"}), "schedule.until"),
+        (serde_json::json!({"type": "interval", "seconds": 60, "maxRuns": 0}), "schedule.maxRuns"),
+        (serde_json::json!({"type": "cron", "expression": "@daily", "maxRuns": 1.5}), "schedule.maxRuns"),
+    ] {
+        let error = parse(bad.clone()).expect_err("refused");
+        assert_eq!(error.field, field, "{bad}: {error}");
+    }
+}
