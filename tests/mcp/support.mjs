@@ -10,7 +10,6 @@
 // The binary comes from SUNDIAL_BIN, by default <repo>/target/debug/sundial.
 
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { after, before } from 'node:test';
 
@@ -19,6 +18,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 
+import { restClient, uniqueUser } from '../support/rest.mjs';
 import { startServer } from '../support/server.mjs';
 
 export { repositoryRoot, serverBinary } from '../support/server.mjs';
@@ -58,41 +58,11 @@ export function useServer() {
   });
 }
 
-/** A user id no other test uses. */
-export function uniqueUser(prefix = 'user') {
-  return `${prefix}-${randomUUID().slice(0, 8)}`;
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // REST, for set-up and verification
 
-/** A request to the server with plain fetch; answers `{status, body}` (the body parsed when it is JSON). */
-export async function api(method, path, { key = server.adminKey, body, userId } = {}) {
-  const headers = {};
-  if (key !== null) headers.Authorization = `Bearer ${key}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (userId !== undefined) headers['X-User-Id'] = userId;
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let parsed = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // not JSON: keep the text
-  }
-  return { status: response.status, body: parsed };
-}
-
-/** GET below /v1/agents/default with the admin key; asserts 200 and answers the body. */
-export async function read(path) {
-  const { status, body } = await api('GET', `/v1/agents/${agentId}${path}`);
-  assert.equal(status, 200, `GET /v1/agents/${agentId}${path} answered ${status}: ${JSON.stringify(body)}`);
-  return body;
-}
+export const { api, read, mintUserToken } = restClient(server, agentId);
+export { uniqueUser };
 
 /** The job as the server has it now (admin key, no user). */
 export function restJob(jobId) {
@@ -116,15 +86,6 @@ export async function putSettings(settings) {
   const { status, body } = await api('PUT', `/v1/agents/${agentId}/settings`, { body: settings });
   assert.equal(status, 200, `PUT settings answered ${status}: ${JSON.stringify(body)}`);
   return body;
-}
-
-/** Mints a user token for `userId` with the admin key. */
-export async function mintUserToken(userId) {
-  const { status, body } = await api('POST', `/v1/agents/${agentId}/users/${encodeURIComponent(userId)}/tokens`, {
-    body: {},
-  });
-  assert.equal(status, 201, `minting a token for ${userId}: ${status} ${JSON.stringify(body)}`);
-  return body.token;
 }
 
 /** Polls `probe` every 100 ms until it answers something truthy; fails after `seconds` naming `what`. */

@@ -16,6 +16,7 @@ import { after, before } from 'node:test';
 
 import { chromium } from 'playwright-core';
 
+import { restClient } from '../support/rest.mjs';
 import { repositoryRoot, startServer } from '../support/server.mjs';
 
 export { repositoryRoot, serverBinary } from '../support/server.mjs';
@@ -84,26 +85,8 @@ export function newContext({ timezoneId = 'Europe/Paris', locale = 'en-GB' } = {
 // ---------------------------------------------------------------------------------------------------------------
 // REST, for set-up and verification
 
-/** A request to the server with plain fetch; answers `{status, body}` (the body parsed when it is JSON). */
-export async function api(method, path, { key = server.adminKey, body, userId } = {}) {
-  const headers = {};
-  if (key !== null) headers.Authorization = `Bearer ${key}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (userId !== undefined) headers['X-User-Id'] = userId;
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let parsed = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // not JSON: keep the text
-  }
-  return { status: response.status, body: parsed };
-}
+/** A request to the server with plain fetch; answers `{status, body}` (see tests/support/rest.mjs). */
+export const { api } = restClient(server, agentId);
 
 /** Creates a job for the agent (for `userId` when given); answers the job as the server answered it. */
 export async function createJob(spec, userId) {

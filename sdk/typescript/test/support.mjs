@@ -3,7 +3,6 @@
 // the native /v1 API with plain `fetch`, independently of the SDK under test.
 
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
+import { restClient, uniqueUser } from '../../../tests/support/rest.mjs';
 import { startServer } from '../scripts/server.mjs';
 
 /** `sdk/typescript`: this package. */
@@ -43,50 +43,12 @@ export function useServer() {
   });
 }
 
-/** A user id no other test uses. */
-export function uniqueUser(prefix = 'user') {
-  return `${prefix}-${randomUUID().slice(0, 8)}`;
-}
-
-/** A request to the server with plain fetch; answers `{status, body}` (the body parsed when it is JSON). */
-export async function api(method, path, { key = server.adminKey, body, userId } = {}) {
-  const headers = { Authorization: `Bearer ${key}` };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (userId !== undefined) headers['X-User-Id'] = userId;
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let parsed = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // not JSON: keep the text
-  }
-  return { status: response.status, body: parsed };
-}
-
-/** GET below /v1/agents/default with the admin key; asserts 200 and answers the body. */
-export async function read(path) {
-  const { status, body } = await api('GET', `/v1/agents/${agentId}${path}`);
-  assert.equal(status, 200, `GET /v1/agents/${agentId}${path} answered ${status}: ${JSON.stringify(body)}`);
-  return body;
-}
+export const { api, read, mintUserToken } = restClient(server, agentId);
+export { uniqueUser };
 
 /** The job as the server has it now (admin key, no user). */
 export function serverJob(jobId) {
   return read(`/jobs/${jobId}`);
-}
-
-/** Mints a user token for `userId` with the admin key. */
-export async function mintUserToken(userId) {
-  const { status, body } = await api('POST', `/v1/agents/${agentId}/users/${encodeURIComponent(userId)}/tokens`, {
-    body: {},
-  });
-  assert.equal(status, 201, `minting a token for ${userId}: ${status} ${JSON.stringify(body)}`);
-  return body.token;
 }
 
 /** Polls `probe` every 100 ms until it answers something truthy; fails after `seconds` naming `what`. */
