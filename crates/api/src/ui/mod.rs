@@ -12,6 +12,23 @@
 //!   then fetches the page again and swaps its `#live` region, and closes the stream while the tab is hidden. It also
 //!   shows instants in the viewer's own zone.
 
+/// The viewer of a request, or of a form's POST whose CSRF token must match the session's; otherwise returns the
+/// answer to send instead (the sign-in page, or the refusal).
+macro_rules! signed_in {
+    ($state:expr, $headers:expr) => {
+        match viewer(&$state, &$headers).await {
+            Ok(viewer) => viewer,
+            Err(response) => return response,
+        }
+    };
+    ($state:expr, $headers:expr, $form:expr) => {
+        match form_viewer(&$state, &$headers, &$form).await {
+            Ok(viewer) => viewer,
+            Err(response) => return response,
+        }
+    };
+}
+
 mod pages;
 
 use std::collections::HashMap;
@@ -171,8 +188,21 @@ fn usable(key: &ApiKey) -> bool {
     key.user_id.is_none() && key.expires_at.is_none_or(|expires_at| expires_at > chrono::Utc::now())
 }
 
+/// The viewer of a form's POST: signed in, with the session's CSRF token in the form.
+pub(crate) async fn form_viewer(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<Viewer, Response> {
+    let viewer = viewer(state, headers).await?;
+    match check_csrf(&viewer, form) {
+        Some(refused) => Err(refused),
+        None => Ok(viewer),
+    }
+}
+
 /// Checks a form's CSRF token against the session's: answers the refusal when it does not match.
-pub(crate) fn check_csrf(viewer: &Viewer, form: &HashMap<String, String>) -> Option<Response> {
+fn check_csrf(viewer: &Viewer, form: &HashMap<String, String>) -> Option<Response> {
     match form.get("csrf") {
         Some(token) if constant_time_eq(token.as_bytes(), viewer.csrf.as_bytes()) => None,
         _ => {
@@ -266,13 +296,8 @@ async fn logout(
     headers: HeaderMap,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let viewer = match viewer(&state, &headers).await {
-        Ok(viewer) => viewer,
-        Err(response) => return response,
-    };
-    if let Some(refused) = check_csrf(&viewer, &form) {
-        return refused;
-    }
+    // Only the session's own form signs it out.
+    let _viewer = signed_in!(state, headers, form);
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         state.ui.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
     }
@@ -287,13 +312,7 @@ async fn switch_agent(
     headers: HeaderMap,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let viewer = match viewer(&state, &headers).await {
-        Ok(viewer) => viewer,
-        Err(response) => return response,
-    };
-    if let Some(refused) = check_csrf(&viewer, &form) {
-        return refused;
-    }
+    let viewer = signed_in!(state, headers, form);
     let Some(agent) = form.get("agent").filter(|_| viewer.key.admin) else {
         return Redirect::to("/ui").into_response();
     };

@@ -15,7 +15,7 @@ use serde_json::Value;
 use sundial_core::{Execution, ExecutionStatus, Job, JobStatus, JobVersion, Schedule};
 use sundial_store::{JobFilter, Message};
 
-use super::{check_csrf, error_page, page, pretty, viewer};
+use super::{error_page, form_viewer, page, pretty, viewer};
 use crate::AppState;
 
 /// Jobs per page of the list.
@@ -26,15 +26,6 @@ const SCAN_STEP: usize = 500;
 const SCAN_LIMIT: usize = 5_000;
 /// Outcomes in a job's strip.
 const STRIP: usize = 20;
-
-macro_rules! signed_in {
-    ($state:expr, $headers:expr) => {
-        match viewer(&$state, &$headers).await {
-            Ok(viewer) => viewer,
-            Err(response) => return response,
-        }
-    };
-}
 
 // --- time ---
 
@@ -461,10 +452,7 @@ pub(crate) async fn act(
     Path((job_id, action)): Path<(String, String)>,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let viewer = signed_in!(state, headers);
-    if let Some(refused) = check_csrf(&viewer, &form) {
-        return refused;
-    }
+    let viewer = signed_in!(state, headers, form);
     let caller = viewer.caller();
     let engine = &state.engine;
     let job_page = format!("/ui/jobs/{job_id}");
