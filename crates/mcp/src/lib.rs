@@ -139,17 +139,14 @@ impl ServerHandler for SundialMcp {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let tools: Vec<Tool> =
-            tools::definitions().into_iter().map(serde_json::from_value).collect::<Result<_, _>>().map_err(
+            tools::definitions().iter().cloned().map(serde_json::from_value).collect::<Result<_, _>>().map_err(
                 |error| ErrorData::internal_error(format!("a tool definition does not parse: {error}"), None),
             )?;
         Ok(ListToolsResult { tools, ..ListToolsResult::default() })
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        tools::definitions()
-            .into_iter()
-            .find(|tool| tool["name"] == name)
-            .and_then(|tool| serde_json::from_value(tool).ok())
+        tools::definition(name).and_then(|tool| serde_json::from_value(tool.clone()).ok())
     }
 
     async fn call_tool(
@@ -157,7 +154,7 @@ impl ServerHandler for SundialMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        if !tools::exists(&request.name) {
+        if tools::definition(&request.name).is_none() {
             return Err(ErrorData::invalid_params(format!("there is no tool {:?}", request.name), None));
         }
         let credentials = self.credentials(&context)?;

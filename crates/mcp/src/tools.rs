@@ -34,8 +34,18 @@ pub struct ToolAnswer {
 
 type ToolResult = Result<ToolAnswer, ToolError>;
 
-/// Every tool's definition, as `tools/list` answers them.
-pub fn definitions() -> Vec<Value> {
+/// Every tool's definition, as `tools/list` answers them (built once).
+pub fn definitions() -> &'static [Value] {
+    static DEFINITIONS: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+    DEFINITIONS.get_or_init(build_definitions)
+}
+
+/// The definition of tool `name`.
+pub fn definition(name: &str) -> Option<&'static Value> {
+    definitions().iter().find(|tool| tool["name"] == name)
+}
+
+fn build_definitions() -> Vec<Value> {
     let job_id = json!({"type": "string", "description": "The job's id (job_…), as schedule_reminder, schedule_job or list_jobs answered it."});
     let job_id_input = json!({"type": "object", "properties": {"jobId": job_id}, "required": ["jobId"], "additionalProperties": false});
     let when_properties = json!({
@@ -287,19 +297,9 @@ async fn identity(backend: &dyn Backend, credentials: &Credentials) -> Result<(S
     Ok((agent, body["userId"].as_str().map(str::to_owned)))
 }
 
-/// Whether `name` is a tool.
-pub fn exists(name: &str) -> bool {
-    definitions().iter().any(|tool| tool["name"] == name)
-}
-
 /// Refuses arguments the tool does not take (a misspelt `maxruns` must not be dropped silently).
 fn check_arguments(name: &str, arguments: &Map<String, Value>) -> Result<(), ToolError> {
-    let definitions = definitions();
-    let Some(properties) = definitions
-        .iter()
-        .find(|tool| tool["name"] == name)
-        .and_then(|tool| tool["inputSchema"]["properties"].as_object())
-    else {
+    let Some(properties) = definition(name).and_then(|tool| tool["inputSchema"]["properties"].as_object()) else {
         return Ok(());
     };
     for key in arguments.keys() {
