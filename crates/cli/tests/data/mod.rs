@@ -51,16 +51,7 @@ const DAILY_REPORT: &str = r#"async (jobInstance) => {
 
 /// `path` with a URL-encoded query string.
 fn at(path: &str, query: &[(&str, &str)]) -> String {
-    let encode = |text: &str| -> String {
-        text.bytes()
-            .map(|byte| match byte {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
-                other => format!("%{other:02X}"),
-            })
-            .collect()
-    };
-    let pairs: Vec<String> = query.iter().map(|(key, value)| format!("{}={}", encode(key), encode(value))).collect();
-    format!("{path}?{}", pairs.join("&"))
+    format!("{path}?{}", crate::support::form_encoded(query))
 }
 
 fn get(server: &Server, path: &str) -> reqwest::RequestBuilder {

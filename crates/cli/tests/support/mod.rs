@@ -267,3 +267,16 @@ pub fn children_of(parent: libc::pid_t) -> Vec<libc::pid_t> {
         })
         .collect()
 }
+
+/// `pairs` URL-encoded (`application/x-www-form-urlencoded`, for a query string or a form body).
+pub fn form_encoded(pairs: &[(&str, &str)]) -> String {
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|byte| match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+                other => format!("%{other:02X}"),
+            })
+            .collect()
+    };
+    pairs.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect::<Vec<_>>().join("&")
+}

@@ -36,7 +36,7 @@ impl Browser {
             .post(format!("{}{path}", self.base))
             .header("cookie", &self.cookie)
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(form_body(form))
+            .body(crate::support::form_encoded(form))
             .send()
             .await
             .expect("post");
@@ -72,19 +72,6 @@ impl Browser {
         self.keep_cookies(&headers);
         (status, page)
     }
-}
-
-/// `pairs` as an `application/x-www-form-urlencoded` body.
-fn form_body(pairs: &[(&str, &str)]) -> String {
-    let encode = |text: &str| -> String {
-        text.bytes()
-            .map(|byte| match byte {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
-                other => format!("%{other:02X}"),
-            })
-            .collect()
-    };
-    pairs.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect::<Vec<_>>().join("&")
 }
 
 /// The value of hidden input `name` in `page`.
