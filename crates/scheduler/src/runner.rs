@@ -372,9 +372,14 @@ impl Engine {
     /// Starts and runs one execution on its own (a slot that waited behind a running one): the store moves it to
     /// `running` only once a worker is reserved for it, so an execution still waiting for a worker stays a pending
     /// claim that another node may take over.
+    ///
+    /// It counts as in flight before it looks whether the node is stopping: either a stop sees it and waits for it,
+    /// or it sees the stop and leaves its claim to be handed back — never a run started after the stop stopped
+    /// waiting.
     async fn dispatch(self, execution_id: String, due_at: DateTime<Utc>) {
         let store = self.store().clone();
         loop {
+            let in_flight = InFlightRun::enter(&self);
             if self.shared.in_flight.draining.load(std::sync::atomic::Ordering::SeqCst) {
                 // The node is stopping: the claim is handed back with the others.
                 return;
@@ -385,7 +390,6 @@ impl Engine {
             let started_at = now.max(due_at);
             match store.execution_start(&execution_id, &self.config().node_id, lease_until, started_at).await {
                 Ok(StartOutcome::Started(started)) => {
-                    let in_flight = InFlightRun::enter(&self);
                     self.run(*started, reservation, in_flight).await;
                     return;
                 }
@@ -394,7 +398,7 @@ impl Engine {
                     return;
                 }
                 Ok(StartOutcome::Busy) => {
-                    drop(reservation);
+                    drop((reservation, in_flight));
                     self.shared.clock.sleep_until(now + Duration::milliseconds(200)).await;
                 }
                 Ok(StartOutcome::Gone) => return,
