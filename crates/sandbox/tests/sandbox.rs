@@ -1184,6 +1184,29 @@ async fn every_run_draws_its_own_random_numbers_and_time_origin() {
 }
 
 #[tokio::test]
+async fn a_function_the_worker_ran_before_runs_from_its_kept_bytecode_exactly_as_the_first_time() {
+    // One worker, each text twice: the second run of a text reads the bytecode the first one kept.
+    let pool = pool(1).await;
+    let counting = "async (job) => { globalThis.count = (globalThis.count || 0) + 1; return [count, job.id]; }";
+    let method = "async execute(job) { return job.name; }";
+    let sloppy = "() => { try { undeclared = 1; return 'sloppy'; } catch { return 'strict'; } }";
+    let strict = format!("'use strict';\n{sloppy}");
+    for _ in 0..2 {
+        // Nothing of the first run survives into the second: the kept bytecode is code, not state.
+        assert_completed(&run(&pool, counting).await, json!([1, "job_1"]));
+        assert_completed(&run(&pool, method).await, json!("reminder"));
+        // Strictness belongs to the text kept: the same function with and without "use strict" stay apart.
+        assert_completed(&run(&pool, &strict).await, json!("strict"));
+        assert_completed(&run(&pool, sloppy).await, json!("sloppy"));
+        // Code that does not compile is refused the same way each time (nothing is kept for it).
+        let broken = run(&pool, "(job) => { return job. }").await;
+        assert_eq!(broken.status, OutcomeStatus::Failed);
+        assert!(first_line(&broken).starts_with("code must be a JavaScript function"), "{:?}", broken.error);
+    }
+    assert_eq!(pool.stats().restarts, 0);
+}
+
+#[tokio::test]
 async fn a_run_that_hits_a_limit_does_not_cost_the_worker() {
     let pool = pool(1).await;
     let mut spin = request("() => { globalThis.mark = 1; while (true) {} }");

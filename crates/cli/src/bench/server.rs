@@ -80,6 +80,11 @@ impl Target {
         }
     }
 
+    /// CPU seconds used so far by the server's parts (for an owned server, since its last start).
+    pub fn cpu_parts(&self) -> Option<CpuParts> {
+        self.pid().and_then(cpu_parts)
+    }
+
     /// Resident set size of the server process in MB.
     pub fn rss_mb(&self) -> Option<f64> {
         self.pid().and_then(rss_mb)
@@ -306,6 +311,58 @@ pub fn tree_cpu_seconds(pid: u32) -> Option<f64> {
     let own = process_cpu_seconds(&pid.to_string(), true)?;
     let live: f64 = children(pid).into_iter().filter_map(|child| process_cpu_seconds(&child.to_string(), true)).sum();
     Some(own + live)
+}
+
+/// CPU seconds of a server by part: its SQLite writer thread, its other threads (the tokio runtime: HTTP, the
+/// scheduler, the pool's hand-offs), and its sandbox workers (live, and exited ones it reaped).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuParts {
+    pub store: f64,
+    pub runtime: f64,
+    pub workers: f64,
+}
+
+impl CpuParts {
+    /// What each part used since `earlier`.
+    pub fn since(&self, earlier: &CpuParts) -> CpuParts {
+        CpuParts {
+            store: self.store - earlier.store,
+            runtime: self.runtime - earlier.runtime,
+            workers: self.workers - earlier.workers,
+        }
+    }
+
+    pub fn total(&self) -> f64 {
+        self.store + self.runtime + self.workers
+    }
+}
+
+/// The name the SQLite store gives its writer thread.
+const STORE_THREAD: &str = "sundial-sqlite";
+
+/// The server's CPU by part. The runtime's share is the process's own time less the writer thread's, so threads that
+/// came and went (the blocking pool's) are counted too.
+pub fn cpu_parts(pid: u32) -> Option<CpuParts> {
+    let fields = stat_fields(&pid.to_string())?;
+    let ticks = |range: std::ops::Range<usize>| -> f64 {
+        fields.get(range).map_or(0.0, |slice| slice.iter().filter_map(|field| field.parse::<f64>().ok()).sum())
+    };
+    let own = ticks(11..13) / TICKS_PER_SECOND;
+    let reaped = ticks(13..15) / TICKS_PER_SECOND;
+    let mut store = 0.0;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for task in tasks.filter_map(Result::ok) {
+        let Ok(text) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else { continue };
+        if &text[open + 1..close] != STORE_THREAD {
+            continue;
+        }
+        let times: f64 =
+            text[close + 1..].split_whitespace().skip(11).take(2).filter_map(|field| field.parse::<f64>().ok()).sum();
+        store += times / TICKS_PER_SECOND;
+    }
+    let live: f64 = children(pid).into_iter().filter_map(|child| process_cpu_seconds(&child.to_string(), true)).sum();
+    Some(CpuParts { store, runtime: own - store, workers: reaped + live })
 }
 
 /// `VmRSS` of a process in MB.

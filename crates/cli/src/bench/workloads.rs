@@ -9,6 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use super::api::{Api, WireExecution};
+use super::server::CpuParts;
 use super::stats::{account_once, account_recurring, round1, Start, Stats};
 use super::{progress, Run, Workload};
 
@@ -150,12 +151,7 @@ async fn wait_for_runs(
     let expected = index.len();
     sleep_until_ms(not_before_ms).await;
     if let Some(baseline) = baseline {
-        while now_ms() < deadline_ms {
-            if api.finished_executions().await.unwrap_or(0.0) - baseline >= expected as f64 {
-                break;
-            }
-            tokio::time::sleep(METRICS_POLL).await;
-        }
+        wait_for_outcomes(api, baseline, expected, deadline_ms).await;
     }
     loop {
         let (ran, settled) = standing(&api.executions().await?, index);
@@ -171,6 +167,16 @@ async fn wait_for_runs(
         progress(format_args!("{ran} of {expected} jobs run; waiting"));
         let left = Duration::from_millis((deadline_ms - now_ms()).max(0) as u64);
         tokio::time::sleep(READ_POLL.min(left)).await;
+    }
+}
+
+/// Waits until `/metrics` counts `expected` more recorded outcomes than `baseline`, or `deadline_ms` passes.
+async fn wait_for_outcomes(api: &Api, baseline: f64, expected: usize, deadline_ms: i64) {
+    while now_ms() < deadline_ms {
+        if api.finished_executions().await.unwrap_or(0.0) - baseline >= expected as f64 {
+            return;
+        }
+        tokio::time::sleep(METRICS_POLL).await;
     }
 }
 
@@ -214,13 +220,20 @@ async fn burst(run: &mut Run<'_>) -> anyhow::Result<()> {
     let due = now_ms() + LEAD_MS;
     let prefix = format!("w1-{}", run.tag);
     let jobs = (0..N).map(|index| once_job(&prefix, index, due)).collect();
+    let before = run.target.cpu_parts();
     let (ids, schedule_ms) = create(run, &api, jobs).await?;
     let created = now_ms();
+    let after_create = run.target.cpu_parts();
     run.put("schedule_ms", schedule_ms);
     run.put("scheduled_before_due", created < due);
     let index = index_of(&ids);
     let deadline = due + GRACE_MS;
-    let (executions, timed_out) = wait_for_runs(&api, Some(baseline), &index, due, deadline).await?;
+    sleep_until_ms(due).await;
+    wait_for_outcomes(&api, baseline, N, deadline).await;
+    if let (Some(before), Some(after_create), Some(recorded)) = (before, after_create, run.target.cpu_parts()) {
+        put_cpu_per_execution(run, N, &after_create.since(&before), &recorded.since(&after_create));
+    }
+    let (executions, timed_out) = wait_for_runs(&api, None, &index, due, deadline).await?;
     let account = account_once(&vec![due as f64; N], &starts_of(&executions, &index), deadline as f64);
     let firsts: Vec<f64> = account.first_start_ms.iter().flatten().copied().collect();
     let earliest = firsts.iter().copied().reduce(f64::min);
@@ -247,6 +260,25 @@ async fn burst(run: &mut Run<'_>) -> anyhow::Result<()> {
     run.put("timed_out", timed_out);
     clean_up(run, &api, &ids).await;
     Ok(())
+}
+
+/// Reports the server's CPU per execution from creation to recorded outcome (`creating`: while the jobs were
+/// created; `running`: from then until the last outcome was recorded), and its parts: `http` is the runtime's
+/// threads while creating (requests, parsing, validation), `store` the SQLite writer thread in both phases,
+/// `scheduler` the runtime's threads while running (recording slots, claiming, dispatching, the pool's hand-offs,
+/// the host calls and outcomes), `worker` the sandbox workers.
+fn put_cpu_per_execution(run: &mut Run<'_>, executions: usize, creating: &CpuParts, running: &CpuParts) {
+    let micros = |seconds: f64| round1(seconds * 1e6 / executions as f64);
+    run.put("server_cpu_us_per_execution", micros(creating.total() + running.total()));
+    run.put(
+        "server_cpu_us_per_execution_parts",
+        json!({
+            "http": micros(creating.runtime),
+            "store": micros(creating.store + running.store),
+            "scheduler": micros(running.runtime),
+            "worker": micros(creating.workers + running.workers),
+        }),
+    );
 }
 
 /// W2 (and W6 with `crash`): 20,000 one-time jobs spread evenly over 10 s from T₀ = start + 3 s; W6 kills the

@@ -130,7 +130,20 @@ pub(crate) struct Engine {
     start: JSValue,
     /// Whether a run changed the arena since the last restore.
     dirty: bool,
+    /// Where the function is in each code text this worker ran (see [`Engine::function_span`]).
+    spans: HashMap<String, Option<FunctionSpan>>,
 }
+
+/// The function's own text within a job's code (byte range), and whether a "use strict" directive preceded it.
+#[derive(Clone, Copy)]
+struct FunctionSpan {
+    start: usize,
+    end: usize,
+    strict: bool,
+}
+
+/// How many code texts [`Engine::function_span`] remembers before it starts over.
+const SPANS_KEPT: usize = 256;
 
 /// The address space an arena for a JS heap cap of `memory_limit` bytes spans: room for the cap twice over (blocks
 /// are not coalesced) plus the world.
@@ -160,7 +173,7 @@ impl Engine {
             while qjs::JS_ExecutePendingJob(runtime, &mut job_context) > 0 {}
             qjs::JS_RunGC(runtime);
             arena.take_snapshot();
-            Ok(Engine { channel, setup, arena, runtime, context, start, dirty: false })
+            Ok(Engine { channel, setup, arena, runtime, context, start, dirty: false, spans: HashMap::new() })
         }
     }
 
@@ -215,11 +228,11 @@ impl Engine {
         // A function as people paste it: the function itself, without the comments, directives and semicolons around
         // it; code that is not one is passed as it is, for the prelude to report its syntax error.
         let function = match run.kind {
-            CodeKind::Function => crate::source::function_source(&run.code).ok(),
+            CodeKind::Function => self.function_span(&run.code),
             CodeKind::Module => None,
         };
-        let code = function.as_ref().map_or(run.code.as_str(), |function| function.body);
-        let strict = function.as_ref().is_some_and(|function| function.strict);
+        let code = function.and_then(|span| run.code.get(span.start..span.end)).unwrap_or(run.code.as_str());
+        let strict = function.is_some_and(|span| span.strict);
         let env = serde_json::to_string(&run.env).unwrap_or_else(|_| "{}".to_owned());
         // SAFETY: the world's context is live (restored); every value made here is freed or owned by the runtime.
         let outcome = unsafe {
@@ -279,6 +292,23 @@ impl Engine {
             self.arena.restore();
             self.dirty = false;
         }
+    }
+
+    /// Where the function is in `code`, read once per code text: most runs repeat a text the worker ran before.
+    fn function_span(&mut self, code: &str) -> Option<FunctionSpan> {
+        if let Some(span) = self.spans.get(code) {
+            return *span;
+        }
+        let span = crate::source::function_source(code).ok().map(|function| FunctionSpan {
+            start: function.offset,
+            end: function.offset + function.body.len(),
+            strict: function.strict,
+        });
+        if self.spans.len() >= SPANS_KEPT {
+            self.spans.clear();
+        }
+        self.spans.insert(code.to_owned(), span);
+        span
     }
 
     /// Serves queued jobs, timers and host-call replies until the job settles, the deadline passes or the memory
@@ -395,7 +425,7 @@ unsafe fn world(ctx: *mut JSContext, setup: &Setup) -> Result<JSValue, String> {
         let prelude_name = PRELUDE_NAME.to_string_lossy();
         let prelude = modules::load_default(ctx, &prelude_name, &modules::compile(&prelude_name, PRELUDE)?)?;
         let natives = qjs::JS_NewObject(ctx);
-        let list: [(&std::ffi::CStr, js::Native, c_int); 11] = [
+        let list: [(&std::ffi::CStr, js::Native, c_int); 12] = [
             (c"loadPart", native_load_part, 1),
             (c"log", native_log, 2),
             (c"host", native_host, 2),
@@ -406,6 +436,7 @@ unsafe fn world(ctx: *mut JSContext, setup: &Setup) -> Result<JSValue, String> {
             (c"settle", native_settle, 2),
             (c"evalModule", modules::eval_module, 1),
             (c"evalScript", modules::eval_script, 1),
+            (c"evalFunction", modules::eval_function, 1),
             (c"mathRandom", native_math_random, 0),
         ];
         for (name, native, length) in list {

@@ -156,6 +156,91 @@ pub(crate) unsafe extern "C" fn eval_script(
     }
 }
 
+/// The name scripts evaluated by `evalFunction` carry in stack traces: the one indirect `eval` gives them.
+const EVAL_NAME: &CStr = c"<input>";
+
+/// Job functions' bytecode kept by the worker, by the exact text evaluated: most runs repeat a function the worker
+/// ran before (every run of a job, and the many jobs made from one piece of code), and reading bytecode is several
+/// times cheaper than parsing. It lives outside the arena (plain Rust memory), so the restore after each run keeps
+/// it; it holds bytecode only, never a value of a run. Bounded: past either limit it starts over.
+struct BytecodeCache {
+    entries: std::collections::HashMap<String, Box<[u8]>>,
+    bytes: usize,
+}
+
+const BYTECODE_CACHE_ENTRIES: usize = 256;
+const BYTECODE_CACHE_BYTES: usize = 8 << 20;
+
+thread_local! {
+    static BYTECODE: std::cell::RefCell<BytecodeCache> =
+        std::cell::RefCell::new(BytecodeCache { entries: std::collections::HashMap::new(), bytes: 0 });
+}
+
+/// The `evalFunction(source)` native: evaluates `source` as a global script and answers its completion value, as
+/// indirect `eval` does (same scope, same strictness rules, same name in stack traces), from bytecode kept for the
+/// same text by an earlier run of this worker when there is one. Throws a compile error as is (nothing is kept).
+pub(crate) unsafe extern "C" fn eval_function(
+    ctx: *mut JSContext,
+    _this: JSValue,
+    argc: c_int,
+    argv: *mut JSValue,
+) -> JSValue {
+    // SAFETY: as above; bytecode read here was written by this worker from this very text.
+    unsafe {
+        let Some(source) = js::string_arg(ctx, argc, argv, 0) else {
+            return js::throw_type_error(ctx, "evalFunction: the source must be a string");
+        };
+        let compiled = BYTECODE.with(|cache| {
+            cache.borrow().entries.get(&source).map(|bytecode| {
+                qjs::JS_ReadObject(
+                    ctx,
+                    bytecode.as_ptr(),
+                    bytecode.len() as qjs::size_t,
+                    qjs::JS_READ_OBJ_BYTECODE as c_int,
+                )
+            })
+        });
+        let compiled = match compiled {
+            Some(read) if !js::is_exception(read) => read,
+            _ => {
+                let compiled =
+                    js::eval(ctx, &source, EVAL_NAME, qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_COMPILE_ONLY);
+                if js::is_exception(compiled) {
+                    return compiled;
+                }
+                keep_bytecode(ctx, source, compiled);
+                compiled
+            }
+        };
+        qjs::JS_EvalFunction(ctx, compiled)
+    }
+}
+
+/// Writes a compiled script's bytecode into the cache (a script that cannot be written is simply not kept).
+unsafe fn keep_bytecode(ctx: *mut JSContext, source: String, compiled: JSValue) {
+    let mut len: qjs::size_t = 0;
+    // SAFETY: `compiled` is a live compiled script of `ctx`; the written buffer is copied, then freed.
+    let bytecode = unsafe {
+        let bytes = qjs::JS_WriteObject(ctx, &mut len, compiled, qjs::JS_WRITE_OBJ_BYTECODE as c_int);
+        if bytes.is_null() {
+            js::free(ctx, qjs::JS_GetException(ctx));
+            return;
+        }
+        let copy: Box<[u8]> = std::slice::from_raw_parts(bytes, len as usize).into();
+        qjs::js_free(ctx, bytes.cast());
+        copy
+    };
+    BYTECODE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.entries.len() >= BYTECODE_CACHE_ENTRIES || cache.bytes + bytecode.len() > BYTECODE_CACHE_BYTES {
+            cache.entries.clear();
+            cache.bytes = 0;
+        }
+        cache.bytes += bytecode.len() + source.len();
+        cache.entries.insert(source, bytecode);
+    });
+}
+
 /// Compiles one of the prelude's modules (`name` is its module name) to bytecode, without its source text, in a
 /// runtime of its own: the parser's garbage never reaches the worker's arena, so the snapshot holds the world only.
 pub(crate) fn compile(name: &str, source: &str) -> Result<Vec<u8>, String> {

@@ -8,8 +8,8 @@
 // before any job code exists, and cannot be replaced by the job: host-call arguments are copied through own
 // enumerable properties into null-prototype objects and stringified with the captured JSON.stringify, so neither a
 // replaced JSON.stringify nor a polluted Object.prototype.toJSON changes what the host receives. The natives (log,
-// host, hostSync, sleep, now, random, mathRandom, settle, evalModule, evalScript, loadPart) live only in this
-// closure; job code cannot reach them.
+// host, hostSync, sleep, now, random, mathRandom, settle, evalModule, evalScript, evalFunction, loadPart) live only
+// in this closure; job code cannot reach them.
 //
 // Host calls resolve with the host's JSON answer; a host error rejects with `new Error(message)`. The methods and
 // their arguments (the `Host` trait's contract):
@@ -87,7 +87,6 @@ export default function prelude(natives, settings) {
   const Uint8ArrayCtor = Uint8Array;
   const ArrayBufferCtor = ArrayBuffer;
   const ArrayBufferIsView = ArrayBuffer.isView;
-  const indirectEval = eval;
   const WeakMapCtor = WeakMap;
   const WeakMapGet = uncurry(WeakMap.prototype.get);
   const WeakMapSet = uncurry(WeakMap.prototype.set);
@@ -107,6 +106,7 @@ export default function prelude(natives, settings) {
   const nSettle = natives.settle;
   const nEvalModule = natives.evalModule;
   const nEvalScript = natives.evalScript;
+  const nEvalFunction = natives.evalFunction;
   const nLoadPart = natives.loadPart;
   const nMathRandom = natives.mathRandom;
   const IMPORT_REFUSED = settings.importRefusedCode;
@@ -487,14 +487,14 @@ export default function prelude(natives, settings) {
     let fn;
     let firstError;
     try {
-      fn = indirectEval(prologue + '(' + text + '\n)');
+      fn = nEvalFunction(prologue + '(' + text + '\n)');
     } catch (error) {
       firstError = error;
     }
     if (firstError !== undefined && firstError instanceof SyntaxErrorCtor) {
       // Method shorthand, `execute(job) {…}` or `async execute(job) {…}`, is not an expression on its own.
       try {
-        const holder = indirectEval(prologue + '({' + text + '\n})');
+        const holder = nEvalFunction(prologue + '({' + text + '\n})');
         const names = ObjectKeys(holder);
         if (names.length === 1 && typeof holder[names[0]] === 'function') {
           fn = holder[names[0]];
