@@ -814,7 +814,7 @@ async fn the_cli_creates_lists_triggers_and_reads_jobs() {
 async fn versions_publish_patch_metadata_and_triggering_a_given_version() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let server = Server::start(directory.path(), "sk_test_versions");
-    let body = json!({"name": "versioned", "schedule": {"type": "interval", "seconds": 3600}, "code": "async () => 'v1'", "metadata": {"a": 1}});
+    let body = json!({"name": "versioned", "schedule": {"type": "interval", "seconds": 3600}, "code": "async (job) => ['v1', job.activeVersion.version]", "metadata": {"a": 1}});
     let (_, job) = server.post("/v1/agents/default/jobs", body).await;
     let job_id = job["id"].as_str().expect("id").to_owned();
     let first_version = job["activeVersion"]["id"].as_str().expect("version id").to_owned();
@@ -830,7 +830,7 @@ async fn versions_publish_patch_metadata_and_triggering_a_given_version() {
     let (status, added) = server
         .post(
             &format!("/v1/agents/default/jobs/{job_id}/versions"),
-            json!({"version": "2.0.0", "code": "async () => 'v3'"}),
+            json!({"version": "2.0.0", "code": "async (job) => ['v3', job.activeVersion.version]"}),
         )
         .await;
     assert_eq!((status, added["active"].clone()), (201, json!(false)), "{added}");
@@ -844,21 +844,22 @@ async fn versions_publish_patch_metadata_and_triggering_a_given_version() {
     let (status, code) = server.get(&format!("/v1/agents/default/jobs/{job_id}/versions/1.0.1/code")).await;
     assert_eq!((status, code), (200, json!("async () => 'v2'")));
 
-    // Triggering the old version runs its code; publishing 2.0.0 makes it the default.
+    // Triggering the old version runs its code, and `job.activeVersion` is the version the run runs; publishing
+    // 2.0.0 makes it the default.
     let (_, old) =
         server.post(&format!("/v1/agents/default/jobs/{job_id}/trigger"), json!({"versionId": first_version})).await;
     let (status, job) =
         server.post(&format!("/v1/agents/default/jobs/{job_id}/versions/2.0.0/publish"), json!({})).await;
     assert_eq!((status, job["activeVersion"]["version"].clone()), (200, json!("2.0.0")));
     let (_, new) = server.post(&format!("/v1/agents/default/jobs/{job_id}/trigger"), json!({})).await;
-    for (execution, expected) in [(&old, "v1"), (&new, "v3")] {
+    for (execution, expected) in [(&old, json!(["v1", "1.0.0"])), (&new, json!(["v3", "2.0.0"]))] {
         let id = execution["id"].as_str().expect("id").to_owned();
         let done = eventually(10, "the triggered run", || async {
             let (_, one) = server.get(&format!("/v1/agents/default/executions/{id}")).await;
             (one["status"] == "completed").then_some(one)
         })
         .await;
-        assert_eq!(done["result"], json!(expected));
+        assert_eq!(done["result"], expected);
     }
 
     // Metadata: PATCH merges, PUT replaces.

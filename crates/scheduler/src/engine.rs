@@ -541,8 +541,6 @@ pub(crate) struct Shared {
     agent_env: Mutex<HashMap<String, (std::time::Instant, AgentEnv)>>,
     /// Compiled cron schedules by version id (a version never changes): compiling one costs about 20 next-fires.
     compiled: Mutex<HashMap<String, sundial_core::CompiledSchedule>>,
-    /// Wire views of versions as JSON text, by version id and whether it is the active one.
-    version_json: Mutex<HashMap<(String, bool), Arc<serde_json::value::RawValue>>>,
     /// Where runs hand their outcomes to be recorded in batches, while the scheduler runs (see `runner`).
     pub(crate) outcomes: std::sync::OnceLock<crate::runner::Outcomes>,
     /// Runs in flight, for a graceful stop.
@@ -576,7 +574,6 @@ impl Engine {
                 creations: Mutex::new(HashMap::new()),
                 compiled: Mutex::new(HashMap::new()),
                 agent_env: Mutex::new(HashMap::new()),
-                version_json: Mutex::new(HashMap::new()),
                 outcomes: std::sync::OnceLock::new(),
                 in_flight: Default::default(),
             }),
@@ -665,30 +662,6 @@ impl Engine {
         }
         cache.insert(version.id.clone(), compiled.clone());
         Ok(compiled)
-    }
-
-    /// A version's wire view as JSON text (versions never change, so it is made once and kept; at most
-    /// [`COMPILED_CACHE`] of them).
-    pub(crate) fn version_json(
-        &self,
-        version: &JobVersion,
-        active_version_id: Option<&str>,
-    ) -> Arc<serde_json::value::RawValue> {
-        let active = active_version_id == Some(version.id.as_str());
-        let mut cache = self.shared.version_json.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(json) = cache.get(&(version.id.clone(), active)) {
-            return json.clone();
-        }
-        let text = sundial_core::wire::version_view(version, active_version_id).to_string();
-        let Ok(json) = serde_json::value::RawValue::from_string(text) else {
-            return Arc::from(serde_json::value::RawValue::NULL.to_owned());
-        };
-        let json: Arc<serde_json::value::RawValue> = Arc::from(json);
-        if cache.len() >= COMPILED_CACHE {
-            cache.clear();
-        }
-        cache.insert((version.id.clone(), active), json.clone());
-        json
     }
 
     /// Wakes the scheduler loop (new or changed work).

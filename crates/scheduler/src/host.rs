@@ -29,6 +29,9 @@ pub struct ExecutionHost {
     job_name: String,
     /// The run, which the messages it sends name.
     origin: sundial_store::MessageOrigin,
+    /// The version the run runs, and the job's active version (for `job.activeVersion`).
+    version_id: String,
+    active_version_id: Option<String>,
     sent: AtomicU32,
     created: AtomicU32,
     data_writes: AtomicU32,
@@ -46,6 +49,8 @@ impl ExecutionHost {
                 execution_id: execution.id.clone(),
                 occurrence_id: execution.occurrence_id.clone(),
             },
+            version_id: execution.version_id.clone(),
+            active_version_id: job.active_version_id.clone(),
             sent: AtomicU32::new(0),
             created: AtomicU32::new(0),
             data_writes: AtomicU32::new(0),
@@ -165,6 +170,16 @@ impl ExecutionHost {
                 // A job created from a job inherits its user.
                 let created = engine.create_job(&self.caller, new).await.map_err(message)?;
                 Ok(created.view())
+            }
+            // The version this run runs (`job.activeVersion`), asked when job code first reads it.
+            "job.version" => {
+                let version = engine
+                    .store()
+                    .version_get(&self.origin.job_id, &self.version_id)
+                    .await
+                    .map_err(|error| error.to_string())?
+                    .ok_or_else(|| format!("job.version: the version of job {} is gone", self.job_name))?;
+                Ok(sundial_core::wire::version_view(&version, self.active_version_id.as_deref()))
             }
             // The running job's `data`, asked when job code first reads it.
             "job.data" => Ok(engine.job_detail(&self.agent(), &job_id()?).await.map_err(message)?.view()),

@@ -443,7 +443,7 @@ impl Engine {
         let request = RunRequest {
             // What follows the run needs the version's policies, not its code.
             code: std::mem::take(&mut version.code),
-            job: sandbox_job(self, &job, &version, &execution),
+            job: sandbox_job(&job, &execution),
             env: (*env).clone(),
             timeout: StdDuration::from_secs(u64::from(version.timeout_seconds)),
             kind: match version.kind {
@@ -714,17 +714,16 @@ fn jitter_of(id: &str) -> f64 {
     (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The `job` object job code receives (SPEC §5), as JSON text. Its `data` (the full Job) is left out: the sandbox asks
-/// for it (`job.data`) only when job code reads it, which few jobs do; building it for every run cost more than the
-/// run. The active version's view is the engine's cached text.
-fn sandbox_job(engine: &Engine, job: &Job, version: &JobVersion, execution: &Execution) -> String {
+/// The `job` object job code receives (SPEC §5), as JSON text. Its `data` (the full Job) and `activeVersion` (the
+/// version the run runs) are left out: the sandbox asks for them (`job.data`, `job.version`) only when job code reads
+/// them, which few jobs do; building them for every run cost more than the run.
+fn sandbox_job(job: &Job, execution: &Execution) -> String {
     #[derive(serde::Serialize)]
     #[serde(rename_all = "camelCase")]
     struct SandboxJob<'a> {
         id: &'a str,
         name: &'a str,
         metadata: &'a sundial_core::JsonObject,
-        active_version: &'a serde_json::value::RawValue,
         user_id: Option<&'a str>,
         execution: SandboxExecution<'a>,
     }
@@ -737,12 +736,10 @@ fn sandbox_job(engine: &Engine, job: &Job, version: &JobVersion, execution: &Exe
         retry_count: u32,
         trigger: &'a str,
     }
-    let active_version = engine.version_json(version, job.active_version_id.as_deref());
     let object = SandboxJob {
         id: &job.id,
         name: &job.name,
         metadata: &job.metadata,
-        active_version: &active_version,
         user_id: job.user_id.as_deref(),
         execution: SandboxExecution {
             id: &execution.id,

@@ -15,6 +15,7 @@
 // their arguments (the `Host` trait's contract):
 //   job.user {jobId} · user.send {userId, messages} · user.update {userId, data} · user.patch {userId, set, unset}
 //   · User.get {userId}
+//   job.data {jobId} → Job · job.version {jobId} → the version the run runs (both read when job code first asks)
 //   job.updateMetadata {jobId, patch} → {metadata} · job.trigger {jobId, versionId?} · job.delete {jobId}
 //   job.activate / job.deactivate {jobId} → Job · Jobs.create {config, code} → Job · Jobs.getJob {jobId} → Job
 //   Jobs.getAll {includeDynamic} → [Job] · Data.<method> / Products.<method> / fetch {args: [...]}
@@ -536,32 +537,37 @@ export default function prelude(natives, settings) {
     nSettle(false, wellFormed(text));
   }
 
-  // The job object. Without `data` in the JSON, `job.data` (the full Job, which few jobs read) is asked of the host
-  // the first time job code reads it, and kept; assigning it replaces it.
+  // The job object. Without `data` (the full Job) or `activeVersion` (the version the run runs) in the JSON, each is
+  // asked of the host the first time job code reads it (`job.data`, `job.version`), and kept; assigning it replaces
+  // it. Few jobs read them, and building them for every run cost more than the run.
   function makeJob(jobJson) {
     const raw = JSONParse(jobJson);
     if (raw === null || typeof raw !== 'object') return raw;
     const job = new JobInstance(raw.id, raw.name, raw.metadata, raw.activeVersion, raw.data);
-    if (!ObjectHasOwn(raw, 'data')) {
-      const jobId = raw.id;
-      const replace = (value) => {
-        ObjectDefineProperty(job, 'data', { value, writable: true, enumerable: true, configurable: true });
-      };
-      ObjectDefineProperty(job, 'data', {
-        get() {
-          const reply = nHostSync('job.data', JSONStringify({ jobId }));
-          if (StringCharCodeAt(reply, 0) !== 111 /* o */) throw new ErrorCtor(StringSlice(reply, 1));
-          const data = JSONParse(StringSlice(reply, 1));
-          replace(data);
-          return data;
-        },
-        set: replace,
-        enumerable: true,
-        configurable: true,
-      });
-    }
+    if (!ObjectHasOwn(raw, 'activeVersion')) askedOnFirstRead(job, 'activeVersion', 'job.version', raw.id);
+    if (!ObjectHasOwn(raw, 'data')) askedOnFirstRead(job, 'data', 'job.data', raw.id);
     if (ObjectHasOwn(raw, 'execution')) job.execution = raw.execution;
     return job;
+  }
+
+  // Makes `object[name]` an accessor that asks the host (`method`, {jobId}) when first read and keeps the answer;
+  // the property keeps its place among the object's keys.
+  function askedOnFirstRead(object, name, method, jobId) {
+    const replace = (value) => {
+      ObjectDefineProperty(object, name, { value, writable: true, enumerable: true, configurable: true });
+    };
+    ObjectDefineProperty(object, name, {
+      get() {
+        const reply = nHostSync(method, JSONStringify({ jobId }));
+        if (StringCharCodeAt(reply, 0) !== 111 /* o */) throw new ErrorCtor(StringSlice(reply, 1));
+        const value = JSONParse(StringSlice(reply, 1));
+        replace(value);
+        return value;
+      },
+      set: replace,
+      enumerable: true,
+      configurable: true,
+    });
   }
 
   // Sets one run up: answers the function that starts the job. Everything before that call is setup, which the
