@@ -235,7 +235,7 @@ impl Pool {
             job,
             env,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            start_delay_us: 0,
+            start_at_monotonic_ns: 0,
         }
     }
 
@@ -464,7 +464,10 @@ impl Reservation {
             Err(e) => return Outcome::failed(format!("the job object is not JSON: {e}"), Vec::new(), started),
         };
         let mut message = self.pool.run_message(request.code, request.kind, false, job, request.env, timeout);
-        message.start_delay_us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        if !delay.is_zero() {
+            let delay = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+            message.start_at_monotonic_ns = protocol::monotonic_ns().saturating_add(delay);
+        }
         let message = match protocol::encode(&ToWorker::Run(message)) {
             Ok(message) => message,
             Err(e) => {

@@ -83,9 +83,20 @@ pub(crate) struct RunMessage {
     pub job: Box<serde_json::value::RawValue>,
     pub env: BTreeMap<String, String>,
     pub timeout_ms: u64,
-    /// How long after receiving the message the job's code starts (microseconds; the setup is done meanwhile).
+    /// When the job's code starts, on the machine's monotonic clock ([`monotonic_ns`], which the pool and its
+    /// workers share); 0 for at once. The worker sets the run up meanwhile. An instant rather than a delay, so that the
+    /// time the message spends on its way does not make the job late.
     #[serde(default)]
-    pub start_delay_us: u64,
+    pub start_at_monotonic_ns: u64,
+}
+
+/// Nanoseconds of `CLOCK_MONOTONIC`: one clock for every process of the machine (unlike [`std::time::Instant`],
+/// whose value cannot be sent to another process).
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid timespec to write; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(now.tv_nsec as u64)
 }
 
 /// A message from a worker to the pool.

@@ -4,13 +4,15 @@
 //! transaction on its own connection, so two writers never deadlock on a lock upgrade and each call is atomic.
 //!
 //! Durability comes in two kinds. What a client is told is stored (jobs, versions, triggers, user data, messages
-//! and their deliveries, recorded slots) waits for the disk (`synchronous=FULL`): it survives a power cut. The
-//! bookkeeping of executions (claims, starts, outcomes, leases) does not wait: a start sits on the path of every run,
-//! and an fsync there would cost more than the run. Such a commit reaches the disk with the next commit that waits
-//! (SQLite's WAL is one file written in order), or within [`LAZY_SYNC`] when the writer syncs the WAL itself. A
-//! power cut can therefore lose the last few milliseconds of bookkeeping, never anything acknowledged: a lost start
-//! or outcome leaves its execution pending or running, and it runs again (execution is at-least-once; a message a
-//! run sent is stored durably and is never sent twice for one occurrence).
+//! and their deliveries) waits for the disk (`synchronous=FULL`): it survives a power cut. The scheduler's own
+//! bookkeeping (recorded slots, claims, starts, outcomes, leases) does not wait: it sits on the path of every run,
+//! and an fsync there would cost more than the run, and hold up every start queued behind it. Such a commit reaches
+//! the disk with the next commit that waits (SQLite's WAL is one file written in order), or within [`LAZY_SYNC`] when
+//! the writer syncs the WAL itself. A power cut can therefore lose the last few milliseconds of bookkeeping, never
+//! anything acknowledged: a lost slot record leaves its job's next run where it was (the same commit advanced it),
+//! so the slot is recorded again; a lost start or outcome leaves its execution pending or running, and it runs again
+//! (execution is at-least-once; a message a run sent is stored durably, with everything recorded before it, and is
+//! never sent twice for one occurrence).
 //!
 //! Jobs and versions are stored compactly (ids as bytes, each code text once, no copies of what a version shares
 //! with its job): `sqlite_v6` describes the layout, `sqlite_encoding` the packing of values.
@@ -1761,7 +1763,7 @@ impl Store for SqliteStore {
     }
 
     async fn jobs_due(&self, horizon: DateTime<Utc>, limit: usize) -> Result<Vec<DueJob>> {
-        self.write(move |transaction| {
+        self.write_lazy(move |transaction| {
             let mut statement = transaction
                 .prepare_cached(&format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE active = 1 AND deleted_at IS NULL AND next_run_at IS NOT NULL \
@@ -1801,7 +1803,7 @@ impl Store for SqliteStore {
 
     async fn occurrences_record(&self, records: &[OccurrenceRecord], now: DateTime<Utc>) -> Result<usize> {
         let records = records.to_vec();
-        self.write(move |transaction| {
+        self.write_lazy(move |transaction| {
             let now = millis(now);
             let mut applied = 0;
             for record in &records {

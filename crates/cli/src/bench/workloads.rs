@@ -333,6 +333,11 @@ async fn spread(run: &mut Run<'_>, crash: bool) -> anyhow::Result<()> {
     run.put("duplicates", account.duplicates);
     run.put("early", account.early);
     run.put("lateness_ms", Stats::of(&account.lateness_ms).to_json());
+    // The job's clock reads whole milliseconds: the share of runs that read one or more past their instant says
+    // how far p99 is from moving.
+    let late = account.lateness_ms.iter().filter(|lateness| **lateness >= 1.0).count();
+    let share = late as f64 / account.lateness_ms.len().max(1) as f64;
+    run.put("late_1ms_share", (share * 1e4).round() / 1e4);
     let (server_lateness, hand_off) = server_side(&executions);
     run.put("server_lateness_ms", server_lateness.to_json());
     run.put("start_to_code_ms", hand_off.to_json());

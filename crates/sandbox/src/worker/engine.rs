@@ -184,8 +184,12 @@ impl Engine {
 
     /// Runs one execution and reports it; reads host-call replies from the channel meanwhile.
     pub(crate) fn execute(&mut self, run: RunMessage) {
-        // The job starts after the delay the pool asked for; its time limit counts from then.
-        let delay = Duration::from_micros(run.start_delay_us).min(crate::MAX_START_DELAY);
+        // The job starts on the instant the pool asked for; its time limit counts from then.
+        let delay = match run.start_at_monotonic_ns {
+            0 => Duration::ZERO,
+            at => Duration::from_nanos(at.saturating_sub(crate::protocol::monotonic_ns())),
+        };
+        let delay = delay.min(crate::MAX_START_DELAY);
         let started = Instant::now() + delay;
         let timeout = Duration::from_millis(run.timeout_ms).min(crate::MAX_TIMEOUT);
         let deadline = started + timeout;
