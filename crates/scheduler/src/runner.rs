@@ -385,6 +385,10 @@ impl Engine {
                 return;
             }
             let Some(reservation) = self.reserve(&execution_id).await else { return };
+            if self.shared.in_flight.cut_off.load(std::sync::atomic::Ordering::SeqCst) {
+                // The stop's grace ended while this waited for a worker: its claim was handed back.
+                return;
+            }
             let now = self.now();
             let lease_until = now + self.config().lease;
             let started_at = now.max(due_at);
