@@ -1,7 +1,7 @@
 //! Several nodes on one PostgreSQL database: every slot fired once through a `kill -9` of a node and a restart of the
 //! database, and the killed node's running executions retried. Needs `SUNDIAL_TEST_DATABASE_URL`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -386,6 +386,23 @@ async fn a_rolling_restart_with_sigterm_loses_nothing_and_completes_each_job_onc
     let jobs = spread_jobs("rolling", count, start, 8000, None);
     let (status, created) = nodes[0].post("/v1/agents/default/jobs/batch?view=ids", json!({"jobs": jobs})).await;
     assert_eq!(status, 201, "{created}");
+    // And recurring jobs whose runs outlast their interval: each slot waits behind the running one (overlap
+    // `queue_one`) and is started on its own once that ends, a path a stop must wait for too.
+    let recurring: Vec<Value> = (0..6)
+        .map(|index| {
+            json!({
+                "name": format!("rolling-recurring-{index}"),
+                "schedule": {"type": "interval", "seconds": 1},
+                "policy": {"overlap": "queue_one"},
+                "code": "async () => { await new Promise((resolve) => setTimeout(resolve, 1300)); return 'slow'; }",
+            })
+        })
+        .collect();
+    let (status, made) = nodes[0].post("/v1/agents/default/jobs/batch?view=ids", json!({"jobs": recurring})).await;
+    assert_eq!(status, 201, "{made}");
+    let recurring_ids: HashSet<String> =
+        made["jobs"].as_array().expect("jobs").iter().filter_map(|job| job["id"].as_str().map(str::to_owned)).collect();
+    let is_recurring = |execution: &Value| recurring_ids.contains(execution["jobId"].as_str().unwrap_or_default());
 
     // Restart nodes 2 and 3 one after the other with SIGTERM while they run jobs, as a rolling deploy does.
     tokio::time::sleep(Duration::from_millis(3000)).await;
@@ -407,12 +424,27 @@ async fn a_rolling_restart_with_sigterm_loses_nothing_and_completes_each_job_onc
 
     eventually(60, "every job to complete", || async {
         let executions = all_executions(&nodes[0]).await;
-        let completed = executions.iter().filter(|execution| execution["status"] == "completed").count();
+        let completed = executions
+            .iter()
+            .filter(|execution| execution["status"] == "completed" && !is_recurring(execution))
+            .count();
         (completed >= count as usize).then_some(())
     })
     .await;
+    // The recurring jobs stop; their last runs finish.
+    for job_id in &recurring_ids {
+        let (status, job) = nodes[0].post(&format!("/v1/agents/default/jobs/{job_id}/deactivate"), json!({})).await;
+        assert_eq!(status, 200, "{job}");
+    }
+    eventually(30, "the recurring jobs' last runs to end", || async {
+        let executions = all_executions(&nodes[0]).await;
+        let busy = |execution: &&Value| matches!(execution["status"].as_str(), Some("running" | "pending"));
+        (!executions.iter().filter(|execution| is_recurring(execution)).any(|execution| busy(&execution))).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let executions = all_executions(&nodes[0]).await;
+    let (recurring_runs, executions): (Vec<Value>, Vec<Value>) =
+        all_executions(&nodes[0]).await.into_iter().partition(|execution| is_recurring(execution));
     let mut runs: HashMap<String, usize> = HashMap::new();
     for execution in &executions {
         *runs.entry(execution["jobId"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
@@ -453,6 +485,26 @@ async fn a_rolling_restart_with_sigterm_loses_nothing_and_completes_each_job_onc
     // A graceful stop finishes every run it started and hands back every claim it did not: no run of a stopped
     // node waits for its lease to be abandoned.
     assert!(abandoned.is_empty(), "{} runs abandoned by two graceful stops", abandoned.len());
+    // The recurring jobs' slots: each ran at most once, a slot that found its job still running waited and ran or
+    // was skipped (`queue_one`), and none was abandoned.
+    let mut slots: HashMap<(String, String), usize> = HashMap::new();
+    let mut recurring_statuses: HashMap<String, usize> = HashMap::new();
+    for execution in &recurring_runs {
+        let status = execution["status"].as_str().unwrap_or("-").to_owned();
+        if status == "completed" {
+            let slot = (execution["jobId"].to_string(), execution["scheduledFor"].to_string());
+            *slots.entry(slot).or_default() += 1;
+        }
+        *recurring_statuses.entry(status).or_default() += 1;
+    }
+    eprintln!("rolling restart: recurring runs {recurring_statuses:?}");
+    assert!(recurring_statuses.get("completed").copied().unwrap_or(0) >= 6, "{recurring_statuses:?}");
+    let unexpected: Vec<_> = recurring_statuses
+        .keys()
+        .filter(|status| !matches!(status.as_str(), "completed" | "skipped" | "cancelled"))
+        .collect();
+    assert!(unexpected.is_empty(), "recurring runs ended otherwise: {recurring_statuses:?}");
+    assert!(slots.values().all(|done| *done == 1), "a recurring slot completed twice");
     drop(nodes);
     drop_schema(&url, &schema);
 }
