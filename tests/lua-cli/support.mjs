@@ -10,13 +10,18 @@
 //   SUNDIAL_USER_TOKEN   a user token of that user (`POST /v1/agents/{a}/users/{u}/tokens`)
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+
+import { run } from '../support/process.mjs';
+import { restClient } from '../support/rest.mjs';
+import { eventually } from '../support/wait.mjs';
+
+export { eventually, run };
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -37,6 +42,11 @@ export const adminKey = required('SUNDIAL_ADMIN_KEY');
 export const agentId = required('SUNDIAL_AGENT_ID');
 export const userId = required('SUNDIAL_USER_ID');
 export const userToken = required('SUNDIAL_USER_TOKEN');
+
+/** The native API with the admin key, for seeding and reading back; `finalExecutions(jobId, count, seconds)` and
+ * `finalExecution(executionId, seconds)` wait for executions to end. */
+const rest = restClient({ url: server, adminKey }, agentId);
+export const { finalExecutions, finalExecution } = rest;
 
 /** The real `lua` binary of the installed package. */
 export const luaBinary = join(here, 'node_modules', '.bin', 'lua');
@@ -143,23 +153,6 @@ export async function luaAs(key, snippet) {
   return JSON.parse(line.slice('@@RESULT@@'.length));
 }
 
-/** Runs a program; resolves with its exit code and output (never rejects on a non-zero exit). */
-export function run(command, args, options) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
 /** Terminal output as a person reads it: colours removed, `\r` progress lines reduced to their last state. */
 export function plain(text) {
   // eslint-disable-next-line no-control-regex
@@ -176,64 +169,13 @@ export async function luaCli(args, { jobs = [], key = adminKey } = {}) {
   return { code: result.code, stdout: plain(result.stdout), stderr: plain(result.stderr) };
 }
 
-/** A request to the server; answers `{status, body}` with the body parsed as JSON when it is JSON. */
-export async function request(method, path, { key = adminKey, body, headers = {} } = {}) {
-  const response = await fetch(`${server}${path}`, {
-    method,
-    headers: {
-      Authorization: `Bearer ${key}`,
-      ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-      ...headers,
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let parsed = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // not JSON: keep the text
-  }
-  return { status: response.status, body: parsed, headers: response.headers };
+/** A request to the server (`headers` added last); answers `{status, body}`, the body parsed when it is JSON. */
+export function request(method, path, { key = adminKey, body, headers } = {}) {
+  return rest.api(method, path, { key, body, headers });
 }
 
 /** GET on the native API with the admin key; asserts 200 and answers the body. */
-export async function native(path) {
-  const { status, body } = await request('GET', `/v1/agents/${agentId}${path}`);
-  assert.equal(status, 200, `GET /v1/agents/${agentId}${path} answered ${status}: ${JSON.stringify(body)}`);
-  return body;
-}
-
-/** Polls `probe` every 100 ms until it answers something truthy; fails after `seconds` with `what`. */
-export async function eventually(what, probe, seconds = 30) {
-  const deadline = Date.now() + seconds * 1000;
-  let last;
-  for (;;) {
-    last = await probe();
-    if (last) return last;
-    if (Date.now() > deadline) assert.fail(`timed out after ${seconds} s waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-/** The executions of a job in a final state, oldest first, once there are at least `count`. */
-export async function finalExecutions(jobId, count = 1, seconds = 30) {
-  const finalStates = new Set(['completed', 'failed', 'timeout', 'killed', 'cancelled', 'abandoned', 'skipped']);
-  return eventually(`${count} finished execution(s) of ${jobId}`, async () => {
-    const { executions } = await native(`/jobs/${jobId}/executions?limit=100`);
-    const done = executions.filter((execution) => finalStates.has(execution.status));
-    return done.length >= count ? done.reverse() : null;
-  }, seconds);
-}
-
-/** One execution, once it is in a final state. */
-export async function finalExecution(executionId, seconds = 30) {
-  const finalStates = new Set(['completed', 'failed', 'timeout', 'killed', 'cancelled', 'abandoned', 'skipped']);
-  return eventually(`execution ${executionId} to finish`, async () => {
-    const execution = await native(`/executions/${executionId}`);
-    return finalStates.has(execution.status) ? execution : null;
-  }, seconds);
-}
+export const native = rest.read;
 
 /** The texts of the messages in the conversation of `user`. */
 export async function conversation(user = userId) {

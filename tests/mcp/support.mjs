@@ -18,7 +18,8 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 
-import { restClient, uniqueUser } from '../support/rest.mjs';
+import { finalStates, restClient, uniqueUser } from '../support/rest.mjs';
+import { eventually as waitFor } from '../support/wait.mjs';
 import { startServer } from '../support/server.mjs';
 
 export { repositoryRoot, serverBinary } from '../support/server.mjs';
@@ -39,8 +40,6 @@ export const toolNames = [
   'delete_job',
 ];
 
-/** States an execution ends in. */
-export const finalStates = new Set(['completed', 'failed', 'timeout', 'killed', 'cancelled', 'abandoned', 'skipped']);
 
 /** The running server of this file: `{url, adminKey, binary}` once `before` has run. */
 export const server = {};
@@ -88,15 +87,9 @@ export async function putSettings(settings) {
   return body;
 }
 
-/** Polls `probe` every 100 ms until it answers something truthy; fails after `seconds` naming `what`. */
-export async function eventually(what, probe, seconds = 20) {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const answer = await probe();
-    if (answer) return answer;
-    if (Date.now() > deadline) assert.fail(`timed out after ${seconds} s waiting for ${what}`);
-    await new Promise((resolveWait) => setTimeout(resolveWait, 100));
-  }
+/** Polls `probe` every 100 ms until it answers something truthy; fails after `seconds` (20 here) naming `what`. */
+export function eventually(what, probe, seconds = 20) {
+  return waitFor(what, probe, seconds);
 }
 
 /** The job's executions in a final state, oldest first, once there are at least `count`. */

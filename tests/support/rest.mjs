@@ -4,19 +4,27 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 
+import { eventually } from './wait.mjs';
+
+/** The statuses an execution ends in. */
+export const finalStates = new Set(['completed', 'failed', 'timeout', 'killed', 'cancelled', 'abandoned', 'skipped']);
+
 /**
  * REST helpers bound to `server` (`{url, adminKey}`, filled in once the server runs) and the agent `agentId`:
- * - `api(method, path, {key, body, userId})` answers `{status, body}` (the body parsed when it is JSON); `key`
- *   defaults to the admin key, `null` sends none; `userId` goes as `X-User-Id`;
+ * - `api(method, path, {key, body, userId, headers})` answers `{status, body}` (the body parsed when it is JSON);
+ *   `key` defaults to the admin key, `null` sends none; `userId` goes as `X-User-Id`; `headers` are added last;
  * - `read(path)` GETs below `/v1/agents/{agentId}`, asserts 200 and answers the body;
- * - `mintUserToken(userId)` answers a new user token of `userId`.
+ * - `mintUserToken(userId)` answers a new user token of `userId`;
+ * - `finalExecutions(jobId, count, seconds)` waits for at least `count` executions of the job in a final state and
+ *   answers them oldest first; `finalExecution(executionId, seconds)` waits for one execution to end.
  */
 export function restClient(server, agentId = 'default') {
-  async function api(method, path, { key = server.adminKey, body, userId } = {}) {
+  async function api(method, path, { key = server.adminKey, body, userId, headers: extra = {} } = {}) {
     const headers = {};
     if (key !== null) headers.Authorization = `Bearer ${key}`;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (userId !== undefined) headers['X-User-Id'] = userId;
+    Object.assign(headers, extra);
     const response = await fetch(`${server.url}${path}`, {
       method,
       headers,
@@ -46,7 +54,22 @@ export function restClient(server, agentId = 'default') {
     return body.token;
   }
 
-  return { api, read, mintUserToken };
+  function finalExecutions(jobId, count = 1, seconds = 30) {
+    return eventually(`${count} finished execution(s) of ${jobId}`, async () => {
+      const { executions } = await read(`/jobs/${jobId}/executions?limit=100`);
+      const done = executions.filter((execution) => finalStates.has(execution.status));
+      return done.length >= count ? done.reverse() : null;
+    }, seconds);
+  }
+
+  function finalExecution(executionId, seconds = 30) {
+    return eventually(`execution ${executionId} to finish`, async () => {
+      const execution = await read(`/executions/${executionId}`);
+      return finalStates.has(execution.status) ? execution : null;
+    }, seconds);
+  }
+
+  return { api, read, mintUserToken, finalExecutions, finalExecution };
 }
 
 /** A user id no other test uses. */

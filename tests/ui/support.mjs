@@ -16,7 +16,7 @@ import { after, before } from 'node:test';
 
 import { chromium } from 'playwright-core';
 
-import { restClient } from '../support/rest.mjs';
+import { finalStates, restClient } from '../support/rest.mjs';
 import { repositoryRoot, startServer } from '../support/server.mjs';
 
 export { repositoryRoot, serverBinary } from '../support/server.mjs';
@@ -123,7 +123,6 @@ export async function waitFor(what, probe, { timeout = 10_000, interval = 100 } 
 
 /** Waits until the execution has ended (any final state); answers it. */
 export function executionEnded(executionId, timeout = 15_000) {
-  const finalStates = new Set(['completed', 'failed', 'timeout', 'killed', 'cancelled', 'abandoned', 'skipped']);
   return waitFor(
     `execution ${executionId} to end`,
     async () => {

@@ -3,14 +3,15 @@
 // the native /v1 API with plain `fetch`, independently of the SDK under test.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
+import { run } from '../../../tests/support/process.mjs';
 import { restClient, uniqueUser } from '../../../tests/support/rest.mjs';
+import { eventually } from '../../../tests/support/wait.mjs';
 import { startServer } from '../scripts/server.mjs';
 
 /** `sdk/typescript`: this package. */
@@ -18,9 +19,6 @@ export const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** The agent every test acts for. */
 export const agentId = 'default';
-
-/** States an execution ends in. */
-export const finalStates = new Set(['completed', 'failed', 'timeout', 'killed', 'cancelled', 'abandoned', 'skipped']);
 
 /** The running server: `{url, adminKey, binary}` once `before` has run. */
 export const server = {};
@@ -43,40 +41,12 @@ export function useServer() {
   });
 }
 
-export const { api, read, mintUserToken } = restClient(server, agentId);
-export { uniqueUser };
+export const { api, read, mintUserToken, finalExecutions, finalExecution } = restClient(server, agentId);
+export { eventually, run, uniqueUser };
 
 /** The job as the server has it now (admin key, no user). */
 export function serverJob(jobId) {
   return read(`/jobs/${jobId}`);
-}
-
-/** Polls `probe` every 100 ms until it answers something truthy; fails after `seconds` naming `what`. */
-export async function eventually(what, probe, seconds = 30) {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const answer = await probe();
-    if (answer) return answer;
-    if (Date.now() > deadline) assert.fail(`timed out after ${seconds} s waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-/** The executions of a job in a final state, oldest first, once there are at least `count`. */
-export function finalExecutions(jobId, count = 1) {
-  return eventually(`${count} finished execution(s) of ${jobId}`, async () => {
-    const { executions } = await read(`/jobs/${jobId}/executions?limit=100`);
-    const done = executions.filter((execution) => finalStates.has(execution.status));
-    return done.length >= count ? done.reverse() : null;
-  });
-}
-
-/** One execution, once it is in a final state (with its logs). */
-export function finalExecution(executionId) {
-  return eventually(`execution ${executionId} to finish`, async () => {
-    const execution = await read(`/executions/${executionId}`);
-    return finalStates.has(execution.status) ? execution : null;
-  });
 }
 
 /** The texts of the messages in the conversation of `userId`. */
@@ -102,19 +72,3 @@ export function tempDir(prefix) {
   return directory;
 }
 
-/** Runs a program; resolves with its exit code and output (never rejects on a non-zero exit). */
-export function run(command, args, options = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
