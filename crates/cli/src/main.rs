@@ -121,7 +121,8 @@ fn backup(args: BackupArgs) -> ExitCode {
 
 fn run(future: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
     sundial_scheduler::outbound::tls_ready();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(runtime_threads()).enable_all().build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -135,6 +136,19 @@ fn run(future: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> E
             ExitCode::FAILURE
         }
     }
+}
+
+/// The async runtime's threads: `TOKIO_WORKER_THREADS` when set, else half the cores (at least one). The server's
+/// other busy threads are outside the runtime — the SQLite writer and the sandbox workers, which run the jobs — and
+/// on two cores a second runtime thread measured slower and costlier per execution than one (`BENCHMARKS.md`): the
+/// threads woke each other for every hand-off instead of leaving the other core to the writer and the workers.
+fn runtime_threads() -> usize {
+    if let Some(threads) = std::env::var("TOKIO_WORKER_THREADS").ok().and_then(|value| value.trim().parse().ok()) {
+        if threads > 0 {
+            return threads;
+        }
+    }
+    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
 }
 
 #[cfg(test)]

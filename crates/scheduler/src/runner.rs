@@ -434,7 +434,7 @@ impl Engine {
         reservation: sundial_sandbox::Reservation,
         _in_flight: InFlightRun,
     ) {
-        let sundial_store::Started { execution, job, mut version, .. } = started;
+        let sundial_store::Started { execution, job, version, .. } = started;
         let started = execution.started_at.unwrap_or_else(|| self.now());
         if execution.trigger == Trigger::Schedule {
             let lateness = (started - execution.due_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
@@ -445,8 +445,7 @@ impl Engine {
         // clock says).
         let ahead = (started - self.now()).clamp(Duration::zero(), self.config().fire_lead);
         let request = RunRequest {
-            // What follows the run needs the version's policies, not its code.
-            code: std::mem::take(&mut version.code),
+            code: version.code.clone(),
             job: sandbox_job(&job, &execution),
             env: (*env).clone(),
             timeout: StdDuration::from_secs(u64::from(version.timeout_seconds)),

@@ -404,7 +404,7 @@ async fn start(
     execution.started_at = Some(now);
     let mut job = job;
     job.last_run_at = Some(now);
-    Ok(StartOutcome::Started(Box::new(Started { execution, job, version })))
+    Ok(StartOutcome::Started(Box::new(Started { execution, job, version: std::sync::Arc::new(version) })))
 }
 
 /// The body of [`Store::execution_finish`] inside its transaction.

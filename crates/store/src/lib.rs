@@ -215,8 +215,8 @@ pub struct Started {
     pub execution: Execution,
     /// Its job, read in the same transaction (fresh metadata).
     pub job: Job,
-    /// The version to run.
-    pub version: JobVersion,
+    /// The version to run (shared with the store's cache of versions, which never change once made).
+    pub version: std::sync::Arc<JobVersion>,
 }
 
 /// What [`Store::execution_start`] did.

@@ -18,7 +18,7 @@
 //! with its job): `sqlite_v6` describes the layout, `sqlite_encoding` the packing of values.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -39,9 +39,18 @@ use crate::{
     UserRecord,
 };
 
-/// One call of the store on the writer thread: runs inside the batch's transaction (in a savepoint of its own), or
-/// is told the transaction could not begin, and returns what to do once the batch's commit outcome is known.
-type Command = Box<dyn FnOnce(std::result::Result<&Transaction<'_>, StoreError>) -> Completion + Send>;
+/// One call of the store on the writer thread: runs inside the batch's transaction, or is told the transaction could
+/// not begin, and returns what to do once the batch's commit outcome is known, with whether its work succeeded.
+type Command = Box<dyn FnOnce(std::result::Result<Place<'_, '_>, StoreError>) -> (Completion, bool) + Send>;
+
+/// Where a call runs: the batch's transaction, and whether in a savepoint of its own. The first call of a transaction
+/// runs without one: if it fails, the transaction holds nothing but its writes, and the writer rolls the whole
+/// transaction back and begins another for the calls after it. That spares the first call the savepoint's
+/// sub-journal, a copy of every page it changes.
+struct Place<'t, 'c> {
+    transaction: &'t Transaction<'c>,
+    savepoint: bool,
+}
 
 /// Whether a call's commit waits for the disk (see the module documentation).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -306,14 +315,17 @@ impl SqliteStore {
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let command: Command = Box::new(move |transaction| {
-            let outcome = match transaction {
-                Ok(transaction) => in_savepoint(transaction, work),
+        let command: Command = Box::new(move |place| {
+            let outcome = match place {
+                Ok(Place { transaction, savepoint: true }) => in_savepoint(transaction, work),
+                Ok(Place { transaction, savepoint: false }) => work(transaction),
                 Err(error) => Err(error),
             };
-            Box::new(move |commit: Result<()>| {
+            let succeeded = outcome.is_ok();
+            let completion: Completion = Box::new(move |commit: Result<()>| {
                 let _ = reply.send(commit.and(outcome));
-            })
+            });
+            (completion, succeeded)
         });
         self.sender.send(Queued { durability, command }).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -487,7 +499,7 @@ fn finish_execution(transaction: &Transaction<'_>, finish: &ExecutionFinish) -> 
 
 /// The writer thread: takes every call waiting (up to [`MAX_BATCH`]) and runs them in one `BEGIN IMMEDIATE`
 /// transaction — group commit: one fsync for the batch, none when no call of the batch needs one — then answers
-/// each call with the commit's outcome. A call that fails rolls back its own savepoint only.
+/// each call with the commit's outcome. A call that fails undoes its own writes only (see [`run_batch`]).
 ///
 /// SQLite checkpoints the WAL into the database every 1,000 pages but keeps the file at its largest size, and a big
 /// batch of jobs leaves a WAL as large as itself: once the WAL file (at `wal`) passes [`WAL_TRUNCATE_BYTES`], the
@@ -547,26 +559,7 @@ fn run_writer(mut connection: Connection, receiver: mpsc::Receiver<Queued>, wal:
                 synchronous = durability;
             }
         }
-        let committed = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(transaction) => {
-                let completions: Vec<Completion> =
-                    batch.into_iter().map(|queued| (queued.command)(Ok(&transaction))).collect();
-                let commit = transaction.commit().map_err(database);
-                let committed = commit.is_ok();
-                for completion in completions {
-                    completion(commit.clone());
-                }
-                committed
-            }
-            Err(error) => {
-                let error = database(error);
-                for queued in batch {
-                    (queued.command)(Err(error.clone()))(Ok(()));
-                }
-                false
-            }
-        };
-        if committed {
+        if run_batch(&mut connection, batch) {
             match synchronous {
                 // A commit that waited for the disk took every earlier commit of the WAL with it.
                 Durability::Flush => unsynced_since = None,
@@ -584,6 +577,44 @@ fn run_writer(mut connection: Connection, receiver: mpsc::Receiver<Queued>, wal:
     if unsynced_since.is_some() {
         sync_wal(wal);
     }
+}
+
+/// Runs a batch of calls in one transaction and commits it; answers whether a commit succeeded. The first call runs
+/// without a savepoint (see [`Place`]): when it fails, the transaction is rolled back and the rest of the batch runs
+/// in a new one.
+fn run_batch(connection: &mut Connection, batch: Vec<Queued>) -> bool {
+    let mut calls = batch.into_iter().peekable();
+    while calls.peek().is_some() {
+        let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(transaction) => transaction,
+            Err(error) => {
+                let error = database(error);
+                for queued in calls {
+                    (queued.command)(Err(error.clone())).0(Ok(()));
+                }
+                return false;
+            }
+        };
+        let Some(first) = calls.next() else { break };
+        let (completion, succeeded) = (first.command)(Ok(Place { transaction: &transaction, savepoint: false }));
+        if !succeeded {
+            // Its writes go with the transaction; its answer is its own error.
+            drop(transaction);
+            completion(Ok(()));
+            continue;
+        }
+        let mut completions = vec![completion];
+        completions.extend(
+            calls.by_ref().map(|queued| (queued.command)(Ok(Place { transaction: &transaction, savepoint: true })).0),
+        );
+        let commit = transaction.commit().map_err(database);
+        let committed = commit.is_ok();
+        for completion in completions {
+            completion(commit.clone());
+        }
+        return committed;
+    }
+    false
 }
 
 /// Flushes the WAL file to disk: the commits made without waiting for the disk are durable afterwards.
@@ -1025,19 +1056,19 @@ const VERSION_CACHE: usize = 10_000;
 
 thread_local! {
     /// Versions the writer thread has read, by id (this thread is the store's only user of its connection).
-    static VERSIONS: std::cell::RefCell<std::collections::HashMap<String, JobVersion>> =
+    static VERSIONS: std::cell::RefCell<std::collections::HashMap<String, Arc<JobVersion>>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 /// [`get_version`] for every start of an execution: a version never changes once made (see `sqlite_v6`), so the
-/// writer keeps the versions it has read.
-fn cached_version(transaction: &Transaction<'_>, job_id: &str, version_id: &str) -> Result<Option<JobVersion>> {
+/// writer keeps the versions it has read, shared with the starts it answers.
+fn cached_version(transaction: &Transaction<'_>, job_id: &str, version_id: &str) -> Result<Option<Arc<JobVersion>>> {
     let cached =
         VERSIONS.with(|versions| versions.borrow().get(version_id).filter(|version| version.job_id == job_id).cloned());
     if cached.is_some() {
         return Ok(cached);
     }
-    let version = get_version(transaction, job_id, version_id)?;
+    let version = get_version(transaction, job_id, version_id)?.map(Arc::new);
     if let Some(version) = &version {
         VERSIONS.with(|versions| {
             let mut versions = versions.borrow_mut();
@@ -1779,7 +1810,7 @@ impl Store for SqliteStore {
             for job in jobs {
                 let Some(version_id) = &job.active_version_id else { continue };
                 if let Some(version) = cached_version(transaction, &job.id, version_id)? {
-                    due.push(DueJob { job, version });
+                    due.push(DueJob { job, version: JobVersion::clone(&version) });
                 }
             }
             Ok(due)
