@@ -121,14 +121,14 @@ fn backup(args: BackupArgs) -> ExitCode {
 
 fn run(future: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
     sundial_scheduler::outbound::tls_ready();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(runtime_threads()).enable_all().build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(runtime_threads()).enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("error: cannot start the async runtime: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
     match runtime.block_on(future) {
         Ok(code) => code,
         Err(error) => {

@@ -144,10 +144,13 @@ pub struct PoolConfig {
     pub kill_grace: Duration,
     /// Per-execution limits on logs, results and host calls.
     pub limits: Limits,
+    /// Runs that compute at once (default: the machine's cores; 0 for no limit); see the pool's documentation.
+    pub cpu_slots: usize,
 }
 
 impl PoolConfig {
-    /// A configuration with the defaults: 4 workers, 64 MiB heap, 500 ms kill grace, default [`Limits`].
+    /// A configuration with the defaults: 4 workers, 64 MiB heap, 500 ms kill grace, default [`Limits`], one CPU slot
+    /// per core.
     pub fn new(program: PathBuf, args: Vec<OsString>) -> Self {
         PoolConfig {
             program,
@@ -156,6 +159,7 @@ impl PoolConfig {
             memory_limit_bytes: 64 * 1024 * 1024,
             kill_grace: Duration::from_millis(500),
             limits: Limits::default(),
+            cpu_slots: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         }
     }
 }

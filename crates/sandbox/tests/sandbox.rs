@@ -753,6 +753,39 @@ async fn parallel_runs_share_the_pool() {
     assert_eq!((stats.workers, stats.restarts), (4, 0));
 }
 
+/// One CPU slot for four workers: runs that wait on timers, on the host, or that compute for long still run side by
+/// side — each holds the slot a moment at most — and every one of them started before the first one ended.
+#[tokio::test]
+async fn a_cpu_slot_is_not_held_by_runs_that_wait_or_compute_for_long() {
+    let mut config = config(4);
+    config.cpu_slots = 1;
+    let pool = Pool::start(config).await.expect("the pool starts");
+    let host: Arc<dyn Host> = Arc::new(FakeHost::default());
+    let waits = [
+        "await new Promise(r => setTimeout(r, 400));",
+        "await Data.get('notes', 'a'); await new Promise(r => setTimeout(r, 400));",
+        "while (Date.now() - started < 400) {}",
+        "while (Date.now() - started < 400) {}",
+    ];
+    let runs = waits.iter().map(|wait| {
+        let (pool, host) = (pool.clone(), host.clone());
+        let code = format!("async () => {{ const started = Date.now(); {wait} return [started, Date.now()]; }}");
+        tokio::spawn(async move { pool.run(request(&code), host).await })
+    });
+    let mut spans = Vec::new();
+    for outcome in futures_util::future::join_all(runs).await {
+        let outcome = outcome.expect("the task finishes");
+        assert_eq!(outcome.status, OutcomeStatus::Completed, "error: {:?}", outcome.error);
+        let span: (u64, u64) = serde_json::from_value(outcome.result.expect("a result")).expect("two instants");
+        spans.push(span);
+    }
+    let last_start = spans.iter().map(|span| span.0).max();
+    let first_end = spans.iter().map(|span| span.1).min();
+    assert!(last_start < first_end, "the runs did not overlap: {spans:?}");
+    // And the slot is free again: a run after them needs no wait for it.
+    assert_completed(&run(&pool, "() => 'after'").await, json!("after"));
+}
+
 #[tokio::test]
 async fn waiting_for_a_free_worker_does_not_count_against_the_timeout() {
     let pool = pool(1).await;

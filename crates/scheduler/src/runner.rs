@@ -854,7 +854,9 @@ const START_BATCH: usize = 64;
 ///
 /// Executions are started (marked `running`) at most a window of eight per worker ahead of a free worker: enough to
 /// keep every worker busy while the next batch is written, few enough that `running` still means a worker is about
-/// to take it. A run cut off by the node's death before its worker took it is abandoned and retried like any other.
+/// to take it. Under a burst the next batch is written once half the window is handed over, not as soon as one run
+/// is: a batch then carries at least half a window, where topping the window up after every write made batches as
+/// small as the writes were quick, and a store write each few runs. A run cut off by the node's death before its worker took it is abandoned and retried like any other.
 /// When the intake stops (`intake`), it starts nothing more and hands to workers what it has already started, then
 /// ends; `stopped` ends it at once.
 async fn dispatch_loop(
@@ -876,7 +878,7 @@ async fn dispatch_loop(
         if draining && starting.is_none() && reserving.is_none() && ready.is_empty() {
             return;
         }
-        if !draining && starting.is_none() && !queue.is_empty() && ready.len() < window {
+        if !draining && starting.is_none() && !queue.is_empty() && ready.len() <= window / 2 {
             let take = (window - ready.len()).min(queue.len()).min(START_BATCH);
             let batch: Vec<(String, DateTime<Utc>)> = queue.drain(..take).collect();
             starting = Some(engine.clone().start_batch(batch).boxed());

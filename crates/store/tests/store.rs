@@ -50,4 +50,12 @@ async fn a_failing_call_in_a_group_commit_does_not_undo_the_others() {
     }
     assert_eq!(conflicts, 40);
     assert_eq!(store.agent_list().await.expect("list").len(), 160, "a failed call rolled back its neighbours");
+    // A call alone in its transaction runs without a savepoint: when it fails, the transaction is rolled back, and the
+    // next call (the first of another transaction) writes as usual.
+    for _ in 0..3 {
+        let conflict = store.agent_insert(&Agent::new("agent-0".to_owned(), now)).await;
+        assert!(matches!(conflict, Err(StoreError::Conflict(_))), "{conflict:?}");
+    }
+    store.agent_insert(&Agent::new("agent-after".to_owned(), now)).await.expect("the next call writes");
+    assert_eq!(store.agent_list().await.expect("list").len(), 161);
 }
