@@ -856,9 +856,9 @@ const START_BATCH: usize = 64;
 /// keep every worker busy while the next batch is written, few enough that `running` still means a worker is about
 /// to take it. Under a burst the next batch is written once half the window is handed over, not as soon as one run
 /// is: a batch then carries at least half a window, where topping the window up after every write made batches as
-/// small as the writes were quick, and a store write each few runs. A run cut off by the node's death before its worker took it is abandoned and retried like any other.
-/// When the intake stops (`intake`), it starts nothing more and hands to workers what it has already started, then
-/// ends; `stopped` ends it at once.
+/// small as the writes were quick, and a store write each few runs. A run cut off by the node's death before its
+/// worker took it is abandoned and retried like any other. When the intake stops (`intake`), it starts nothing more
+/// and hands to workers what it has already started, then ends; `stopped` ends it at once.
 async fn dispatch_loop(
     engine: Engine,
     mut fired: mpsc::UnboundedReceiver<(String, DateTime<Utc>)>,
