@@ -1007,7 +1007,9 @@ impl Store for PostgresStore {
              ORDER BY j.next_run_at"
         );
         let rows = query(&client, &sql, &[&millis(horizon), &(limit.min(i64::MAX as usize) as i64)]).await?;
-        rows_to(&rows, |row| Ok(DueJob { job: job_from_row(row, 0)?, version: version_from_row(row, JOB_WIDTH)? }))
+        rows_to(&rows, |row| {
+            Ok(DueJob { job: job_from_row(row, 0)?, version: std::sync::Arc::new(version_from_row(row, JOB_WIDTH)?) })
+        })
     }
 
     async fn next_slot_at(&self) -> Result<Option<DateTime<Utc>>> {

@@ -182,8 +182,8 @@ pub struct JobFilter {
 pub struct DueJob {
     /// The job.
     pub job: Job,
-    /// Its active version.
-    pub version: JobVersion,
+    /// Its active version (shared with the store's cache of versions, which never change once made).
+    pub version: std::sync::Arc<JobVersion>,
 }
 
 /// One slot to record: the occurrence, its first execution, and the job's new next slot — all in one transaction.

@@ -1810,7 +1810,7 @@ impl Store for SqliteStore {
             for job in jobs {
                 let Some(version_id) = &job.active_version_id else { continue };
                 if let Some(version) = cached_version(transaction, &job.id, version_id)? {
-                    due.push(DueJob { job, version: JobVersion::clone(&version) });
+                    due.push(DueJob { job, version });
                 }
             }
             Ok(due)

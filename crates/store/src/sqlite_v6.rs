@@ -412,7 +412,7 @@ mod tests {
 
         // The upgraded rows behave as new ones: the once job's slot is due, and renaming it keeps its version.
         let due = store.jobs_due(at(3600), 10).await.expect("due");
-        assert!(due.iter().any(|due| due.job.id == once.id && due.version == once_first));
+        assert!(due.iter().any(|due| due.job.id == once.id && *due.version == once_first));
         let renamed = Job { name: "renamed".into(), ..once.clone() };
         assert!(store.job_update_info(&renamed).await.expect("rename"));
         assert_eq!(store.version_list(&once.id).await.expect("versions"), [once_first]);
