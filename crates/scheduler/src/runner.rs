@@ -845,16 +845,18 @@ async fn fire_loop(
 }
 
 /// Most executions one start batch carries.
-const START_BATCH: usize = 64;
+const START_BATCH: usize = 128;
 
 /// Takes the fired executions in order, starts them in batches (one store write each) a start lead before their
 /// instant, and hands each started one to a sandbox worker a fire lead before its instant, or as soon as a worker is
 /// free after that, so that under a burst they start in the order they fell due (first come, first served) rather
 /// than in whatever order tasks get polled, and no worker waits for a store write.
 ///
-/// Executions are started (marked `running`) at most a window of eight per worker ahead of a free worker: enough to
+/// Executions are started (marked `running`) at most a window of sixteen per worker ahead of a free worker: enough to
 /// keep every worker busy while the next batch is written, few enough that `running` still means a worker is about
-/// to take it. Under a burst the next batch is written once half the window is handed over, not as soon as one run
+/// to take it (a few milliseconds of work under a burst). One batch is written at a time, so the window is also what
+/// a burst can start per store round trip: with eight per worker, the starts, not the workers, paced W1's drain and
+/// left a third of the CPU idle. Under a burst the next batch is written once half the window is handed over, not as soon as one run
 /// is: a batch then carries at least half a window, where topping the window up after every write made batches as
 /// small as the writes were quick, and a store write each few runs. A run cut off by the node's death before its
 /// worker took it is abandoned and retried like any other. When the intake stops (`intake`), it starts nothing more
@@ -868,7 +870,7 @@ async fn dispatch_loop(
     use futures_util::future::{BoxFuture, FutureExt};
     use std::collections::VecDeque;
 
-    let window = (engine.shared.pool.stats().workers * 8).max(16);
+    let window = (engine.shared.pool.stats().workers * 16).max(32);
     let mut queue: VecDeque<(String, DateTime<Utc>)> = VecDeque::new();
     let mut ready: VecDeque<sundial_store::Started> = VecDeque::new();
     let mut starting: Option<BoxFuture<'static, Vec<sundial_store::Started>>> = None;
