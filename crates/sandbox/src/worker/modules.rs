@@ -110,6 +110,16 @@ unsafe fn evaluate(ctx: *mut JSContext, compiled: JSValue) -> Option<(*mut JSMod
     }
 }
 
+/// The source text a native that evaluates code takes as its first argument, or the `TypeError` it throws when
+/// there is none (`<native>: the source must be a string`).
+unsafe fn source_arg(ctx: *mut JSContext, argc: c_int, argv: *mut JSValue, native: &str) -> Result<String, JSValue> {
+    // SAFETY: the caller's arguments, as QuickJS passed them to the native.
+    unsafe {
+        js::string_arg(ctx, argc, argv, 0)
+            .ok_or_else(|| js::throw_type_error(ctx, &format!("{native}: the source must be a string")))
+    }
+}
+
 /// The `evalModule(source)` native: compiles `source` as the job's ES module and starts evaluating it, its imports
 /// linked through the resolver above. Returns `{namespace, evaluated}`, `evaluated` a promise that settles when the
 /// module's top level (top-level `await` included) has run. Throws a compile or link error as is.
@@ -121,8 +131,9 @@ pub(crate) unsafe extern "C" fn eval_module(
 ) -> JSValue {
     // SAFETY: natives are called by QuickJS with valid arguments; every value made here is owned and handed on.
     unsafe {
-        let Some(source) = js::string_arg(ctx, argc, argv, 0) else {
-            return js::throw_type_error(ctx, "evalModule: the source must be a string");
+        let source = match source_arg(ctx, argc, argv, "evalModule") {
+            Ok(source) => source,
+            Err(thrown) => return thrown,
         };
         let Some((module, evaluated)) = evaluate_module(ctx, &source, JOB_FILE_NAME) else {
             return qjs::JS_EXCEPTION;
@@ -149,8 +160,9 @@ pub(crate) unsafe extern "C" fn eval_script(
 ) -> JSValue {
     // SAFETY: as above.
     unsafe {
-        let Some(source) = js::string_arg(ctx, argc, argv, 0) else {
-            return js::throw_type_error(ctx, "evalScript: the source must be a string");
+        let source = match source_arg(ctx, argc, argv, "evalScript") {
+            Ok(source) => source,
+            Err(thrown) => return thrown,
         };
         js::eval(ctx, &source, JOB_FILE_NAME, qjs::JS_EVAL_TYPE_GLOBAL)
     }
@@ -187,8 +199,9 @@ pub(crate) unsafe extern "C" fn eval_function(
 ) -> JSValue {
     // SAFETY: as above; bytecode read here was written by this worker from this very text.
     unsafe {
-        let Some(source) = js::string_arg(ctx, argc, argv, 0) else {
-            return js::throw_type_error(ctx, "evalFunction: the source must be a string");
+        let source = match source_arg(ctx, argc, argv, "evalFunction") {
+            Ok(source) => source,
+            Err(thrown) => return thrown,
         };
         let compiled = BYTECODE.with(|cache| {
             cache.borrow().entries.get(&source).map(|bytecode| {
