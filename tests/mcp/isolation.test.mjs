@@ -2,13 +2,17 @@
 // user token (over streamable HTTP and over stdio) list_jobs does not show another user's jobs, and get_job,
 // pause_job, resume_job, run_job_now and delete_job on another user's jobId fail as not found and change nothing
 // (checked through REST), also when the request names the other user in X-User-Id; with the admin key and no user,
-// schedule_reminder fails with `no_user`; and a user token's session creates jobs for that token's user only.
+// schedule_reminder fails with `no_user`; and a user token's session creates jobs for that token's user only. A job a
+// model makes through MCP acts for its user only, even over a connection with the admin key: from inside its code it
+// cannot read the agent's variables, another user or another user's jobs.
 
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 
 import {
+  api,
   fails,
+  finalExecutions,
   httpClient,
   mintUserToken,
   ok,
@@ -176,4 +180,70 @@ describe('the user comes from the credential', () => {
       },
     );
   }
+});
+
+describe('a job made through MCP acts for its user only, whatever the credential', () => {
+  const probe = `async (job) => {
+    const attempt = async (what) => {
+      try { await what(); return 'allowed'; } catch (error) { return String(error.message); }
+    };
+    return {
+      secret: env('MCP_SECRET') === undefined ? 'hidden' : 'read',
+      otherUser: await attempt(() => User.get(job.metadata.other)),
+      otherJob: await attempt(() => Jobs.getJob(job.metadata.otherJob)),
+      self: await attempt(() => job.user()),
+    };
+  }`;
+
+  before(async () => {
+    const { status } = await api('PUT', '/v1/agents/default/env', { body: { MCP_SECRET: 'agent-only' } });
+    assert.equal(status, 200);
+  });
+
+  for (const { name, open } of [
+    { name: 'streamable HTTP', open: httpClient },
+    { name: 'stdio', open: stdioClient },
+  ]) {
+    test(`${name} with the admin key acting for a user`, async () => {
+      const userId = uniqueUser('mcpauthority');
+      const other = uniqueUser('mcpother');
+      const otherJob = (await ok(await open({ userId: other }), 'schedule_job', {
+        name: 'other-job',
+        schedule: { type: 'interval', seconds: 3600 },
+        code: 'async () => 1',
+      })).job.jobId;
+      const client = await open({ userId });
+      const { job } = await ok(client, 'schedule_job', {
+        name: 'probe',
+        schedule: { type: 'interval', seconds: 3600 },
+        code: probe,
+        metadata: { other, otherJob },
+      });
+      assert.deepEqual((await restJob(job.jobId)).authority, {
+        kind: 'user',
+        userId,
+        scopes: ['jobs', 'data', 'products'],
+      });
+      await ok(client, 'run_job_now', { jobId: job.jobId });
+      const [execution] = await finalExecutions(job.jobId, 1);
+      assert.equal(execution.status, 'completed', JSON.stringify(execution));
+      const { result } = execution;
+      assert.equal(result.secret, 'hidden', "a model's job read the agent's variable");
+      assert.match(result.otherUser, /can reach only that user/);
+      assert.match(result.otherJob, /only that user's jobs/);
+      assert.equal(result.self, 'allowed');
+    });
+  }
+
+  test('with the admin key and no user, schedule_job fails with no_user and makes nothing', async () => {
+    const client = await httpClient();
+    await fails(
+      client,
+      'schedule_job',
+      { name: 'nobody', schedule: { type: 'interval', seconds: 3600 }, code: 'async () => 1' },
+      'no_user',
+    );
+    const { jobs } = await read('/jobs?includeDynamic=true&limit=200&name=nobody');
+    assert.equal(jobs.length, 0);
+  });
 });

@@ -6,6 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
+use sundial_core::{Authority, Scope, Scopes};
 use sundial_scheduler::Caller;
 use sundial_store::{new_id, ApiKey, Store};
 
@@ -115,14 +116,25 @@ impl Principal {
         if self.key.admin && self.key.agent_id.as_deref() != Some(agent_id) {
             state.engine.store().agent_get(agent_id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
         }
-        let user_id = match (&self.key.user_id, &self.acting_user) {
+        match (&self.key.user_id, &self.acting_user) {
             (Some(token_user), Some(header)) if token_user != header => {
-                return Err(ApiError::forbidden("a user token acts only as its own user"));
+                Err(ApiError::forbidden("a user token acts only as its own user"))
             }
-            (Some(token_user), _) => Some(token_user.clone()),
-            (None, header) => header.clone(),
-        };
-        Ok(Caller { agent_id: agent_id.to_owned(), user_id })
+            (Some(token_user), _) => Ok(Caller {
+                agent_id: agent_id.to_owned(),
+                user_id: Some(token_user.clone()),
+                authority: Authority::User(self.scopes()),
+            }),
+            (None, header) => Ok(Caller::agent_for_user(agent_id, header.clone())),
+        }
+    }
+
+    /// What a user token may reach of the agent (every scope when it was minted without `scopes`).
+    pub fn scopes(&self) -> Scopes {
+        match &self.key.scopes {
+            None => Scopes::ALL,
+            Some(names) => Scopes::of(names.iter().filter_map(|name| Scope::parse(name))),
+        }
     }
 
     /// Refuses user tokens (agent-level operations such as minting tokens or managing keys).

@@ -315,6 +315,12 @@ pub struct CreateJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     pub dedup_key: Option<String>,
+    /// What the job's code may reach: `agent` (the whole agent) or `user` (the job's user only, and the agent's
+    /// Data and Products within the credential's scopes). Left out: the credential's own — the agent's for an agent
+    /// key, the user's for a user token. `user` needs a job made for a user; a user token cannot ask for `agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = "job-authority", pattern = "^(agent|user)$")]
+    pub authority: Option<String>,
 }
 
 /// Many new jobs, written in one transaction (`POST /v1/agents/{agentId}/jobs/batch`).
@@ -340,6 +346,11 @@ pub struct UpdateJob {
     /// A new policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
+    /// A new authority (see `CreateJob.authority`): an agent key may set either; a user token may only narrow it.
+    /// Any change by a user token narrows the job to that user's authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = "job-authority", pattern = "^(agent|user)$")]
+    pub authority: Option<String>,
     /// The new version's fields.
     #[serde(flatten)]
     pub version: NewVersionFields,
@@ -495,6 +506,8 @@ pub struct Job {
     pub last_execution: Option<Execution>,
     /// Its policy, defaults filled in.
     pub policy: Policy,
+    /// What its code may reach.
+    pub authority: JobAuthority,
     /// Failures in a row.
     pub consecutive_failures: u32,
     /// Slots that did not run (downtime, misfire policy).
@@ -505,6 +518,23 @@ pub struct Job {
     /// Last change.
     #[schema(format = DateTime)]
     pub updated_at: String,
+}
+
+/// What a job's code may reach: the authority of the credential that made it, only ever narrowed by later changes.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum JobAuthority {
+    /// The whole agent: every user, its `env`, Data, Products and every job (made with the admin or an agent key).
+    Agent,
+    /// The job's user only: their record, conversation and jobs; the agent's Data and Products within `scopes`;
+    /// of the agent's `env`, the variables its `userJobEnv` setting lists.
+    User {
+        /// The user.
+        #[serde(rename = "userId")]
+        user_id: String,
+        /// What it reaches of the agent beyond its user.
+        scopes: Vec<Scope>,
+    },
 }
 
 /// A job's status.
@@ -925,7 +955,17 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole::option_u64")]
     #[schema(minimum = 1, maximum = 86400)]
     pub min_recurring_interval_seconds: Option<u64>,
+    /// The `env` variables that jobs acting for a user (made with a user token or through MCP) may read; none when
+    /// left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(inline, value_type = Option<Vec<VariableName>>)]
+    pub user_job_env: Option<Vec<String>>,
 }
+
+/// The name of an agent variable.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(min_length = 1, max_length = 200)]
+pub struct VariableName(pub String);
 
 /// A host name job code may `fetch`: no scheme, path or port separator `/`.
 #[derive(Serialize, Deserialize, ToSchema)]

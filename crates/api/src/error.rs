@@ -4,7 +4,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sundial_core::FieldError;
-use sundial_scheduler::EngineError;
+use sundial_scheduler::{Denied, EngineError};
 use sundial_store::StoreError;
 
 /// An error answer of the API.
@@ -102,6 +102,11 @@ impl From<EngineError> for ApiError {
             EngineError::QuotaExceeded(message) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
             }
+            EngineError::Denied(Denied::Hidden { what, .. }) => ApiError::not_found(what),
+            EngineError::Denied(Denied::Scope { rule, .. }) => {
+                ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", rule)
+            }
+            EngineError::Denied(Denied::Agent { rule }) => ApiError::forbidden(rule),
             EngineError::Store(store) => store.into(),
         }
     }

@@ -25,7 +25,7 @@ use sundial_store::JobFilter;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::native::{job_caller, message_view, parse_number, trigger};
+use crate::native::{message_view, parse_number, trigger};
 use crate::{AppState, JsonBody, MAX_BODY_BYTES};
 
 /// A success answer in lua-cli's envelope.
@@ -205,7 +205,7 @@ async fn get_job(
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     Ok(ok(lua_job(&state.engine.job_detail(&caller, &job_id).await?)))
 }
 
@@ -214,7 +214,7 @@ async fn delete_job(
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     Ok(ok(state.engine.delete(&caller, &job_id).await?.view(&job_id)))
 }
 
@@ -225,7 +225,7 @@ async fn push_version(
     Path((agent_id, job_id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     let fields = object(&body)?;
     let code = match (string_field(fields, "code")?, string_field(fields, "codeS3Hash")?) {
         (Some(code), _) => Some(decode_code(&code, "code")?),
@@ -268,7 +268,7 @@ async fn list_versions(
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     let detail = state.engine.job_detail(&caller, &job_id).await?;
     let active = detail.job.active_version_id.as_deref();
     let versions: Vec<Value> = detail.versions.iter().map(|version| version_view(version, active)).collect();
@@ -280,7 +280,7 @@ async fn publish_version(
     principal: Principal,
     Path((agent_id, job_id, version)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     Ok(ok(lua_job(&state.engine.publish_version(&caller, &job_id, &version).await?)))
 }
 
@@ -289,7 +289,7 @@ async fn activate_job(
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     Ok(ok(lua_job(&state.engine.activate(&caller, &job_id).await?)))
 }
 
@@ -298,7 +298,7 @@ async fn deactivate_job(
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     Ok(ok(lua_job(&state.engine.deactivate(&caller, &job_id).await?)))
 }
 
@@ -308,7 +308,7 @@ async fn trigger_job(
     Path((agent_id, job_id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     let execution = trigger(&state, &caller, &job_id, &body).await?;
     Ok(ok(lua_execution(&execution)))
 }
@@ -319,7 +319,7 @@ async fn list_executions(
     Path((agent_id, job_id)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     let limit = parse_number(&params, "limit", 50, 1000)?;
     let offset = parse_number(&params, "offset", 0, 1_000_000_000)?;
     let (executions, total) = state.engine.executions(&caller, &job_id, None, limit, offset).await?;
@@ -352,7 +352,7 @@ async fn replace_metadata(
     Path((agent_id, job_id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     let metadata = state.engine.update_metadata(&caller, &job_id, &body, true).await?;
     Ok(ok(json!({"message": "metadata updated", "jobId": job_id, "metadata": metadata})))
 }

@@ -14,7 +14,7 @@ use futures_util::stream::Stream;
 use serde_json::{json, Value};
 use sundial_core::wire::{execution_view, instant, version_view};
 use sundial_core::{ExecutionStatus, FieldError, JobStatus, JsonObject};
-use sundial_scheduler::{Caller, Creation, JobChange, NewJob, NewVersion};
+use sundial_scheduler::{Caller, Creation, JobChange, NewJob, NewVersion, Reach};
 use sundial_store::{Agent, JobFilter, Message};
 
 use utoipa_axum::router::OpenApiRouter;
@@ -291,9 +291,7 @@ pub(crate) async fn user_caller(
 ) -> ApiResult<Caller> {
     validate_user_id(user_id, "userId")?;
     let caller = principal.caller_for(state, agent_id).await?;
-    if principal.is_user_token() && caller.user_id.as_deref() != Some(user_id) {
-        return Err(ApiError::not_found("user"));
-    }
+    caller.check(Reach::User(user_id)).map_err(sundial_scheduler::EngineError::from)?;
     Ok(caller)
 }
 
@@ -773,6 +771,7 @@ async fn list_jobs(
         include_dynamic: parse_flag(&params, "includeDynamic")?,
         status,
         user_id: caller.user_id.clone(),
+        user_only: false,
         limit: limit.max(1),
         after_id: params.get("cursor").cloned(),
         name: params.get("name").cloned(),
@@ -781,23 +780,6 @@ async fn list_jobs(
     let next_cursor = (jobs.len() == filter.limit).then(|| jobs.last().map(|detail| detail.job.id.clone())).flatten();
     let views: Vec<Value> = jobs.iter().map(|detail| detail.view()).collect();
     Ok(Json(json!({"jobs": views, "nextCursor": next_cursor})))
-}
-
-/// The caller for a job route; user callers reach only their own dynamic jobs and the agent's pre-defined ones.
-pub(crate) async fn job_caller(
-    state: &AppState,
-    principal: &Principal,
-    agent_id: &str,
-    job_id: &str,
-) -> ApiResult<Caller> {
-    let caller = principal.caller_for(state, agent_id).await?;
-    if let Some(user_id) = &caller.user_id {
-        let job = state.engine.job(&caller, job_id).await?;
-        if job.dynamic && job.user_id.as_deref() != Some(user_id) {
-            return Err(ApiError::not_found("job"));
-        }
-    }
-    Ok(caller)
 }
 
 #[utoipa::path(
@@ -814,7 +796,7 @@ async fn get_job(
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     Ok(Json(state.engine.job_detail(&caller, &job_id).await?.view()))
 }
 
@@ -834,7 +816,7 @@ async fn update_job(
     Path((agent_id, job_id)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     let change = JobChange::parse(&body, state.engine.config())?;
     contract::conform::<contract::UpdateJob>(&body)?;
     Ok(Json(state.engine.update_job(&caller, &job_id, change).await?.view()))
@@ -854,7 +836,7 @@ async fn delete_job(
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     Ok(Json(state.engine.delete(&caller, &job_id).await?.view(&job_id)))
 }
 
@@ -872,7 +854,7 @@ async fn activate_job(
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     Ok(Json(state.engine.activate(&caller, &job_id).await?.view()))
 }
 
@@ -890,7 +872,7 @@ async fn deactivate_job(
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     Ok(Json(state.engine.deactivate(&caller, &job_id).await?.view()))
 }
 
@@ -928,7 +910,7 @@ async fn trigger_job(
     Path((agent_id, job_id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     contract::conform::<Option<contract::Trigger>>(&body)?;
     let execution = trigger(&state, &caller, &job_id, &body).await?;
     Ok((StatusCode::ACCEPTED, Json(execution_view(&execution, false))).into_response())
@@ -942,7 +924,7 @@ async fn update_metadata(
     body: &Value,
     replace: bool,
 ) -> ApiResult<Json<Value>> {
-    let caller = job_caller(state, principal, agent_id, job_id).await?;
+    let caller = principal.caller_for(state, agent_id).await?;
     let metadata = state.engine.update_metadata(&caller, job_id, body, replace).await?;
     Ok(Json(json!({"message": "metadata updated", "jobId": job_id, "metadata": metadata})))
 }
@@ -999,7 +981,7 @@ async fn list_versions(
     principal: Principal,
     Path((agent_id, job_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     let detail = state.engine.job_detail(&caller, &job_id).await?;
     let active = detail.job.active_version_id.as_deref();
     let versions: Vec<Value> = detail.versions.iter().map(|version| version_view(version, active)).collect();
@@ -1022,7 +1004,7 @@ async fn add_version(
     Path((agent_id, job_id)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     let Value::Object(object) = &body else {
         return Err(FieldError::new("body", "must be a JSON object").into());
     };
@@ -1053,7 +1035,7 @@ async fn publish_version(
     principal: Principal,
     Path((agent_id, job_id, version)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     Ok(Json(state.engine.publish_version(&caller, &job_id, &version).await?.view()))
 }
 
@@ -1071,7 +1053,7 @@ async fn version_code(
     principal: Principal,
     Path((agent_id, job_id, version)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     let detail = state.engine.job_detail(&caller, &job_id).await?;
     let found = detail
         .versions
@@ -1096,7 +1078,7 @@ async fn list_executions(
     Path((agent_id, job_id)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     let limit = parse_number(&params, "limit", 50, 1000)?;
     let offset = parse_number(&params, "offset", 0, 1_000_000_000)?;
     let status = match params.get("status") {
@@ -1152,11 +1134,6 @@ async fn get_execution(
 ) -> ApiResult<Json<Value>> {
     let caller = principal.caller_for(&state, &agent_id).await?;
     let execution = state.engine.execution(&caller, &execution_id).await?;
-    if caller.user_id.is_some() {
-        job_caller(&state, &principal, &agent_id, &execution.job_id)
-            .await
-            .map_err(|_| ApiError::not_found("execution"))?;
-    }
     Ok(Json(execution_view(&execution, true)))
 }
 
@@ -1175,7 +1152,7 @@ async fn preview(
     Path((agent_id, job_id)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let caller = job_caller(&state, &principal, &agent_id, &job_id).await?;
+    let caller = principal.caller_for(&state, &agent_id).await?;
     let n = parse_number(&params, "n", 10, 1000)?;
     let (job, schedule, instants) = state.engine.preview(&caller, &job_id, n).await?;
     let compiled = schedule.compile().map_err(FieldError::from)?;

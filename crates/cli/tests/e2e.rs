@@ -7,6 +7,7 @@ mod contract;
 mod data;
 mod graceful;
 mod lua_cli;
+mod security;
 mod support;
 mod ui;
 

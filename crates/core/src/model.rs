@@ -226,6 +226,8 @@ pub struct Job {
     pub dynamic: bool,
     /// The user whose conversation created a dynamic job.
     pub user_id: Option<String>,
+    /// What its code may reach: the authority of the credential that made it (only ever narrowed by later changes).
+    pub authority: crate::Authority,
     /// Whether its schedule fires.
     pub active: bool,
     /// The job's status.

@@ -149,6 +149,7 @@ pub fn job_view(job: &Job, versions: &[JobVersion], last_execution: Option<&Exec
         object.insert("lastExecution".into(), execution_view(execution, false));
     }
     object.insert("policy".into(), json!(job.policy));
+    object.insert("authority".into(), job.authority.view(job.user_id.as_deref()));
     object.insert("consecutiveFailures".into(), json!(job.consecutive_failures));
     object.insert("missedSlots".into(), json!(job.missed_slots));
     object.insert("createdAt".into(), json!(instant(job.created_at)));

@@ -94,7 +94,8 @@ fn build_definitions() -> Vec<Value> {
             "Create a job that runs JavaScript on a schedule, for this user (like Jobs.create). `code` is one \
              self-contained async function `async (job) => { … }`: it sees only its argument and the sandbox's \
              globals (User, Data, Products, fetch, env); pass values in `metadata`, read them as job.metadata. \
-             `const user = await job.user(); await user.send([{type: 'text', text}])` messages the user.",
+             `const user = await job.user(); await user.send([{type: 'text', text}])` messages the user. The job \
+             acts for this user only: it cannot reach other users, their jobs or the agent's variables.",
             json!({
                 "type": "object",
                 "properties": {
@@ -448,14 +449,7 @@ async fn schedule_reminder(api: &Api<'_>, arguments: &Map<String, Value>) -> Too
     let text = text_argument(arguments, "text")?
         .filter(|text| !text.trim().is_empty())
         .ok_or_else(|| ToolError::invalid("text: required, what to tell the user"))?;
-    if api.user_id().is_none() {
-        return Err(ToolError {
-            code: "no_user".into(),
-            message: "a reminder goes to a user, and this connection has none: connect with a user token, or with an \
-                      agent key and the user configured (X-User-Id header, or `sundial mcp --user`)"
-                .into(),
-        });
-    }
+    require_user(api, "a reminder goes to a user")?;
     let schedule = schedule_from_when(arguments)?;
     let name = text_argument(arguments, "name")?.unwrap_or("reminder");
     let mut body = json!({
@@ -465,6 +459,7 @@ async fn schedule_reminder(api: &Api<'_>, arguments: &Map<String, Value>) -> Too
         "code": REMINDER_CODE,
         "metadata": {"reminder": text},
         "retry": {"maxAttempts": 2},
+        "authority": "user",
     });
     if let Some(key) = text_argument(arguments, "dedupKey")? {
         body["dedupKey"] = json!(key);
@@ -480,13 +475,30 @@ async fn schedule_reminder(api: &Api<'_>, arguments: &Map<String, Value>) -> Too
     Ok(ToolAnswer { structured: json!({"job": job, "created": status == 201}), summary })
 }
 
+/// Refuses a tool that makes a job when the connection has no user: every job a tool makes acts for its user.
+fn require_user(api: &Api<'_>, why: &str) -> Result<(), ToolError> {
+    if api.user_id().is_some() {
+        return Ok(());
+    }
+    Err(ToolError {
+        code: "no_user".into(),
+        message: format!(
+            "{why}, and this connection has none: connect with a user token, or with an agent key and the user \
+             configured (X-User-Id header, or `sundial mcp --user`)"
+        ),
+    })
+}
+
 async fn schedule_job(api: &Api<'_>, arguments: &Map<String, Value>) -> ToolResult {
+    require_user(api, "a job made by a tool acts for the user of the conversation")?;
     let mut body = Map::new();
     for key in ["name", "schedule", "code", "metadata", "timeout", "retry", "dedupKey"] {
         if let Some(value) = arguments.get(key).filter(|value| !value.is_null()) {
             body.insert(key.into(), value.clone());
         }
     }
+    // Whatever the connection's credential, a job a model made reaches only its user (SPEC §6).
+    body.insert("authority".into(), json!("user"));
     let (status, job) = api.call("POST", "/jobs", Some(Value::Object(body))).await?;
     let job = job_summary(&job);
     let summary = format!(

@@ -119,7 +119,7 @@ impl Engine {
             }
             definitions.push((file, definition));
         }
-        let agent = Caller { agent_id: caller.agent_id.clone(), user_id: None };
+        let agent = Caller::agent(caller.agent_id.clone());
         let mut deployed = Vec::with_capacity(definitions.len());
         for (file, definition) in definitions {
             let filter = JobFilter { name: Some(definition.name.clone()), limit: 10, ..JobFilter::default() };
@@ -138,6 +138,7 @@ impl Engine {
                     policy: Default::default(),
                     version: "1.0.0".into(),
                     dynamic: Some(false),
+                    authority: None,
                     dedup_key: None,
                 };
                 let created = self.create_job(&agent, new).await?;

@@ -9,12 +9,13 @@ use serde_json::{json, Value};
 use sundial_core::policy::JobPolicy;
 use sundial_core::retry::json_type;
 use sundial_core::{
-    CodeKind, Execution, ExecutionStatus, FieldError, Job, JobStatus, JobVersion, JsonObject, RetryPolicy, Schedule,
-    ScheduleLimits, Trigger,
+    Authority, CodeKind, Execution, ExecutionStatus, FieldError, Job, JobStatus, JobVersion, JsonObject, RetryPolicy,
+    Schedule, ScheduleLimits, Trigger,
 };
 use sundial_store::{new_id, Activation, JobFilter, Message, Store, StoreError};
 use tokio::sync::{broadcast, Notify};
 
+use crate::access::{Denied, Reach};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 
@@ -107,6 +108,9 @@ pub enum EngineError {
     /// A limit on how many jobs may exist was reached; it lifts when jobs are deactivated or deleted.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// The caller's authority does not reach what it asked for.
+    #[error(transparent)]
+    Denied(#[from] crate::access::Denied),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -121,13 +125,16 @@ impl From<sundial_core::ScheduleError> for EngineError {
 /// Result alias of the engine.
 pub type EngineResult<T> = Result<T, EngineError>;
 
-/// Who is asking: an agent, optionally on behalf of one of its users.
+/// Who is asking: an agent, optionally on behalf of one of its users, with the authority of its credential (or, for
+/// job code, of its job). [`Caller::check`] (in `access`) decides what it reaches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     /// The agent.
     pub agent_id: String,
     /// The user, for user tokens, `X-User-Id` and job code of dynamic jobs.
     pub user_id: Option<String>,
+    /// What it may reach: the agent's authority, or its user's (a user token, a job made with one).
+    pub authority: Authority,
 }
 
 /// A validated job creation request.
@@ -160,6 +167,8 @@ pub struct NewJob {
     /// Makes creation idempotent within one agent and user: a second create with the same key answers the job the
     /// first made (with a new version when the schedule, code or options differ), never a second job.
     pub dedup_key: Option<String>,
+    /// The authority asked for (`None`: the caller's own). It is never wider than the caller's.
+    pub authority: Option<Authority>,
 }
 
 /// The longest `dedupKey` accepted, in characters.
@@ -204,6 +213,9 @@ fn parse_kind(body: &JsonObject) -> Result<Option<CodeKind>, FieldError> {
         Some(other) => Err(FieldError::new("kind", format!("must be a string, got {}", json_type(other)))),
     }
 }
+
+/// The agent setting that lists the `env` variables jobs acting for a user may read (none when left out).
+pub const USER_JOB_ENV_SETTING: &str = "userJobEnv";
 
 /// The agent setting that caps the active jobs made for one user, and its default.
 pub const MAX_ACTIVE_JOBS_PER_USER_SETTING: &str = "maxActiveJobsPerUser";
@@ -364,6 +376,7 @@ impl NewJob {
         parse_semver(&version, "version")?;
         let dynamic = optional_bool(body, "dynamic")?;
         let dedup_key = parse_dedup_key(body.get("dedupKey"), "dedupKey")?;
+        let authority = Authority::parse_request(body.get("authority"), "authority")?;
         Ok(NewJob {
             name,
             description,
@@ -378,6 +391,7 @@ impl NewJob {
             version,
             dynamic,
             dedup_key,
+            authority,
         })
     }
 }
@@ -391,6 +405,8 @@ pub struct JobChange {
     pub description: Option<String>,
     /// New policy.
     pub policy: Option<JobPolicy>,
+    /// New authority, set explicitly: an agent key may raise it, anyone may narrow it.
+    pub authority: Option<Authority>,
     /// New version contents (`None` when no version-level field changed).
     pub version: Option<NewVersion>,
 }
@@ -470,6 +486,7 @@ impl JobChange {
             name,
             description: optional_string(object, "description", 2000)?,
             policy,
+            authority: Authority::parse_request(object.get("authority"), "authority")?,
             version: NewVersion::parse(object, config)?,
         })
     }
@@ -537,8 +554,9 @@ pub(crate) struct Shared {
     pub(crate) messages: broadcast::Sender<MessageEvent>,
     pub(crate) pool: sundial_sandbox::Pool,
     creations: Mutex<HashMap<String, (i64, u32)>>,
-    /// Agents' `env` variables as job code sees them, read from the store at most once a second per agent.
-    agent_env: Mutex<HashMap<String, (std::time::Instant, AgentEnv)>>,
+    /// Agents' `env` variables as job code sees them (all of them, and those exposed to jobs that act for a user),
+    /// read from the store at most once a second per agent.
+    agent_env: Mutex<HashMap<String, (std::time::Instant, AgentEnv, AgentEnv)>>,
     /// Compiled cron schedules by version id (a version never changes): compiling one costs about 20 next-fires.
     compiled: Mutex<HashMap<String, sundial_core::CompiledSchedule>>,
     /// Where runs hand their outcomes to be recorded in batches, while the scheduler runs (see `runner`).
@@ -617,30 +635,42 @@ impl Engine {
         self.shared.metrics.encode(&stats, &pool)
     }
 
-    /// The agent's `env` variables (string values only), cached for a second: executions of one agent in a burst
-    /// share one read.
-    pub(crate) async fn agent_env(&self, agent_id: &str) -> AgentEnv {
+    /// The agent's `env` variables (string values only) that a job with `authority` reads: all of them with the
+    /// agent's authority, with a user's only those the agent lists in its `userJobEnv` setting. Cached for a
+    /// second: executions of one agent in a burst share one read.
+    pub(crate) async fn agent_env(&self, agent_id: &str, authority: Authority) -> AgentEnv {
         const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+        let pick = |all: &AgentEnv, exposed: &AgentEnv| if authority.is_user() { exposed.clone() } else { all.clone() };
         {
             let cache = self.shared.agent_env.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some((read_at, env)) = cache.get(agent_id) {
+            if let Some((read_at, all, exposed)) = cache.get(agent_id) {
                 if read_at.elapsed() < FRESH {
-                    return env.clone();
+                    return pick(all, exposed);
                 }
             }
         }
-        let env: std::collections::BTreeMap<String, String> = match self.shared.store.agent_get(agent_id).await {
-            Ok(Some(agent)) => agent
-                .env
-                .into_iter()
-                .filter_map(|(key, value)| value.as_str().map(|text| (key, text.to_owned())))
-                .collect(),
+        let (all, exposed) = match self.shared.store.agent_get(agent_id).await {
+            Ok(Some(agent)) => {
+                let all: std::collections::BTreeMap<String, String> = agent
+                    .env
+                    .into_iter()
+                    .filter_map(|(key, value)| value.as_str().map(|text| (key, text.to_owned())))
+                    .collect();
+                let listed = agent.settings.get(USER_JOB_ENV_SETTING).and_then(Value::as_array);
+                let exposed = all
+                    .iter()
+                    .filter(|(key, _)| listed.is_some_and(|names| names.iter().any(|name| name == key.as_str())))
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect();
+                (all, exposed)
+            }
             _ => Default::default(),
         };
-        let env = Arc::new(env);
+        let (all, exposed) = (Arc::new(all), Arc::new(exposed));
+        let answer = pick(&all, &exposed);
         let mut cache = self.shared.agent_env.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        cache.insert(agent_id.to_owned(), (std::time::Instant::now(), env.clone()));
-        env
+        cache.insert(agent_id.to_owned(), (std::time::Instant::now(), all, exposed));
+        answer
     }
 
     /// The compiled form of a version's schedule; cron rules are compiled once per version and kept (at most
@@ -797,9 +827,46 @@ impl Engine {
         Ok(())
     }
 
+    /// The authority a job that `caller` makes acts with: the caller's own, or the narrower one it asks for. Only
+    /// the agent's authority makes a job that acts for the agent, and only a job made for a user acts for one.
+    fn authority_of_new(&self, caller: &Caller, asked: Option<Authority>) -> EngineResult<Authority> {
+        match asked {
+            None => Ok(caller.authority),
+            Some(Authority::User(_)) if caller.user_id.is_none() => Err(FieldError::new(
+                "authority",
+                "a user's authority needs a user: make the job for one (X-User-Id or a user token)",
+            )
+            .into()),
+            Some(Authority::Agent) if caller.authority.is_user() => Err(only_agent_widens()),
+            Some(asked) => Ok(asked.narrowest(caller.authority)),
+        }
+    }
+
+    /// Settles the authority of `job` as `caller` changes it: a change by a narrower credential narrows it to the
+    /// narrower of the two; `asked` sets it explicitly (only the agent's authority may widen it). Writes it when it
+    /// changes.
+    async fn settle_authority(&self, caller: &Caller, job: &mut Job, asked: Option<Authority>) -> EngineResult<()> {
+        let settled = match asked {
+            None => job.authority.narrowest(caller.authority),
+            Some(Authority::User(_)) if job.user_id.is_none() => {
+                return Err(FieldError::new("authority", "a job without a user cannot act for a user").into());
+            }
+            Some(asked) if caller.authority == Authority::Agent => asked,
+            Some(Authority::Agent) => return Err(only_agent_widens()),
+            Some(asked) => asked.narrowest(caller.authority).narrowest(job.authority),
+        };
+        if settled != job.authority {
+            job.authority = settled;
+            job.updated_at = self.now();
+            self.shared.store.job_update_info(job).await?;
+        }
+        Ok(())
+    }
+
     /// Builds the job and first version of a creation request, without storing them.
     fn build_job(&self, caller: &Caller, new: NewJob) -> EngineResult<(Job, JobVersion)> {
         let now = self.now();
+        let authority = self.authority_of_new(caller, new.authority)?;
         let job_id = new_id("job");
         let compiled = new.schedule.compile()?;
         let version = JobVersion {
@@ -830,6 +897,7 @@ impl Engine {
             description: new.description,
             dynamic,
             user_id: caller.user_id.clone(),
+            authority,
             active: new.activate,
             status: if new.activate { JobStatus::Active } else { JobStatus::Inactive },
             metadata: new.metadata,
@@ -895,6 +963,7 @@ impl Engine {
 
     /// Writes a new job (with `job_id`, when given) after the creation checks.
     async fn insert_new_job(&self, caller: &Caller, new: NewJob, job_id: Option<String>) -> EngineResult<JobDetail> {
+        caller.check(Reach::Jobs)?;
         self.check_creation_rate(&caller.agent_id)?;
         if new.activate {
             self.check_active_quota(&caller.agent_id, 1).await?;
@@ -927,7 +996,8 @@ impl Engine {
         });
         let info_differs = job.name != new.name || job.description != new.description || job.policy != new.policy;
         let metadata_differs = job.metadata != new.metadata;
-        if !version_differs && !info_differs && !metadata_differs {
+        let authority_differs = new.authority.is_some_and(|asked| asked != job.authority);
+        if !version_differs && !info_differs && !metadata_differs && !authority_differs {
             return Ok((self.detail(job).await?, Creation::Existing));
         }
         if metadata_differs {
@@ -937,6 +1007,7 @@ impl Engine {
             name: info_differs.then(|| new.name.clone()),
             description: if info_differs { new.description.clone() } else { None },
             policy: info_differs.then(|| new.policy.clone()),
+            authority: new.authority.filter(|_| authority_differs),
             version: version_differs.then_some(NewVersion {
                 version: None,
                 description: None,
@@ -961,6 +1032,7 @@ impl Engine {
         dynamic: bool,
         metadata: JsonObject,
     ) -> EngineResult<JobDetail> {
+        caller.check(Reach::Jobs)?;
         self.check_creation_rate(&caller.agent_id)?;
         let now = self.now();
         let job = Job {
@@ -970,6 +1042,7 @@ impl Engine {
             description,
             dynamic: dynamic || caller.user_id.is_some(),
             user_id: caller.user_id.clone(),
+            authority: caller.authority,
             active: false,
             status: JobStatus::Inactive,
             metadata,
@@ -990,6 +1063,7 @@ impl Engine {
     /// Creates many jobs in one transaction: all or none. A job with a `dedupKey` bound by an earlier create is not
     /// created again: its place in the answer holds that job (changed as [`Engine::create_job_idempotent`] does).
     pub async fn create_jobs(&self, caller: &Caller, batch: Vec<NewJob>) -> EngineResult<Vec<JobDetail>> {
+        caller.check(Reach::Jobs)?;
         if batch.iter().any(|new| new.dedup_key.is_some()) {
             return self.create_jobs_with_keys(caller, batch).await;
         }
@@ -1109,9 +1183,12 @@ impl Engine {
         Ok(answer)
     }
 
-    /// The job, for this agent (and, for user callers, this user's or the agent's pre-defined jobs).
+    /// The job, for this agent, if the caller reaches it ([`Caller::check`]): every operation on one job starts
+    /// here.
     pub async fn job(&self, caller: &Caller, job_id: &str) -> EngineResult<Job> {
-        self.shared.store.job_get(&caller.agent_id, job_id).await?.ok_or(EngineError::NotFound("job"))
+        let job = self.shared.store.job_get(&caller.agent_id, job_id).await?.ok_or(EngineError::NotFound("job"))?;
+        caller.check(Reach::Job(&job))?;
+        Ok(job)
     }
 
     /// The job with its versions and latest execution.
@@ -1126,9 +1203,18 @@ impl Engine {
         Ok(JobDetail { job, versions, last_execution })
     }
 
-    /// A page of the agent's jobs.
+    /// A page of the agent's jobs that the caller reaches: a caller acting for a user sees that user's jobs (and,
+    /// with the agent's authority, the agent's pre-defined ones).
     pub async fn list_jobs(&self, caller: &Caller, filter: &JobFilter) -> EngineResult<Vec<JobDetail>> {
-        let jobs = self.shared.store.job_list(&caller.agent_id, filter).await?;
+        let mut filter = filter.clone();
+        if caller.user_id.is_some() {
+            filter.user_id = caller.user_id.clone();
+        }
+        if caller.authority.is_user() {
+            caller.check(Reach::Jobs)?;
+            filter.user_only = true;
+        }
+        let jobs = self.shared.store.job_list(&caller.agent_id, &filter).await?;
         let mut details = Vec::with_capacity(jobs.len());
         for job in jobs {
             details.push(self.detail(job).await?);
@@ -1225,6 +1311,8 @@ impl Engine {
         let Value::Object(object) = metadata else {
             return Err(FieldError::new("metadata", format!("must be an object, got {}", json_type(metadata))).into());
         };
+        let mut job = self.job(caller, job_id).await?;
+        self.settle_authority(caller, &mut job, None).await?;
         let updated = self
             .shared
             .store
@@ -1251,7 +1339,8 @@ impl Engine {
         new: NewVersion,
         publish: bool,
     ) -> EngineResult<JobVersion> {
-        let job = self.job(caller, job_id).await?;
+        let mut job = self.job(caller, job_id).await?;
+        self.settle_authority(caller, &mut job, None).await?;
         let versions = self.shared.store.version_list(&job.id).await?;
         let base = match &job.active_version_id {
             Some(id) => versions.iter().find(|version| &version.id == id).cloned(),
@@ -1303,7 +1392,8 @@ impl Engine {
 
     /// Makes the version with this semver string (or id) the active one and activates the job.
     pub async fn publish_version(&self, caller: &Caller, job_id: &str, version: &str) -> EngineResult<JobDetail> {
-        let job = self.job(caller, job_id).await?;
+        let mut job = self.job(caller, job_id).await?;
+        self.settle_authority(caller, &mut job, None).await?;
         let found = match self.shared.store.version_find(&job.id, version).await? {
             Some(found) => Some(found),
             None => self.shared.store.version_get(&job.id, version).await?,
@@ -1325,6 +1415,7 @@ impl Engine {
     /// Applies a `PATCH`: name, description and policy in place; code or options as a new, published version.
     pub async fn update_job(&self, caller: &Caller, job_id: &str, change: JobChange) -> EngineResult<JobDetail> {
         let mut job = self.job(caller, job_id).await?;
+        self.settle_authority(caller, &mut job, change.authority).await?;
         if change.name.is_some() || change.description.is_some() || change.policy.is_some() {
             if let Some(name) = change.name {
                 job.name = name;
@@ -1395,9 +1486,24 @@ impl Engine {
         Ok(self.shared.store.execution_list_agent(&caller.agent_id, after, limit).await?)
     }
 
-    /// One execution of the agent.
+    /// One execution of the agent, of a job the caller reaches.
     pub async fn execution(&self, caller: &Caller, execution_id: &str) -> EngineResult<Execution> {
-        self.shared.store.execution_get(&caller.agent_id, execution_id).await?.ok_or(EngineError::NotFound("execution"))
+        let execution = self
+            .shared
+            .store
+            .execution_get(&caller.agent_id, execution_id)
+            .await?
+            .ok_or(EngineError::NotFound("execution"))?;
+        if caller.user_id.is_some() {
+            match self.job(caller, &execution.job_id).await {
+                Ok(_) => {}
+                Err(EngineError::Denied(_) | EngineError::NotFound(_)) => {
+                    return Err(EngineError::NotFound("execution"))
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(execution)
     }
 
     /// Appends messages to a user's conversation and announces them; answers them as stored. A job's messages name
@@ -1428,6 +1534,16 @@ impl Engine {
         }
         Ok(sent)
     }
+}
+
+/// The refusal of a narrower credential asking for the agent's authority.
+fn only_agent_widens() -> EngineError {
+    Denied::Agent {
+        rule: "authority: a user's credential makes and changes jobs that act for its user only; only an agent key \
+               makes a job act for the agent"
+            .into(),
+    }
+    .into()
 }
 
 /// Checks one message against the shapes of SPEC §5.

@@ -1,7 +1,10 @@
 //! Answers the host calls of one running execution (`job.user()`, `user.send`, `Jobs.create` …).
 //!
-//! Authority comes from the execution itself — its agent and the user of its job — never from fields of the objects
-//! the job code passed: a `jobId` argument is looked up within the execution's agent, a `userId` within its agent.
+//! Authority comes from the execution itself — its agent, the user of its job and the authority the job was made
+//! with — never from fields of the objects the job code passed: a `jobId` argument is looked up within the
+//! execution's agent, a `userId` within its agent. Before a call does anything, [`ExecutionHost::answer`] asks
+//! [`Caller::check`] whether the job's authority reaches what the call names (a user, the agent's jobs, Data,
+//! Products); a job's own operations on one job are checked by [`Engine::job`], which every one of them goes through.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -11,6 +14,7 @@ use serde_json::{json, Map, Value};
 use sundial_core::wire::execution_view;
 use sundial_store::JobFilter;
 
+use crate::access::Reach;
 use crate::engine::{Caller, Engine, EngineError, NewJob};
 
 /// Fields of a user object that are not data (lua-cli keeps them apart).
@@ -24,7 +28,7 @@ pub const MAX_JOBS_CREATED_PER_EXECUTION: u32 = 10;
 /// The host side of one execution.
 pub struct ExecutionHost {
     engine: Engine,
-    /// The agent, and the user of the running job (inherited by jobs it creates).
+    /// The agent, the user of the running job (inherited by jobs it creates) and the job's authority.
     caller: Caller,
     job_name: String,
     /// The run, which the messages it sends name.
@@ -42,7 +46,7 @@ impl ExecutionHost {
     pub fn new(engine: Engine, job: &sundial_core::Job, execution: &sundial_core::Execution) -> ExecutionHost {
         ExecutionHost {
             engine,
-            caller: Caller { agent_id: job.agent_id.clone(), user_id: job.user_id.clone() },
+            caller: Caller { agent_id: job.agent_id.clone(), user_id: job.user_id.clone(), authority: job.authority },
             job_name: job.name.clone(),
             origin: sundial_store::MessageOrigin {
                 job_id: job.id.clone(),
@@ -57,18 +61,45 @@ impl ExecutionHost {
         }
     }
 
-    /// The caller that acts for the agent as a whole (job lookups are agent-wide).
-    fn agent(&self) -> Caller {
-        Caller { agent_id: self.caller.agent_id.clone(), user_id: None }
+    /// The caller that looks jobs up: with the agent's authority, agent-wide (a job of a user may manage the agent's
+    /// jobs when the agent made it); with a user's, only that user's jobs.
+    fn jobs_caller(&self) -> Caller {
+        match self.caller.authority {
+            sundial_core::Authority::Agent => Caller::agent(self.caller.agent_id.clone()),
+            sundial_core::Authority::User(_) => self.caller.clone(),
+        }
+    }
+
+    /// What a call reaches beyond the running job itself, for [`Caller::check`].
+    fn reach<'a>(&self, method: &str, args: &'a Value) -> Option<Reach<'a>> {
+        let text = |key: &str| args.get(key).and_then(Value::as_str);
+        match method {
+            "User.get" | "user.send" | "user.update" | "user.patch" => Some(Reach::User(text("userId").unwrap_or(""))),
+            // Another job than its own: the agent's jobs (a user's authority reaches them with the `jobs` scope).
+            "job.updateMetadata" | "job.trigger" | "job.delete" | "job.activate" | "job.deactivate" | "job.data"
+            | "Jobs.getJob"
+                if text("jobId") != Some(self.origin.job_id.as_str()) =>
+            {
+                Some(Reach::Jobs)
+            }
+            "Jobs.getAll" | "Jobs.create" => Some(Reach::Jobs),
+            other if other.starts_with("Data.") => Some(Reach::Data),
+            other if other.starts_with("Products.") => Some(Reach::Products),
+            _ => None,
+        }
     }
 
     async fn answer(self: Arc<Self>, method: String, args: Value) -> Result<Value, String> {
+        if let Some(reach) = self.reach(&method, &args) {
+            self.caller.check(reach).map_err(|denied| format!("{method}: {denied}"))?;
+        }
         let text = |key: &str| args.get(key).and_then(Value::as_str).map(str::to_owned);
         let job_id = || text("jobId").ok_or_else(|| format!("{method}: jobId must be a string"));
         let engine = &self.engine;
+        let jobs = self.jobs_caller();
         match method.as_str() {
             "job.user" => {
-                let job = engine.job(&self.agent(), &job_id()?).await.map_err(message)?;
+                let job = engine.job(&jobs, &job_id()?).await.map_err(message)?;
                 let Some(user_id) = job.user_id else {
                     return Err(format!("job {} has no user context; use User.get(userId)", job.name));
                 };
@@ -137,23 +168,21 @@ impl ExecutionHost {
             }
             "job.updateMetadata" => {
                 let patch = args.get("patch").cloned().unwrap_or(Value::Null);
-                let metadata =
-                    engine.update_metadata(&self.agent(), &job_id()?, &patch, false).await.map_err(message)?;
+                let metadata = engine.update_metadata(&jobs, &job_id()?, &patch, false).await.map_err(message)?;
                 Ok(json!({ "metadata": metadata }))
             }
             "job.trigger" => {
                 let version_id = text("versionId");
-                let execution =
-                    engine.trigger(&self.agent(), &job_id()?, version_id.as_deref()).await.map_err(message)?;
+                let execution = engine.trigger(&jobs, &job_id()?, version_id.as_deref()).await.map_err(message)?;
                 Ok(execution_view(&execution, false))
             }
             "job.delete" => {
                 let job_id = job_id()?;
-                let deletion = engine.delete(&self.agent(), &job_id).await.map_err(message)?;
+                let deletion = engine.delete(&jobs, &job_id).await.map_err(message)?;
                 Ok(deletion.view(&job_id))
             }
-            "job.activate" => Ok(engine.activate(&self.agent(), &job_id()?).await.map_err(message)?.view()),
-            "job.deactivate" => Ok(engine.deactivate(&self.agent(), &job_id()?).await.map_err(message)?.view()),
+            "job.activate" => Ok(engine.activate(&jobs, &job_id()?).await.map_err(message)?.view()),
+            "job.deactivate" => Ok(engine.deactivate(&jobs, &job_id()?).await.map_err(message)?.view()),
             "Jobs.create" => {
                 if self.created.fetch_add(1, Ordering::SeqCst) >= MAX_JOBS_CREATED_PER_EXECUTION {
                     return Err(format!(
@@ -182,12 +211,12 @@ impl ExecutionHost {
                 Ok(sundial_core::wire::version_view(&version, self.active_version_id.as_deref()))
             }
             // The running job's `data`, asked when job code first reads it.
-            "job.data" => Ok(engine.job_detail(&self.agent(), &job_id()?).await.map_err(message)?.view()),
-            "Jobs.getJob" => Ok(engine.job_detail(&self.agent(), &job_id()?).await.map_err(message)?.view()),
+            "job.data" => Ok(engine.job_detail(&jobs, &job_id()?).await.map_err(message)?.view()),
+            "Jobs.getJob" => Ok(engine.job_detail(&jobs, &job_id()?).await.map_err(message)?.view()),
             "Jobs.getAll" => {
                 let include_dynamic = args.get("includeDynamic").and_then(Value::as_bool).unwrap_or(false);
                 let filter = JobFilter { include_dynamic, limit: 1000, ..JobFilter::default() };
-                let jobs = engine.list_jobs(&self.agent(), &filter).await.map_err(message)?;
+                let jobs = engine.list_jobs(&jobs, &filter).await.map_err(message)?;
                 Ok(Value::Array(jobs.iter().map(|job| job.view()).collect()))
             }
             "fetch" => engine.fetch(&self.caller.agent_id, &args).await,

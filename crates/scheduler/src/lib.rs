@@ -3,6 +3,7 @@
 //!
 //! The engine knows nothing of HTTP; it reads time only through its [`Clock`], so tests move time by hand.
 
+pub mod access;
 pub mod clock;
 pub mod data;
 pub mod deploy;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod runner;
 
+pub use access::{Denied, Reach};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
     parse_dedup_key, Caller, Creation, Deletion, Engine, EngineConfig, EngineError, EngineResult, JobChange, JobDetail,

@@ -374,6 +374,18 @@ pub fn validate_settings(settings: &sundial_core::JsonObject) -> Result<(), sund
                     ));
                 }
             }
+            "userJobEnv" if value.is_null() => {}
+            "userJobEnv" => {
+                let ok = value.as_array().is_some_and(|names| {
+                    names.iter().all(|name| name.as_str().is_some_and(|name| !name.is_empty() && name.len() <= 200))
+                });
+                if !ok {
+                    return Err(FieldError::new(
+                        "userJobEnv",
+                        "must be an array of variable names that jobs acting for a user may read with env(name)",
+                    ));
+                }
+            }
             "maxActiveJobsPerUser" | "minRecurringIntervalSeconds" if value.is_null() => {}
             "maxActiveJobsPerUser" | "minRecurringIntervalSeconds" => {
                 let max = if key == "maxActiveJobsPerUser" { 100_000 } else { 86_400 };
@@ -384,7 +396,8 @@ pub fn validate_settings(settings: &sundial_core::JsonObject) -> Result<(), sund
             other => {
                 return Err(FieldError::new(
                     other,
-                    "is not a setting (webhookUrl, fetchAllowList, maxActiveJobsPerUser, minRecurringIntervalSeconds)",
+                    "is not a setting (webhookUrl, fetchAllowList, userJobEnv, maxActiveJobsPerUser, \
+                     minRecurringIntervalSeconds)",
                 ))
             }
         }

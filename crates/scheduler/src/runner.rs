@@ -440,7 +440,7 @@ impl Engine {
             let lateness = (started - execution.due_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
             self.shared.metrics.fired(lateness);
         }
-        let env = self.agent_env(&job.agent_id).await;
+        let env = self.agent_env(&job.agent_id, job.authority).await;
         // A run dispatched ahead of its instant starts on it (never more than the fire lead ahead, whatever the
         // clock says).
         let ahead = (started - self.now()).clamp(Duration::zero(), self.config().fire_lead);

@@ -4,7 +4,12 @@
 //! and text that is compared or sorted uses the `"C"` collation so ordering is byte-wise, as in SQLite.
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[&str] = &[CORE, DATA, KEY_SCOPES, JOB_DEDUP, MESSAGE_ORIGIN];
+pub(crate) const MIGRATIONS: &[&str] = &[CORE, DATA, KEY_SCOPES, JOB_DEDUP, MESSAGE_ORIGIN, JOB_AUTHORITY];
+
+/// What a job's code may reach (NULL: the agent; otherwise the scope bits of its user's authority). Jobs made for a
+/// user before authority was recorded act for that user with every scope: the narrower reading of the past.
+const JOB_AUTHORITY: &str =
+    "ALTER TABLE jobs ADD COLUMN authority BIGINT; UPDATE jobs SET authority = 7 WHERE user_id IS NOT NULL;";
 
 /// Messages name the run that sent them: its job and occurrence besides the execution.
 const MESSAGE_ORIGIN: &str = r#"

@@ -21,9 +21,10 @@ use crate::{
 };
 
 const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
-     active_version_id, anchor_at, next_run_at, last_run_at, consecutive_failures, missed_slots, created_at, updated_at";
+     active_version_id, anchor_at, next_run_at, last_run_at, consecutive_failures, missed_slots, created_at, updated_at, \
+     authority";
 /// How many columns [`JOB_COLUMNS`] has: a row of a join reads the next table's columns from here.
-const JOB_WIDTH: usize = 18;
+const JOB_WIDTH: usize = 19;
 const VERSION_COLUMNS: &str =
     "id, job_id, name, version, description, code, schedule, timeout_seconds, retry, metadata, created_at, kind";
 const EXECUTION_COLUMNS: &str = "id, agent_id, job_id, version_id, occurrence_id, status, trigger, scheduled_for, \
@@ -57,6 +58,11 @@ fn job_from_row(row: &Row, at: usize) -> Result<Job> {
         missed_slots: get::<i64>(row, at + 15)?.max(0) as u64,
         created_at: time(get(row, at + 16)?),
         updated_at: time(get(row, at + 17)?),
+        authority: {
+            let stored: Option<i64> = get(row, at + 18)?;
+            sundial_core::Authority::from_stored(stored)
+                .ok_or_else(|| StoreError::Database(format!("column {}: unknown job authority {stored:?}", at + 18)))?
+        },
     })
 }
 
@@ -152,7 +158,7 @@ async fn insert_job(client: &impl Db, job: &Job) -> Result<()> {
         client,
         &format!(
             "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-             $16, $17, $18)"
+             $16, $17, $18, $19)"
         ),
         &[
             &job.id,
@@ -173,6 +179,7 @@ async fn insert_job(client: &impl Db, job: &Job) -> Result<()> {
             &(job.missed_slots.min(i64::MAX as u64) as i64),
             &millis(job.created_at),
             &millis(job.updated_at),
+            &job.authority.stored(),
         ],
     )
     .await?;
@@ -848,8 +855,8 @@ impl Store for PostgresStore {
             &format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE agent_id = $1 AND deleted_at IS NULL \
                  AND ($2::BOOLEAN OR NOT dynamic) AND ($3::TEXT IS NULL OR status = $3) \
-                 AND ($4::TEXT IS NULL OR user_id = $4 OR NOT dynamic) AND ($5::TEXT IS NULL OR id > $5) \
-                 AND ($7::TEXT IS NULL OR name = $7) ORDER BY id LIMIT $6"
+                 AND ($4::TEXT IS NULL OR user_id = $4 OR (NOT dynamic AND NOT $8::BOOLEAN)) \
+                 AND ($5::TEXT IS NULL OR id > $5) AND ($7::TEXT IS NULL OR name = $7) ORDER BY id LIMIT $6"
             ),
             &[
                 &agent_id,
@@ -859,6 +866,7 @@ impl Store for PostgresStore {
                 &filter.after_id,
                 &(filter.limit.min(i64::MAX as usize) as i64),
                 &opt_text(filter.name.as_deref()),
+                &filter.user_only,
             ],
         )
         .await?;
@@ -869,7 +877,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let changed = execute(
             &client,
-            "UPDATE jobs SET name = $2, description = $3, policy = $4, updated_at = $5 \
+            "UPDATE jobs SET name = $2, description = $3, policy = $4, updated_at = $5, authority = $6 \
              WHERE id = $1 AND deleted_at IS NULL",
             &[
                 &job.id,
@@ -877,6 +885,7 @@ impl Store for PostgresStore {
                 &opt_text(job.description.as_deref()),
                 &jsonb(&job.policy.stored()),
                 &millis(job.updated_at),
+                &job.authority.stored(),
             ],
         )
         .await?;

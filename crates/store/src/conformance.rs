@@ -76,6 +76,7 @@ pub fn sample_job(schedule: Schedule) -> (Job, JobVersion) {
         description: Some("a sample".into()),
         dynamic: true,
         user_id: Some("u1".into()),
+        authority: sundial_core::Authority::User(sundial_core::Scopes::ALL),
         active: true,
         status: JobStatus::Active,
         metadata: JsonObject::new(),

@@ -167,8 +167,10 @@ pub struct JobFilter {
     pub include_dynamic: bool,
     /// Only jobs of this status.
     pub status: Option<JobStatus>,
-    /// Only dynamic jobs of this user (pre-defined jobs are listed for every user).
+    /// Only dynamic jobs of this user (pre-defined jobs are listed for every user, unless `user_only`).
     pub user_id: Option<String>,
+    /// With `user_id`: only that user's jobs, not the agent's pre-defined ones (what a user's authority reaches).
+    pub user_only: bool,
     /// Page size.
     pub limit: usize,
     /// Return jobs whose id sorts after this one.
@@ -406,7 +408,7 @@ pub trait Store: DataStore + Send + Sync + 'static {
     async fn job_get(&self, agent_id: &str, job_id: &str) -> Result<Option<Job>>;
     /// A page of an agent's jobs, by id.
     async fn job_list(&self, agent_id: &str, filter: &JobFilter) -> Result<Vec<Job>>;
-    /// Changes name, description and policy.
+    /// Changes name, description, policy and authority.
     async fn job_update_info(&self, job: &Job) -> Result<bool>;
     /// Activates or deactivates; deactivation cancels pending scheduled executions.
     async fn job_set_activation(&self, job_id: &str, change: &Activation, now: DateTime<Utc>) -> Result<Option<Job>>;

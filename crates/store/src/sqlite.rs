@@ -244,10 +244,19 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pend
          occurrence_id = (SELECT e.occurrence_id FROM executions e WHERE e.id = messages.execution_id) \
          WHERE execution_id IS NOT NULL;",
     ),
+    // What a job's code may reach (NULL: the agent; otherwise the scope bits of its user's authority). Jobs made for
+    // a user before authority was recorded act for that user with every scope: the narrower reading of the past.
+    Migration::Sql("ALTER TABLE jobs ADD COLUMN authority INTEGER; UPDATE jobs SET authority = 7 WHERE user_id IS NOT NULL;"),
 ];
 
-const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
-     active_version_id, anchor_at, next_run_at, last_run_at, consecutive_failures, missed_slots, created_at, updated_at";
+/// A job's columns as schema 6 made them (what its migration writes), then as they are now.
+macro_rules! job_columns_v6 {
+    () => {
+        "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, active_version_id, \
+         anchor_at, next_run_at, last_run_at, consecutive_failures, missed_slots, created_at, updated_at"
+    };
+}
+const JOB_COLUMNS: &str = concat!(job_columns_v6!(), ", authority");
 /// A version with what it takes from elsewhere: its code from `codes`; its name, metadata and creation time from its
 /// job when it stores none of its own (see migration 6 in `sqlite_v6`).
 ///
@@ -764,6 +773,19 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         missed_slots: row.get::<_, i64>(15)? as u64,
         created_at: time(row.get(16)?),
         updated_at: time(row.get(17)?),
+        authority: get_authority(row, 18)?,
+    })
+}
+
+/// Reads a job's stored authority; bits that name no scope set are an error, never a guess.
+fn get_authority(row: &Row<'_>, index: usize) -> rusqlite::Result<sundial_core::Authority> {
+    let stored: Option<i64> = row.get(index)?;
+    sundial_core::Authority::from_stored(stored).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Integer,
+            format!("unknown job authority {stored:?}").into(),
+        )
     })
 }
 
@@ -827,34 +849,58 @@ fn policy_text(policy: &JobPolicy) -> Option<String> {
 }
 
 pub(crate) fn insert_job(transaction: &Transaction<'_>, job: &Job) -> Result<()> {
-    transaction
-        .prepare_cached(&format!(
+    insert_job_row(
+        transaction,
+        job,
+        &format!(
             "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-             ?16, ?17, ?18)"
-        ))
-        .and_then(|mut statement| {
-            statement.execute(params![
-                pack_job_id(&job.id),
-                job.agent_id,
-                job.name,
-                job.description,
-                job.dynamic,
-                job.user_id,
-                job.active,
-                job.status.as_str(),
-                object_text(&job.metadata),
-                policy_text(&job.policy),
-                job.active_version_id.as_deref().map(pack_version_id),
-                millis(job.anchor_at),
-                opt_millis(job.next_run_at),
-                opt_millis(job.last_run_at),
-                job.consecutive_failures,
-                job.missed_slots as i64,
-                millis(job.created_at),
-                millis(job.updated_at),
-            ])
-        })
-        .map_err(database)?;
+             ?16, ?17, ?18, ?19)"
+        ),
+        true,
+    )
+}
+
+/// Writes a job as schema 6 stored it (its migration runs before later columns exist).
+pub(crate) fn insert_job_v6(transaction: &Transaction<'_>, job: &Job) -> Result<()> {
+    let sql = concat!(
+        "INSERT INTO jobs (",
+        job_columns_v6!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+    );
+    insert_job_row(transaction, job, sql, false)
+}
+
+/// Runs `sql` with a job's values in [`JOB_COLUMNS`] order (without `authority` for schema 6).
+fn insert_job_row(transaction: &Transaction<'_>, job: &Job, sql: &str, with_authority: bool) -> Result<()> {
+    let (id, active_version_id) = (pack_job_id(&job.id), job.active_version_id.as_deref().map(pack_version_id));
+    let (status, metadata, policy) = (job.status.as_str(), object_text(&job.metadata), policy_text(&job.policy));
+    let times = [millis(job.anchor_at), millis(job.created_at), millis(job.updated_at)];
+    let (next_run_at, last_run_at) = (opt_millis(job.next_run_at), opt_millis(job.last_run_at));
+    let (missed_slots, authority) = (job.missed_slots as i64, job.authority.stored());
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &id,
+        &job.agent_id,
+        &job.name,
+        &job.description,
+        &job.dynamic,
+        &job.user_id,
+        &job.active,
+        &status,
+        &metadata,
+        &policy,
+        &active_version_id,
+        &times[0],
+        &next_run_at,
+        &last_run_at,
+        &job.consecutive_failures,
+        &missed_slots,
+        &times[1],
+        &times[2],
+    ];
+    if with_authority {
+        values.push(&authority);
+    }
+    transaction.prepare_cached(sql).and_then(|mut statement| statement.execute(&values[..])).map_err(database)?;
     Ok(())
 }
 
@@ -1604,7 +1650,7 @@ impl Store for SqliteStore {
             let mut statement = transaction
                 .prepare_cached(&format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE agent_id = ?1 AND deleted_at IS NULL \
-                     AND (?2 OR dynamic = 0) AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR user_id = ?4 OR dynamic = 0) \
+                     AND (?2 OR dynamic = 0) AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR user_id = ?4 OR (dynamic = 0 AND NOT ?8)) \
                      AND (?5 IS NULL OR id > ?5) AND (?7 IS NULL OR name = ?7) ORDER BY id LIMIT ?6"
                 ))
                 .map_err(database)?;
@@ -1618,6 +1664,7 @@ impl Store for SqliteStore {
                         filter.after_id.as_deref().map(pack_job_id),
                         filter.limit as i64,
                         filter.name,
+                        filter.user_only,
                     ],
                     job_from_row,
                 )
@@ -1632,14 +1679,15 @@ impl Store for SqliteStore {
         self.write(move |transaction| {
             let changed = transaction
                 .execute_cached(
-                    "UPDATE jobs SET name = ?2, description = ?3, policy = ?4, updated_at = ?5 \
+                    "UPDATE jobs SET name = ?2, description = ?3, policy = ?4, updated_at = ?5, authority = ?6 \
                      WHERE id = ?1 AND deleted_at IS NULL",
                     params![
                         pack_job_id(&job.id),
                         job.name,
                         job.description,
                         policy_text(&job.policy),
-                        millis(job.updated_at)
+                        millis(job.updated_at),
+                        job.authority.stored(),
                     ],
                 )
                 .map_err(database)?;

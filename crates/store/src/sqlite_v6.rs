@@ -23,7 +23,7 @@
 use rusqlite::{params, Row, Transaction};
 use sundial_core::{CodeKind, Job, JobStatus, JobVersion, JsonObject, RetryPolicy, Schedule};
 
-use crate::sqlite::{database, from_json, insert_job, insert_version, opt_time, owner_of, time, Codes, Owner};
+use crate::sqlite::{database, from_json, insert_job_v6, insert_version, opt_time, owner_of, time, Codes, Owner};
 use crate::sqlite_encoding::pack_job_id;
 use crate::Result;
 
@@ -116,7 +116,7 @@ pub(crate) fn migrate(transaction: &Transaction<'_>) -> Result<()> {
         let mut rows = statement.query([]).map_err(database)?;
         while let Some(row) = rows.next().map_err(database)? {
             let job = v5_job(row).map_err(database)?;
-            insert_job(transaction, &job)?;
+            insert_job_v6(transaction, &job)?;
             if let Some(deleted_at) = row.get::<_, Option<i64>>(18).map_err(database)? {
                 transaction
                     .execute("UPDATE jobs SET deleted_at = ?2 WHERE id = ?1", params![pack_job_id(&job.id), deleted_at])
@@ -163,6 +163,7 @@ fn v5_job(row: &Row<'_>) -> rusqlite::Result<Job> {
         missed_slots: row.get::<_, i64>(15)? as u64,
         created_at: time(row.get(16)?),
         updated_at: time(row.get(17)?),
+        authority: sundial_core::Authority::Agent,
     })
 }
 

@@ -82,7 +82,7 @@ pub(crate) struct Viewer {
 impl Viewer {
     /// The caller the engine sees: the agent, as an agent key (every user's jobs).
     pub(crate) fn caller(&self) -> Caller {
-        Caller { agent_id: self.agent_id.clone(), user_id: None }
+        Caller::agent(self.agent_id.clone())
     }
 }
 

@@ -156,6 +156,7 @@ pub(crate) async fn jobs(
         include_dynamic: true,
         status: filters.status,
         user_id: filters.user.clone(),
+        user_only: false,
         limit: SCAN_STEP,
         after_id: params.get("after").filter(|after| !after.is_empty()).cloned(),
         name: None,

@@ -54,7 +54,7 @@ impl TestEngine {
 
     /// The agent, optionally as a user.
     pub fn caller(user: Option<&str>) -> Caller {
-        Caller { agent_id: "a".into(), user_id: user.map(str::to_owned) }
+        Caller::agent_for_user("a", user.map(str::to_owned))
     }
 
     /// Creates a job from a JSON body as the API would.
