@@ -1,5 +1,5 @@
 //! Sundial's HTTP API: the native `/v1` routes, authentication, stable error codes, the OpenAPI document,
-//! health checks and Prometheus metrics, served by hyper with a header-read timeout and a connection cap.
+//! health checks and Prometheus metrics, served by hyper within connection limits ([`net`]).
 //!
 //! Handlers are thin: they authenticate, parse, call the [`Engine`], and shape the answer with the wire views of
 //! `sundial_core::wire`.
@@ -11,6 +11,7 @@ pub mod error;
 mod lua;
 mod mcp;
 mod native;
+pub mod net;
 mod openapi;
 mod ui;
 
@@ -23,15 +24,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::StreamExt;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use serde_json::Value;
 use sundial_core::FieldError;
 use sundial_scheduler::Engine;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 pub use error::{ApiError, ApiResult};
+pub use net::{serve, ConnectionLimits, Network};
 
 /// The largest request body accepted (bigger bodies get 413 `payload_too_large`).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -39,11 +37,48 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Past this, an oversized body is no longer read to its end: the connection is closed after the 413.
 const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
 
+/// How the server treats its clients: the configured admin key, where it is reached, the proxies it trusts, and how
+/// long dashboard sessions last.
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    /// The admin key set with `SUNDIAL_API_KEY`: compared in memory, never stored.
+    pub admin_key: Option<String>,
+    /// The URL clients reach the server at (`https://…` makes the dashboard's cookies `Secure`, `__Host-`).
+    pub public_url: Option<String>,
+    /// Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<Network>,
+    /// How long a dashboard session lasts after sign-in, however active.
+    pub session_lifetime: Duration,
+    /// Failed authentications one client address may make per minute before it is refused with 429.
+    pub auth_failures_per_minute: u32,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            admin_key: None,
+            public_url: None,
+            trusted_proxies: Vec::new(),
+            session_lifetime: Duration::from_secs(12 * 3600),
+            auth_failures_per_minute: 30,
+        }
+    }
+}
+
+/// Put on an answer that shows a secret (a new key or token): it is never stored for an idempotent replay, which
+/// answers `secret_shown_once` instead.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SecretShown;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     /// The engine.
     pub engine: Engine,
+    /// How the server treats its clients.
+    pub(crate) options: Arc<ApiOptions>,
+    /// Failed authentications by client address.
+    pub(crate) throttle: Arc<auth::Throttle>,
     /// Bundle upload URLs handed out to `lua push`.
     pub(crate) uploads: lua::Uploads,
     /// The dashboard's sessions.
@@ -124,9 +159,21 @@ pub fn validate_user_id(user_id: &str, field: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The router of every route, with state.
+/// The router of every route, with state, and default options.
 pub fn router(engine: Engine) -> Router {
-    let state = AppState { engine, uploads: lua::Uploads::default(), ui: ui::UiState::default() };
+    router_with(engine, ApiOptions::default())
+}
+
+/// The router of every route, with state.
+pub fn router_with(engine: Engine, options: ApiOptions) -> Router {
+    let throttle = Arc::new(auth::Throttle::new(options.auth_failures_per_minute));
+    let state = AppState {
+        engine,
+        options: Arc::new(options),
+        throttle,
+        uploads: lua::Uploads::default(),
+        ui: ui::UiState::default(),
+    };
     let (native, document) = native_routes().split_for_parts();
     let document = Arc::new(openapi::served(&openapi::finish(document)));
     let api = Router::new()
@@ -144,6 +191,7 @@ pub fn router(engine: Engine) -> Router {
         })
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ui::secure_cookies))
         .with_state(state);
     let mcp = mcp::endpoint(api.clone());
     api.route_service("/mcp", mcp)
@@ -165,11 +213,12 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 /// Deduplicates POSTs carrying `X-Idempotency-Key` (lua-cli sends one per logical call and reuses it on retries):
-/// the first answer (unless a server error) is stored per credential and key, and a repeat gets it again without
-/// running anything.
+/// the first answer (unless a server error) is stored per key id, path and idempotency key, and a repeat gets it again
+/// without running anything. Replays go only to a credential that authenticates now (a revoked key gets nothing
+/// back), and an answer that showed a secret is never stored: its replay says the secret was shown once.
 async fn idempotency(
     axum::extract::State(state): axum::extract::State<AppState>,
-    request: Request,
+    mut request: Request,
     next: axum::middleware::Next,
 ) -> Response {
     let key = request
@@ -181,12 +230,21 @@ async fn idempotency(
     let Some(key) = key.filter(|_| request.method() == axum::http::Method::POST) else {
         return next.run(request).await;
     };
-    let credential = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .map(|value| value.as_bytes().to_vec())
-        .unwrap_or_default();
-    let scope = auth::hash_key(&format!("{}|{}", String::from_utf8_lossy(&credential), request.uri().path()));
+    let (mut parts, body) = request.into_parts();
+    let address = net::client_address(&parts, &state.options);
+    let credential = match auth::bearer(&parts.headers) {
+        Ok(secret) if state.throttle.check(address).is_ok() => auth::lookup(&state, secret).await,
+        _ => Ok(None),
+    };
+    let credential = match credential {
+        Ok(Some(credential)) => credential,
+        // Unauthenticated: the route answers it (401, 429), and nothing is replayed or stored.
+        Ok(None) => return next.run(Request::from_parts(parts, body)).await,
+        Err(error) => return error.into_response(),
+    };
+    parts.extensions.insert(auth::Authenticated(credential.clone()));
+    request = Request::from_parts(parts, body);
+    let scope = format!("{}|{}", credential.id, request.uri().path());
     let store = state.engine.store();
     match store.idempotency_get(&scope, &key).await {
         Ok(Some((status, body))) => {
@@ -216,8 +274,18 @@ async fn idempotency(
             .into_response();
         }
     };
-    let text = String::from_utf8_lossy(&bytes);
-    if let Err(error) = store.idempotency_put(&scope, &key, parts.status.as_u16(), &text, state.engine.now()).await {
+    let (status, stored) = if parts.extensions.get::<SecretShown>().is_some() {
+        let refusal = ApiError::new(
+            StatusCode::CONFLICT,
+            "secret_shown_once",
+            "this request made a secret, shown once in its first answer and never again; make a new one",
+        );
+        let body = serde_json::json!({"code": refusal.code, "message": refusal.message, "statusCode": 409});
+        (refusal.status.as_u16(), body.to_string())
+    } else {
+        (parts.status.as_u16(), String::from_utf8_lossy(&bytes).into_owned())
+    };
+    if let Err(error) = store.idempotency_put(&scope, &key, status, &stored, state.engine.now()).await {
         tracing::warn!(%error, "cannot store idempotent answer");
     }
     Response::from_parts(parts, axum::body::Body::from(bytes))
@@ -235,43 +303,4 @@ async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> R
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     let text = state.engine.metrics_text().await;
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-}
-
-/// Serves `router` on `listener` until `shutdown` completes: HTTP/1.1, a 30 s header-read timeout, at most
-/// `max_connections` connections at once (further ones are closed at once).
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    max_connections: usize,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(max_connections));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return Ok(()),
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        tokio::spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).keep_alive(true);
-            if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
 }

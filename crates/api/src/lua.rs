@@ -589,7 +589,8 @@ async fn blob_upload_urls(
         uploads
             .insert(token, UploadGrant { agent_id: caller.agent_id.clone(), hash, expiry: now + UPLOAD_URL_LIFETIME });
     }
-    Ok(ok(json!({ "urls": urls })))
+    // Each URL is a single-use upload grant: never replayed.
+    Ok((axum::Extension(crate::SecretShown), ok(json!({ "urls": urls }))).into_response())
 }
 
 async fn check_blobs(

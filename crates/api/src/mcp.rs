@@ -30,7 +30,11 @@ async fn require_key(State(api): State<Router>, request: Request, next: Next) ->
             check = check.header(name, value);
         }
     }
-    let Ok(check) = check.body(Body::empty()) else { return next.run(request).await };
+    let Ok(mut check) = check.body(Body::empty()) else { return next.run(request).await };
+    // The check counts against the client's failed authentications like any request of its own.
+    if let Some(peer) = request.extensions().get::<crate::net::Peer>() {
+        check.extensions_mut().insert(*peer);
+    }
     let answer = match api.oneshot(check).await {
         Ok(answer) => answer,
         Err(never) => match never {},

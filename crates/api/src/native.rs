@@ -23,7 +23,7 @@ use utoipa_axum::routes;
 use crate::auth::{create_key, Principal};
 use crate::contract;
 use crate::error::{ApiError, ApiResult};
-use crate::{validate_user_id, AppState, Body, JsonBody};
+use crate::{validate_user_id, AppState, Body, JsonBody, SecretShown};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -113,9 +113,9 @@ async fn create_agent(State(state): State<AppState>, principal: Principal, Body(
     contract::conform::<contract::CreateAgent>(&body)?;
     let store = state.engine.store();
     store.agent_insert(&Agent::new(agent_id.clone(), Utc::now())).await?;
-    let (key, secret) = create_key(store.as_ref(), Some(&agent_id), None, false, None).await?;
+    let (key, secret) = create_key(store.as_ref(), Some(&agent_id), None, false).await?;
     let body = json!({"agent": {"id": agent_id}, "key": {"id": key.id, "key": secret}});
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, axum::Extension(SecretShown), Json(body)).into_response())
 }
 
 #[utoipa::path(
@@ -150,8 +150,9 @@ async fn create_agent_key(
 ) -> ApiResult<Response> {
     principal.require_agent_key()?;
     let caller = principal.caller_for(&state, &agent_id).await?;
-    let (key, secret) = create_key(state.engine.store().as_ref(), Some(&caller.agent_id), None, false, None).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": key.id, "key": secret, "agentId": caller.agent_id}))).into_response())
+    let (key, secret) = create_key(state.engine.store().as_ref(), Some(&caller.agent_id), None, false).await?;
+    let body = json!({"id": key.id, "key": secret, "agentId": caller.agent_id});
+    Ok((StatusCode::CREATED, axum::Extension(SecretShown), Json(body)).into_response())
 }
 
 #[utoipa::path(
@@ -170,7 +171,30 @@ async fn revoke_key(
 ) -> ApiResult<Json<Value>> {
     principal.require_agent_key()?;
     let caller = principal.caller_for(&state, &agent_id).await?;
-    if !state.engine.store().key_revoke(&caller.agent_id, &key_id, Utc::now()).await? {
+    if key_id == crate::auth::CONFIGURED_ADMIN_KEY_ID {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "configured_key",
+            "this admin key is set by SUNDIAL_API_KEY: change the setting and restart to replace it",
+        ));
+    }
+    let store = state.engine.store();
+    let target = store
+        .key_get(&key_id)
+        .await?
+        .filter(|key| key.agent_id.as_deref() == Some(caller.agent_id.as_str()))
+        .ok_or_else(|| ApiError::not_found("key"))?;
+    if target.admin {
+        principal.require_admin()?;
+        if state.options.admin_key.is_none() && store.admin_key_count().await? <= 1 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "last_admin_key",
+                "this is the last admin key: the server would have none (set SUNDIAL_API_KEY, or keep this key)",
+            ));
+        }
+    }
+    if !store.key_revoke(&caller.agent_id, &key_id, Utc::now()).await? {
         return Err(ApiError::not_found("key"));
     }
     Ok(Json(json!({"revoked": true, "id": key_id})))
@@ -193,8 +217,7 @@ async fn get_env(
 ) -> ApiResult<Json<Value>> {
     principal.require_agent_key()?;
     let caller = principal.caller_for(&state, &agent_id).await?;
-    let agent = state.engine.store().agent_get(&caller.agent_id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
-    Ok(Json(json!({ "env": agent.env })))
+    Ok(Json(json!({ "env": state.engine.agent_env_values(&caller.agent_id).await? })))
 }
 
 #[utoipa::path(
@@ -222,7 +245,7 @@ async fn put_env(
         return Err(FieldError::new(name.clone(), "must be a string").into());
     }
     contract::conform::<std::collections::BTreeMap<String, String>>(&Value::Object(env.clone()))?;
-    if !state.engine.store().agent_set_env(&caller.agent_id, &env).await? {
+    if !state.engine.set_agent_env(&caller.agent_id, &env).await? {
         return Err(ApiError::not_found("agent"));
     }
     Ok(Json(json!({ "env": env })))
@@ -438,7 +461,6 @@ async fn mint_user_token(
         Some(&caller.agent_id),
         Some(&user_id),
         false,
-        None,
         scopes.clone(),
         expires_at,
     )
@@ -449,7 +471,7 @@ async fn mint_user_token(
     if let Some(expires_at) = expires_at {
         body["expiresAt"] = json!(instant(expires_at));
     }
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, axum::Extension(SecretShown), Json(body)).into_response())
 }
 
 pub(crate) fn message_view(message: &Message) -> Value {

@@ -65,6 +65,42 @@ pub struct ServeArgs {
     /// at once. Default: 30.
     #[arg(long, env = "SUNDIAL_SHUTDOWN_GRACE")]
     shutdown_grace: Option<u64>,
+    /// Executions one agent runs at once on this node, so that other agents' runs always find a sandbox worker.
+    /// Default: three quarters of the workers.
+    #[arg(long, env = "SUNDIAL_MAX_RUNS_PER_AGENT")]
+    max_runs_per_agent: Option<usize>,
+    /// Seconds a client may take to send a request's headers. Default: 10.
+    #[arg(long, env = "SUNDIAL_HEADER_READ_TIMEOUT")]
+    header_read_timeout: Option<u64>,
+    /// Connections the server holds at once. Default: 4096.
+    #[arg(long, env = "SUNDIAL_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Connections one client address holds at once (behind a reverse proxy, raise it, or list the proxy in
+    /// trusted_proxies). Default: 256.
+    #[arg(long, env = "SUNDIAL_MAX_CONNECTIONS_PER_CLIENT")]
+    max_connections_per_client: Option<usize>,
+    /// Connections of one client address still sending their request headers. Default: 32.
+    #[arg(long, env = "SUNDIAL_MAX_PENDING_CONNECTIONS_PER_CLIENT")]
+    max_pending_connections_per_client: Option<usize>,
+    /// Failed authentications (API keys, dashboard sign-ins) one client address may make per minute; past them it
+    /// gets 429. Default: 30.
+    #[arg(long, env = "SUNDIAL_AUTH_FAILURES_PER_MINUTE")]
+    auth_failures_per_minute: Option<u32>,
+    /// The URL clients reach the server at, e.g. `https://sundial.example.com` (with `https://`, the dashboard's
+    /// cookies are `Secure` and `__Host-` prefixed).
+    #[arg(long, env = "SUNDIAL_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed: addresses or networks,
+    /// comma-separated (`10.0.0.0/8,::1`). Default: none.
+    #[arg(long, env = "SUNDIAL_TRUSTED_PROXIES")]
+    trusted_proxies: Option<String>,
+    /// Seconds a dashboard session lasts after sign-in. Default: 43200.
+    #[arg(long, env = "SUNDIAL_SESSION_LIFETIME")]
+    session_lifetime: Option<u64>,
+    /// A file holding the secret key that encrypts agents' env values at rest (as `SUNDIAL_SECRET_KEY` does; at
+    /// least 16 bytes). Default: none (values are stored as set).
+    #[arg(long, env = "SUNDIAL_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
 }
 
 /// The config file's keys (all optional), named like the flags with underscores.
@@ -84,6 +120,16 @@ struct ConfigFile {
     database_schema: Option<String>,
     lease_seconds: Option<u32>,
     shutdown_grace: Option<u64>,
+    max_runs_per_agent: Option<usize>,
+    header_read_timeout: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
+    max_pending_connections_per_client: Option<usize>,
+    auth_failures_per_minute: Option<u32>,
+    public_url: Option<String>,
+    trusted_proxies: Option<String>,
+    session_lifetime: Option<u64>,
+    secret_key_file: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -102,6 +148,13 @@ struct Settings {
     database_schema: Option<String>,
     lease_seconds: u32,
     shutdown_grace: u64,
+    max_runs_per_agent: Option<usize>,
+    connections: sundial_api::ConnectionLimits,
+    auth_failures_per_minute: u32,
+    public_url: Option<String>,
+    trusted_proxies: Vec<sundial_api::Network>,
+    session_lifetime: u64,
+    secret_key_file: Option<PathBuf>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -136,7 +189,49 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
         database_schema: args.database_schema.or(file.database_schema),
         lease_seconds: args.lease_seconds.or(file.lease_seconds).unwrap_or(10),
         shutdown_grace: args.shutdown_grace.or(file.shutdown_grace).unwrap_or(30),
+        max_runs_per_agent: args.max_runs_per_agent.or(file.max_runs_per_agent),
+        connections: sundial_api::ConnectionLimits {
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or(4096),
+            per_client: args.max_connections_per_client.or(file.max_connections_per_client).unwrap_or(256),
+            pending_per_client: args
+                .max_pending_connections_per_client
+                .or(file.max_pending_connections_per_client)
+                .unwrap_or(32),
+            header_read_timeout: std::time::Duration::from_secs(
+                args.header_read_timeout.or(file.header_read_timeout).unwrap_or(10),
+            ),
+        },
+        auth_failures_per_minute: args.auth_failures_per_minute.or(file.auth_failures_per_minute).unwrap_or(30),
+        public_url: args.public_url.or(file.public_url),
+        trusted_proxies: match args.trusted_proxies.or(file.trusted_proxies) {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .filter(|entry| !entry.trim().is_empty())
+                .map(|entry| entry.parse().map_err(|error: String| anyhow::anyhow!("trusted_proxies: {error}")))
+                .collect::<anyhow::Result<_>>()?,
+        },
+        session_lifetime: args.session_lifetime.or(file.session_lifetime).unwrap_or(12 * 3600),
+        secret_key_file: args.secret_key_file.or(file.secret_key_file),
     };
+    if settings.max_runs_per_agent == Some(0) {
+        bail!("max_runs_per_agent: must be at least 1");
+    }
+    let limits = &settings.connections;
+    if limits.max_connections == 0 || limits.per_client == 0 || limits.pending_per_client == 0 {
+        bail!("max_connections, max_connections_per_client and max_pending_connections_per_client: must be at least 1");
+    }
+    if limits.header_read_timeout.is_zero() {
+        bail!("header_read_timeout: must be at least 1 second");
+    }
+    if settings.auth_failures_per_minute == 0 || settings.session_lifetime == 0 {
+        bail!("auth_failures_per_minute and session_lifetime: must be at least 1");
+    }
+    if let Some(url) = &settings.public_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("public_url: expected an http:// or https:// URL, got {url:?}");
+        }
+    }
     if settings.lease_seconds < 2 {
         bail!("lease_seconds: must be at least 2");
     }
@@ -173,31 +268,28 @@ fn init_logging(format: &str) {
     }
 }
 
-/// Creates agent `default` and the admin key on the first start; honours `SUNDIAL_API_KEY`. Several nodes starting
-/// together on one database may race here: whoever loses finds the winner's rows.
-async fn first_run(store: &dyn Store) -> anyhow::Result<()> {
-    let configured = std::env::var("SUNDIAL_API_KEY").ok().filter(|key| !key.trim().is_empty());
+/// Creates agent `default` and, unless `SUNDIAL_API_KEY` sets one, the admin key on the first start. Several nodes
+/// starting together on one database may race here: whoever loses finds the winner's rows.
+///
+/// The admin key `SUNDIAL_API_KEY` sets is configuration, checked in memory and never stored; a copy an earlier
+/// version stored (as an unsalted hash) is revoked, which forgets its hash.
+async fn first_run(store: &dyn Store, configured: Option<&str>) -> anyhow::Result<()> {
     if store.agent_get("default").await?.is_none() {
         match store.agent_insert(&Agent::new("default", chrono::Utc::now())).await {
             Ok(()) | Err(sundial_store::StoreError::Conflict(_)) => {}
             Err(error) => return Err(error.into()),
         }
     }
-    if let Some(key) = &configured {
-        if store.key_find(&hash_key(key)).await?.is_none() {
-            let created = create_key(store, Some("default"), None, true, Some(key.clone())).await;
-            if created.is_err() && store.key_find(&hash_key(key)).await?.is_none() {
-                anyhow::bail!(
-                    "cannot store the admin key: {}",
-                    created.err().map(|error| error.message).unwrap_or_default()
-                );
-            }
-            eprintln!("sundial: admin key taken from SUNDIAL_API_KEY");
+    if let Some(key) = configured {
+        if let Some(stored) = store.key_find(&hash_key(key)).await? {
+            let agent = stored.agent_id.as_deref().unwrap_or("default");
+            store.key_revoke(agent, &stored.id, chrono::Utc::now()).await?;
         }
+        eprintln!("sundial: admin key taken from SUNDIAL_API_KEY");
         return Ok(());
     }
     if store.admin_key_count().await? == 0 {
-        let (_, secret) = create_key(store, Some("default"), None, true, None)
+        let (_, secret) = create_key(store, Some("default"), None, true)
             .await
             .map_err(|error| anyhow::anyhow!("{}", error.message))?;
         println!("sundial: first start — created agent \"default\" and its admin key (shown once, keep it):");
@@ -210,8 +302,13 @@ async fn first_run(store: &dyn Store) -> anyhow::Result<()> {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = resolve(args)?;
     init_logging(&settings.log_format);
+    // What the server writes (the database, its journal, backups) is for its own user alone.
+    // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
+    raise_open_files_limit();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+    keep_private(&settings.data_dir, 0o700)?;
     // Every client (webhooks, fetch, PostgreSQL) is built after this.
     sundial_scheduler::outbound::tls_ready();
     let store: Arc<dyn Store> = match &settings.database {
@@ -225,10 +322,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => {
             let database = settings.data_dir.join("sundial.db");
             let store = SqliteStore::open(&database);
-            Arc::new(store.with_context(|| format!("cannot open database {}", database.display()))?)
+            let store = store.with_context(|| format!("cannot open database {}", database.display()))?;
+            // Files an earlier version made readable by others.
+            for suffix in ["", "-wal", "-shm"] {
+                let file = settings.data_dir.join(format!("sundial.db{suffix}"));
+                if file.exists() {
+                    keep_private(&file, 0o600)?;
+                }
+            }
+            Arc::new(store)
         }
     };
-    first_run(store.as_ref()).await?;
+    let admin_key = std::env::var("SUNDIAL_API_KEY").ok().filter(|key| !key.trim().is_empty());
+    first_run(store.as_ref(), admin_key.as_deref()).await?;
 
     let program = std::env::current_exe().context("cannot find the sundial executable for sandbox workers")?;
     let mut pool_config = PoolConfig::new(program, vec!["worker".into()]);
@@ -241,11 +347,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_active_jobs_per_agent: settings.max_active_jobs,
         max_creations_per_minute: settings.max_creations_per_minute,
         single_node: settings.database.is_none(),
+        max_runs_per_agent: settings.max_runs_per_agent,
         ..EngineConfig::default()
     };
     config.schedule_limits.min_interval_seconds = settings.min_interval;
     config.lease = Duration::seconds(i64::from(settings.lease_seconds));
     let engine = Engine::new(store, Arc::new(SystemClock), pool.clone(), config);
+    let secrets = secret_key(&settings)?
+        .map(|secret| sundial_scheduler::secrets::SecretBox::new(&secret).map_err(|error| anyhow::anyhow!("{error}")))
+        .transpose()
+        .context("SUNDIAL_SECRET_KEY")?;
+    let sealed = engine.prepare_env(secrets).await.context("cannot read the agents' env values")?;
+    if sealed > 0 {
+        eprintln!("sundial: encrypted {sealed} env value(s) stored before with SUNDIAL_SECRET_KEY");
+    }
     let scheduler = engine.start().await.context("cannot start the scheduler")?;
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -254,8 +369,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let address = listener.local_addr()?;
     println!("sundial: listening on http://{address} (data in {})", settings.data_dir.display());
     tracing::info!(%address, "listening");
-    let router = sundial_api::router(engine.clone());
-    sundial_api::serve(listener, router, 4096, shutdown_signal()).await?;
+    let options = sundial_api::ApiOptions {
+        admin_key,
+        public_url: settings.public_url.clone(),
+        trusted_proxies: settings.trusted_proxies.clone(),
+        session_lifetime: std::time::Duration::from_secs(settings.session_lifetime),
+        auth_failures_per_minute: settings.auth_failures_per_minute,
+    };
+    let router = sundial_api::router_with(engine.clone(), options);
+    sundial_api::serve(listener, router, settings.connections, shutdown_signal()).await?;
     let grace = std::time::Duration::from_secs(settings.shutdown_grace);
     tracing::info!(
         grace_seconds = settings.shutdown_grace,
@@ -276,6 +398,37 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(handed_back = drained.handed_back, "stopped");
     pool.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The secret key that encrypts agents' env values: `SUNDIAL_SECRET_KEY`, or the contents of `secret_key_file`.
+fn secret_key(settings: &Settings) -> anyhow::Result<Option<String>> {
+    if let Some(secret) = std::env::var("SUNDIAL_SECRET_KEY").ok().filter(|secret| !secret.trim().is_empty()) {
+        return Ok(Some(secret));
+    }
+    let Some(path) = &settings.secret_key_file else { return Ok(None) };
+    let secret =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the secret key file {}", path.display()))?;
+    Ok(Some(secret.trim().to_owned()))
+}
+
+/// Gives `path` the mode `mode` (the data directory 0700, its files 0600).
+fn keep_private(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot make {} private (mode {mode:o})", path.display()))
+}
+
+/// Raises the soft limit of open files to the hard one: every connection and sandbox worker holds descriptors, and
+/// a default soft limit of 1024 would refuse connections long before the connection limits do.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the plain struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 async fn shutdown_signal() {

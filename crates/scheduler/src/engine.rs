@@ -60,6 +60,8 @@ pub struct EngineConfig {
     /// Whether this node is the only one on its store (SQLite): then, at start-up, every execution still running
     /// belonged to a dead process. With several nodes, only expired leases tell.
     pub single_node: bool,
+    /// The most executions one agent runs at once on this node; `None`: three quarters of the sandbox workers.
+    pub max_runs_per_agent: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -81,6 +83,7 @@ impl Default for EngineConfig {
             retention: Duration::days(30),
             keep_per_job: 100,
             single_node: true,
+            max_runs_per_agent: None,
         }
     }
 }
@@ -563,6 +566,10 @@ pub(crate) struct Shared {
     pub(crate) outcomes: std::sync::OnceLock<crate::runner::Outcomes>,
     /// Runs in flight, for a graceful stop.
     pub(crate) in_flight: crate::runner::InFlight,
+    /// Each agent's runs on sandbox workers, for sharing the workers between agents.
+    pub(crate) shares: crate::runner::Shares,
+    /// The server's secret that seals agents' `env` values at rest, when one is configured.
+    secrets: std::sync::OnceLock<crate::secrets::SecretBox>,
 }
 
 /// The engine: cheap to clone, shared by the API, the scheduler loop and the host calls of running jobs.
@@ -594,6 +601,8 @@ impl Engine {
                 agent_env: Mutex::new(HashMap::new()),
                 outcomes: std::sync::OnceLock::new(),
                 in_flight: Default::default(),
+                shares: Default::default(),
+                secrets: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -635,6 +644,78 @@ impl Engine {
         self.shared.metrics.encode(&stats, &pool)
     }
 
+    /// Readies agents' `env` values at rest, once, before the server serves: with a secret key, values are sealed
+    /// from now on and those stored in plain text before are sealed now; without one, they stay plain. Either way
+    /// every stored value is opened once, so a missing or wrong key is an error at start, not a surprise in a job.
+    /// Answers how many values were sealed now.
+    pub async fn prepare_env(&self, secrets: Option<crate::secrets::SecretBox>) -> EngineResult<usize> {
+        if let Some(secrets) = secrets {
+            if self.shared.secrets.set(secrets).is_err() {
+                return Err(EngineError::Conflict("the env key is set already".into()));
+            }
+        }
+        let mut sealed = 0;
+        for agent in self.shared.store.agent_list().await? {
+            let env = self.agent_env_values(&agent.id).await?;
+            let plain = agent.env.values().filter_map(Value::as_str).filter(|text| !crate::secrets::is_sealed(text));
+            let plain = plain.count();
+            if plain > 0 && self.shared.secrets.get().is_some() {
+                self.set_agent_env(&agent.id, &env).await?;
+                sealed += plain;
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// The agent's `env` variables as set (opened when sealed); `NotFound` for an agent that does not exist. Values
+    /// sealed with a key this server does not have are an error, never a wrong value.
+    pub async fn agent_env_values(&self, agent_id: &str) -> EngineResult<JsonObject> {
+        let agent = self.shared.store.agent_get(agent_id).await?.ok_or(EngineError::NotFound("agent"))?;
+        let mut env = JsonObject::new();
+        for (name, value) in agent.env {
+            let value = match value.as_str() {
+                Some(text) if crate::secrets::is_sealed(text) => {
+                    let Some(secrets) = self.shared.secrets.get() else {
+                        return Err(EngineError::Conflict(format!(
+                            "the env value {name} of agent {agent_id} is encrypted: start the server with its \
+                             SUNDIAL_SECRET_KEY"
+                        )));
+                    };
+                    Value::String(
+                        secrets
+                            .open(agent_id, &name, text)
+                            .map_err(|error| EngineError::Conflict(error.to_string()))?,
+                    )
+                }
+                _ => value,
+            };
+            env.insert(name, value);
+        }
+        Ok(env)
+    }
+
+    /// Replaces the agent's `env` variables, sealed when the server has a secret key; false when the agent does not
+    /// exist.
+    pub async fn set_agent_env(&self, agent_id: &str, env: &JsonObject) -> EngineResult<bool> {
+        let stored = match self.shared.secrets.get() {
+            None => env.clone(),
+            Some(secrets) => {
+                let mut sealed = JsonObject::new();
+                for (name, value) in env {
+                    let value = match value.as_str() {
+                        Some(text) => Value::String(secrets.seal(agent_id, name, text).map_err(EngineError::Conflict)?),
+                        None => value.clone(),
+                    };
+                    sealed.insert(name.clone(), value);
+                }
+                sealed
+            }
+        };
+        let changed = self.shared.store.agent_set_env(agent_id, &stored).await?;
+        self.shared.agent_env.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(agent_id);
+        Ok(changed)
+    }
+
     /// The agent's `env` variables (string values only) that a job with `authority` reads: all of them with the
     /// agent's authority, with a user's only those the agent lists in its `userJobEnv` setting. Cached for a
     /// second: executions of one agent in a burst share one read.
@@ -649,10 +730,13 @@ impl Engine {
                 }
             }
         }
-        let (all, exposed) = match self.shared.store.agent_get(agent_id).await {
-            Ok(Some(agent)) => {
-                let all: std::collections::BTreeMap<String, String> = agent
-                    .env
+        let env = self.agent_env_values(agent_id).await;
+        if let Err(error) = &env {
+            tracing::error!(agent = agent_id, %error, "cannot read the agent's env variables; jobs see none");
+        }
+        let (all, exposed) = match (self.shared.store.agent_get(agent_id).await, env) {
+            (Ok(Some(agent)), Ok(env)) => {
+                let all: std::collections::BTreeMap<String, String> = env
                     .into_iter()
                     .filter_map(|(key, value)| value.as_str().map(|text| (key, text.to_owned())))
                     .collect();

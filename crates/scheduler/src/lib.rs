@@ -12,6 +12,7 @@ pub mod host;
 pub mod metrics;
 pub mod outbound;
 pub mod runner;
+pub mod secrets;
 
 pub use access::{Denied, Reach};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -12,7 +12,8 @@
 //!   fire lead before each instant, it hands the execution to the dispatcher, which takes them in order (by
 //!   instant, then by job), starts them in batches (one store write moves a batch to `running`, or `skipped` by the
 //!   overlap policy) a bounded window ahead of free sandbox workers, and hands each to a worker as soon as one is
-//!   free; the worker sets the run up and starts the job's code on the instant. Outcomes, with the retry and effect
+//!   free — in turn between the agents with due work, each running at most its share of the workers ([`Shares`]);
+//!   the worker sets the run up and starts the job's code on the instant. Outcomes, with the retry and effect
 //!   on the job each implies, are recorded in batches too (one store write for the outcomes of a few ms).
 //!
 //! Beside them run a heartbeat that extends this node's leases and an upkeep task that prunes old executions.
@@ -128,6 +129,58 @@ pub(crate) struct InFlight {
     pub(crate) cut_off: std::sync::atomic::AtomicBool,
 }
 
+/// Sandbox workers shared between agents: each agent runs at most [`Engine::runs_per_agent`] executions at once,
+/// and a free worker goes to the agents with due work in turn, so one agent's burst delays another agent's runs by
+/// at most one run's length.
+#[derive(Default)]
+pub(crate) struct Shares {
+    /// Runs on workers, by agent.
+    running: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Told when a run of any agent ends.
+    freed: tokio::sync::Notify,
+}
+
+impl Shares {
+    fn running(&self, agent: &str) -> usize {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(agent).copied().unwrap_or(0)
+    }
+}
+
+/// One run of an agent on a worker, counted in its share until dropped (when the worker is done with it).
+pub(crate) struct Share {
+    engine: Engine,
+    agent: String,
+}
+
+impl Share {
+    fn enter(engine: &Engine, agent: &str) -> Share {
+        let shares = &engine.shared.shares;
+        *shares
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(agent.to_owned())
+            .or_insert(0) += 1;
+        Share { engine: engine.clone(), agent: agent.to_owned() }
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let shares = &self.engine.shared.shares;
+        {
+            let mut running = shares.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(count) = running.get_mut(&self.agent) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    running.remove(&self.agent);
+                }
+            }
+        }
+        shares.freed.notify_waiters();
+    }
+}
+
 /// Counts one run from the moment it is handed to a worker (before its task starts, so a stop that looks at the
 /// count cannot miss it) until its outcome is recorded.
 pub(crate) struct InFlightRun(Engine);
@@ -165,6 +218,27 @@ impl Drop for InFlightRun {
 }
 
 impl Engine {
+    /// The most executions one agent runs at once on this node: the configured share, or three quarters of the
+    /// sandbox workers (at least one), so that another agent's due run always finds a worker.
+    pub fn runs_per_agent(&self) -> usize {
+        let workers = self.shared.pool.stats().workers.max(1);
+        self.config().max_runs_per_agent.unwrap_or(workers * 3 / 4).clamp(1, workers)
+    }
+
+    /// Waits until `agent` is under its share, then counts a run of it.
+    async fn share(&self, agent: &str) -> Share {
+        let shares = &self.shared.shares;
+        loop {
+            let freed = shares.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if shares.running(agent) < self.runs_per_agent() {
+                return Share::enter(self, agent);
+            }
+            freed.await;
+        }
+    }
+
     /// Recovers from an earlier run (claims released, orphaned runs abandoned and retried), then starts the loop,
     /// the heartbeat and upkeep.
     pub async fn start(&self) -> Result<SchedulerHandle, sundial_store::StoreError> {
@@ -339,11 +413,11 @@ impl Engine {
     /// Starts a batch of fired executions in one store write; answers those that are to run now. A slot waiting
     /// behind a running one (`queue_one`) is retried on its own; a failed write leaves the batch to a later claim
     /// (the claims' lease runs out and any node claims them again).
-    async fn start_batch(self, batch: Vec<(String, DateTime<Utc>)>) -> Vec<sundial_store::Started> {
+    async fn start_batch(self, batch: Vec<Fired>) -> Vec<sundial_store::Started> {
         let now = self.now();
         let lease_until = now + self.config().lease;
         let starts: Vec<(String, DateTime<Utc>)> =
-            batch.iter().map(|(id, due_at)| (id.clone(), now.max(*due_at))).collect();
+            batch.iter().map(|fired| (fired.id.clone(), now.max(fired.due_at))).collect();
         let outcomes = match self.store().executions_start(&starts, &self.config().node_id, lease_until).await {
             Ok(outcomes) => outcomes,
             Err(error) => {
@@ -352,7 +426,7 @@ impl Engine {
             }
         };
         let mut started = Vec::with_capacity(outcomes.len());
-        for ((id, due_at), outcome) in batch.into_iter().zip(outcomes) {
+        for (fired, outcome) in batch.into_iter().zip(outcomes) {
             match outcome {
                 StartOutcome::Started(one) => started.push(*one),
                 StartOutcome::NotRun(status) => self.shared.metrics.finished(status),
@@ -360,7 +434,7 @@ impl Engine {
                     let engine = self.clone();
                     tokio::spawn(async move {
                         engine.shared.clock.sleep_until(engine.now() + Duration::milliseconds(200)).await;
-                        engine.dispatch(id, due_at).await;
+                        engine.dispatch(fired).await;
                     });
                 }
                 StartOutcome::Gone => {}
@@ -376,7 +450,8 @@ impl Engine {
     /// It counts as in flight before it looks whether the node is stopping: either a stop sees it and waits for it,
     /// or it sees the stop and leaves its claim to be handed back — never a run started after the stop stopped
     /// waiting.
-    async fn dispatch(self, execution_id: String, due_at: DateTime<Utc>) {
+    async fn dispatch(self, fired: Fired) {
+        let Fired { id: execution_id, due_at, agent } = fired;
         let store = self.store().clone();
         loop {
             let in_flight = InFlightRun::enter(&self);
@@ -384,6 +459,7 @@ impl Engine {
                 // The node is stopping: the claim is handed back with the others.
                 return;
             }
+            let share = self.share(&agent).await;
             let Some(reservation) = self.reserve(&execution_id).await else { return };
             if self.shared.in_flight.cut_off.load(std::sync::atomic::Ordering::SeqCst) {
                 // The stop's grace ended while this waited for a worker: its claim was handed back.
@@ -394,7 +470,7 @@ impl Engine {
             let started_at = now.max(due_at);
             match store.execution_start(&execution_id, &self.config().node_id, lease_until, started_at).await {
                 Ok(StartOutcome::Started(started)) => {
-                    self.run(*started, reservation, in_flight).await;
+                    self.run(*started, reservation, in_flight, share).await;
                     return;
                 }
                 Ok(StartOutcome::NotRun(status)) => {
@@ -402,7 +478,7 @@ impl Engine {
                     return;
                 }
                 Ok(StartOutcome::Busy) => {
-                    drop((reservation, in_flight));
+                    drop((reservation, in_flight, share));
                     self.shared.clock.sleep_until(now + Duration::milliseconds(200)).await;
                 }
                 Ok(StartOutcome::Gone) => return,
@@ -427,12 +503,13 @@ impl Engine {
     }
 
     /// Runs a started execution on its reserved worker and records the outcome; `_in_flight` counts it until then,
-    /// so a node that stops gracefully waits for it.
+    /// so a node that stops gracefully waits for it, and `share` counts it in its agent's share while it runs.
     async fn run(
         &self,
         started: sundial_store::Started,
         reservation: sundial_sandbox::Reservation,
         _in_flight: InFlightRun,
+        share: Share,
     ) {
         let sundial_store::Started { execution, job, version, .. } = started;
         let started = execution.started_at.unwrap_or_else(|| self.now());
@@ -461,6 +538,7 @@ impl Engine {
         };
         let host = Arc::new(HostAdapter(Arc::new(ExecutionHost::new(self.clone(), &job, &execution))));
         let outcome = reservation.run(request, host).await;
+        drop(share);
         if self.shared.in_flight.cut_off.load(std::sync::atomic::Ordering::SeqCst) {
             tracing::warn!(execution = %execution.id, "run cut off by the node stopping; left to its lease");
             return;
@@ -795,14 +873,22 @@ async fn claim_loop(engine: Engine, timer: mpsc::UnboundedSender<Vec<Execution>>
 }
 
 /// An execution due at an instant, ordered by its instant, then by its job (so that the runs of recurring jobs due
-/// at the same instant keep the same order from slot to slot), then by its id.
-type Due = Reverse<(DateTime<Utc>, String, String)>;
+/// at the same instant keep the same order from slot to slot), then by its id; with its agent.
+type Due = Reverse<(DateTime<Utc>, String, String, String)>;
+
+/// An execution the timer handed to the dispatcher: due at `due_at`, of `agent`.
+#[derive(Clone, Debug)]
+pub(crate) struct Fired {
+    id: String,
+    due_at: DateTime<Utc>,
+    agent: String,
+}
 
 /// Keeps the claimed executions on a heap and hands each to the dispatcher a start lead before its instant, in order.
 async fn fire_loop(
     engine: Engine,
     mut claimed: mpsc::UnboundedReceiver<Vec<Execution>>,
-    fire: mpsc::UnboundedSender<(String, DateTime<Utc>)>,
+    fire: mpsc::UnboundedSender<Fired>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut heap: BinaryHeap<Due> = BinaryHeap::new();
@@ -810,17 +896,17 @@ async fn fire_loop(
     let lead = engine.config().start_lead.max(engine.config().fire_lead);
     loop {
         let horizon = engine.now() + lead;
-        while let Some(Reverse((due_at, _, _))) = heap.peek() {
+        while let Some(Reverse((due_at, ..))) = heap.peek() {
             if *due_at > horizon {
                 break;
             }
-            let Some(Reverse((due_at, _, id))) = heap.pop() else { break };
+            let Some(Reverse((due_at, _, id, agent))) = heap.pop() else { break };
             queued.remove(&id);
-            if fire.send((id, due_at)).is_err() {
+            if fire.send(Fired { id, due_at, agent }).is_err() {
                 return;
             }
         }
-        let next = heap.peek().map(|Reverse((due_at, _, _))| *due_at - lead);
+        let next = heap.peek().map(|Reverse((due_at, ..))| *due_at - lead);
         let sleep = async {
             match next {
                 Some(at) => engine.shared.clock.sleep_until(at).await,
@@ -833,7 +919,7 @@ async fn fire_loop(
                 Some(batch) => {
                     for execution in batch {
                         if queued.insert(execution.id.clone()) {
-                            heap.push(Reverse((execution.due_at, execution.job_id, execution.id)));
+                            heap.push(Reverse((execution.due_at, execution.job_id, execution.id, execution.agent_id)));
                         }
                     }
                 }
@@ -852,49 +938,83 @@ const START_BATCH: usize = 128;
 /// free after that, so that under a burst they start in the order they fell due (first come, first served) rather
 /// than in whatever order tasks get polled, and no worker waits for a store write.
 ///
-/// Executions are started (marked `running`) at most a window of sixteen per worker ahead of a free worker: enough to
-/// keep every worker busy while the next batch is written, few enough that `running` still means a worker is about
-/// to take it (a few milliseconds of work under a burst). One batch is written at a time, so the window is also what
-/// a burst can start per store round trip: with eight per worker, the starts, not the workers, paced W1's drain and
-/// left a third of the CPU idle. Under a burst the next batch is written once half the window is handed over, not as soon as one run
-/// is: a batch then carries at least half a window, where topping the window up after every write made batches as
-/// small as the writes were quick, and a store write each few runs. A run cut off by the node's death before its
-/// worker took it is abandoned and retried like any other. When the intake stops (`intake`), it starts nothing more
-/// and hands to workers what it has already started, then ends; `stopped` ends it at once.
+/// Workers are shared between agents ([`Shares`]): a free worker goes to the next agent in turn that has a due run
+/// and is under its share ([`Engine::runs_per_agent`]), so a burst of one agent — even of runs that compute for
+/// seconds — delays another agent's run by at most one run's length, and never by the burst's length.
+///
+/// An agent's executions are started (marked `running`) at most a window of sixteen per run of its share ahead of
+/// a free worker: enough to keep its workers busy while the next batch is written, few enough that `running` still
+/// means a worker is about to take it (a few milliseconds of work under a burst). One batch is written at a time, so
+/// the window is also what a burst can start per store round trip: with eight per worker, the starts, not the
+/// workers, paced W1's drain and left a third of the CPU idle. Under a burst an agent's next executions are started
+/// once half its window is handed over, not as soon as one run is: a batch then carries at least half a window,
+/// where topping the window up after every write made batches as small as the writes were quick, and a store write
+/// each few runs. A run cut off by the node's death before its worker took it is abandoned and retried like any
+/// other. When the intake stops (`intake`), it starts nothing more and hands to workers what it has already started,
+/// then ends; `stopped` ends it at once.
 async fn dispatch_loop(
     engine: Engine,
-    mut fired: mpsc::UnboundedReceiver<(String, DateTime<Utc>)>,
+    mut fired: mpsc::UnboundedReceiver<Fired>,
     mut intake: watch::Receiver<bool>,
     mut stopped: watch::Receiver<bool>,
 ) {
     use futures_util::future::{BoxFuture, FutureExt};
-    use std::collections::VecDeque;
+    use std::collections::{HashMap, VecDeque};
 
-    let window = (engine.shared.pool.stats().workers * 16).max(32);
-    let mut queue: VecDeque<(String, DateTime<Utc>)> = VecDeque::new();
-    let mut ready: VecDeque<sundial_store::Started> = VecDeque::new();
+    let share = engine.runs_per_agent();
+    let window = (share * 16).max(32);
+    let mut queue: VecDeque<Fired> = VecDeque::new();
+    // Started executions by agent, and the agents with any, in turn.
+    let mut ready: HashMap<String, VecDeque<sundial_store::Started>> = HashMap::new();
+    let mut turn: VecDeque<String> = VecDeque::new();
     let mut starting: Option<BoxFuture<'static, Vec<sundial_store::Started>>> = None;
-    let mut reserving: Option<BoxFuture<'static, Option<sundial_sandbox::Reservation>>> = None;
+    let mut reserving: Option<(String, BoxFuture<'static, Option<sundial_sandbox::Reservation>>)> = None;
     let mut draining = false;
     loop {
+        // Registered before the shares are read, so a run that ends meanwhile still wakes the loop.
+        let freed = engine.shared.shares.freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
         if draining && starting.is_none() && reserving.is_none() && ready.is_empty() {
             return;
         }
-        if !draining && starting.is_none() && !queue.is_empty() && ready.len() <= window / 2 {
-            let take = (window - ready.len()).min(queue.len()).min(START_BATCH);
-            let batch: Vec<(String, DateTime<Utc>)> = queue.drain(..take).collect();
-            starting = Some(engine.clone().start_batch(batch).boxed());
+        if !draining && starting.is_none() && !queue.is_empty() {
+            let batch = startable(&mut queue, &ready, window);
+            if !batch.is_empty() {
+                starting = Some(engine.clone().start_batch(batch).boxed());
+            }
         }
-        // The next started execution goes to a worker a fire lead before its instant, not earlier.
-        let hand_over_at = ready.front().map(|started| started.execution.due_at - engine.config().fire_lead);
-        let hand_over_now = hand_over_at.is_some_and(|at| at <= engine.now());
-        if let (None, true, Some(next)) = (&reserving, hand_over_now, ready.front()) {
-            let (engine, id) = (engine.clone(), next.execution.id.clone());
-            reserving = Some(async move { engine.reserve(&id).await }.boxed());
+        // The next started execution goes to a worker a fire lead before its instant, not earlier: the first agent
+        // in turn that has one due and is under its share.
+        let now = engine.now();
+        let mut next_due: Option<DateTime<Utc>> = None;
+        if reserving.is_none() {
+            let chosen = turn.iter().position(|agent| {
+                let Some(at) = ready.get(agent).and_then(VecDeque::front).map(|started| started.execution.due_at)
+                else {
+                    return false;
+                };
+                if engine.shared.shares.running(agent) >= share {
+                    return false;
+                }
+                let hand_over_at = at - engine.config().fire_lead;
+                if hand_over_at <= now {
+                    return true;
+                }
+                next_due = Some(next_due.map_or(hand_over_at, |next| next.min(hand_over_at)));
+                false
+            });
+            if let Some(agent) = chosen.and_then(|index| turn.remove(index)) {
+                turn.push_back(agent.clone());
+                let (engine, id) = (engine.clone(), ready[&agent].front().map(|s| s.execution.id.clone()));
+                let id = id.unwrap_or_default();
+                reserving = Some((agent, async move { engine.reserve(&id).await }.boxed()));
+                next_due = None;
+            }
         }
-        let wait_until = hand_over_at.filter(|_| !hand_over_now && reserving.is_none());
+        let waiting_for_share = reserving.is_none() && !ready.is_empty();
         let wait_for_instant = async {
-            match wait_until {
+            match next_due {
                 Some(at) => engine.shared.clock.sleep_until(at).await,
                 _ => std::future::pending().await,
             }
@@ -903,7 +1023,8 @@ async fn dispatch_loop(
             biased;
             _ = stopped.changed() => {
                 if !ready.is_empty() || starting.is_some() {
-                    let left: Vec<&str> = ready.iter().map(|started| started.execution.id.as_str()).collect();
+                    let left: Vec<&str> =
+                        ready.values().flatten().map(|started| started.execution.id.as_str()).collect();
                     tracing::error!(
                         ?left,
                         starting = starting.is_some(),
@@ -918,6 +1039,7 @@ async fn dispatch_loop(
                 queue.clear();
             }
             _ = wait_for_instant => {}
+            _ = &mut freed, if waiting_for_share => {}
             next = fired.recv(), if !draining => match next {
                 Some(next) => {
                     queue.push_back(next);
@@ -933,25 +1055,71 @@ async fn dispatch_loop(
             },
             started = async { starting.as_mut().expect("guarded").await }, if starting.is_some() => {
                 starting = None;
-                ready.extend(started);
+                for one in started {
+                    let agent = one.execution.agent_id.clone();
+                    let runs = ready.entry(agent.clone()).or_default();
+                    if runs.is_empty() && !turn.contains(&agent) {
+                        turn.push_back(agent);
+                    }
+                    runs.push_back(one);
+                }
             }
-            reservation = async { reserving.as_mut().expect("guarded").await }, if reserving.is_some() => {
-                reserving = None;
-                match (reservation, ready.pop_front()) {
+            reservation = async { reserving.as_mut().expect("guarded").1.as_mut().await }, if reserving.is_some() => {
+                let Some((agent, _)) = reserving.take() else { continue };
+                let next = ready.get_mut(&agent).and_then(VecDeque::pop_front);
+                match (reservation, next) {
                     (Some(reservation), Some(started)) => {
                         let engine = engine.clone();
                         let in_flight = InFlightRun::enter(&engine);
-                        tokio::spawn(async move { engine.run(started, reservation, in_flight).await });
+                        let share = Share::enter(&engine, &agent);
+                        tokio::spawn(async move { engine.run(started, reservation, in_flight, share).await });
                     }
                     (None, Some(started)) => {
-                        ready.push_front(started);
+                        if let Some(runs) = ready.get_mut(&agent) {
+                            runs.push_front(started);
+                        }
                         tokio::time::sleep(StdDuration::from_millis(100)).await;
                     }
                     (_, None) => {}
                 }
+                if ready.get(&agent).is_some_and(VecDeque::is_empty) {
+                    ready.remove(&agent);
+                    turn.retain(|other| *other != agent);
+                }
             }
         }
     }
+}
+
+/// Takes the next start batch out of `queue`, in order: the executions of agents that have at most half their
+/// window started and waiting for a worker, up to a full window each and [`START_BATCH`] in all. The others stay
+/// queued in their order.
+fn startable(
+    queue: &mut std::collections::VecDeque<Fired>,
+    ready: &std::collections::HashMap<String, std::collections::VecDeque<sundial_store::Started>>,
+    window: usize,
+) -> Vec<Fired> {
+    let mut room: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut batch = Vec::new();
+    let mut kept = std::collections::VecDeque::with_capacity(queue.len());
+    for fired in queue.drain(..) {
+        let left = room.entry(fired.agent.clone()).or_insert_with(|| {
+            let waiting = ready.get(&fired.agent).map_or(0, std::collections::VecDeque::len);
+            if waiting <= window / 2 {
+                window - waiting
+            } else {
+                0
+            }
+        });
+        if *left > 0 && batch.len() < START_BATCH {
+            *left -= 1;
+            batch.push(fired);
+        } else {
+            kept.push_back(fired);
+        }
+    }
+    *queue = kept;
+    batch
 }
 
 /// Extends this node's leases, then abandons (and retries per policy) running executions whose lease ran out —

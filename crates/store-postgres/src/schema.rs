@@ -4,7 +4,11 @@
 //! and text that is compared or sorted uses the `"C"` collation so ordering is byte-wise, as in SQLite.
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[&str] = &[CORE, DATA, KEY_SCOPES, JOB_DEDUP, MESSAGE_ORIGIN, JOB_AUTHORITY];
+pub(crate) const MIGRATIONS: &[&str] =
+    &[CORE, DATA, KEY_SCOPES, JOB_DEDUP, MESSAGE_ORIGIN, JOB_AUTHORITY, FORGET_REVOKED_HASHES];
+
+/// A revoked key's hash is of no use to anyone but a guesser: forget it.
+const FORGET_REVOKED_HASHES: &str = "UPDATE api_keys SET hash = 'revoked:' || id WHERE revoked_at IS NOT NULL;";
 
 /// What a job's code may reach (NULL: the agent; otherwise the scope bits of its user's authority). Jobs made for a
 /// user before authority was recorded act for that user with every scope: the narrower reading of the past.

@@ -556,11 +556,24 @@ impl Store for PostgresStore {
         row.map(|row| key_from_row(&row)).transpose()
     }
 
+    async fn key_get(&self, key_id: &str) -> Result<Option<ApiKey>> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "SELECT id, agent_id, user_id, admin, hash, created_at, scopes, expires_at FROM api_keys \
+             WHERE id = $1 AND revoked_at IS NULL",
+            &[&key_id],
+        )
+        .await?;
+        row.map(|row| key_from_row(&row)).transpose()
+    }
+
     async fn key_revoke(&self, agent_id: &str, key_id: &str, now: DateTime<Utc>) -> Result<bool> {
         let client = self.client().await?;
         let changed = execute(
             &client,
-            "UPDATE api_keys SET revoked_at = $3 WHERE id = $2 AND agent_id = $1 AND revoked_at IS NULL",
+            "UPDATE api_keys SET revoked_at = $3, hash = 'revoked:' || id \
+             WHERE id = $2 AND agent_id = $1 AND revoked_at IS NULL",
             &[&agent_id, &key_id, &millis(now)],
         )
         .await?;

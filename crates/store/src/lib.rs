@@ -99,7 +99,8 @@ pub struct ApiKey {
     pub user_id: Option<String>,
     /// Whether it may manage agents and act as any agent.
     pub admin: bool,
-    /// SHA-256 of the secret, hex.
+    /// How the secret is checked: `s1:<salt>:<SHA-256 of salt and secret>` (hex), or, for keys made before salts,
+    /// the hex SHA-256 of the secret.
     pub hash: String,
     /// Creation time.
     pub created_at: DateTime<Utc>,
@@ -333,7 +334,9 @@ pub trait Store: DataStore + Send + Sync + 'static {
     async fn key_insert(&self, key: &ApiKey) -> Result<()>;
     /// The unrevoked key with this hash.
     async fn key_find(&self, hash: &str) -> Result<Option<ApiKey>>;
-    /// Revokes a key of an agent; false when there is none.
+    /// The unrevoked key with this id.
+    async fn key_get(&self, key_id: &str) -> Result<Option<ApiKey>>;
+    /// Revokes a key of an agent, forgetting its hash; false when there is none.
     async fn key_revoke(&self, agent_id: &str, key_id: &str, now: DateTime<Utc>) -> Result<bool>;
     /// The number of unrevoked admin keys (first-run detection).
     async fn admin_key_count(&self) -> Result<u64>;

@@ -247,6 +247,8 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pend
     // What a job's code may reach (NULL: the agent; otherwise the scope bits of its user's authority). Jobs made for
     // a user before authority was recorded act for that user with every scope: the narrower reading of the past.
     Migration::Sql("ALTER TABLE jobs ADD COLUMN authority INTEGER; UPDATE jobs SET authority = 7 WHERE user_id IS NOT NULL;"),
+    // A revoked key's hash is of no use to anyone but a guesser: forget it.
+    Migration::Sql("UPDATE api_keys SET hash = 'revoked:' || id WHERE revoked_at IS NOT NULL;"),
 ];
 
 /// A job's columns as schema 6 made them (what its migration writes), then as they are now.
@@ -1350,12 +1352,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn key_get(&self, key_id: &str) -> Result<Option<ApiKey>> {
+        let key_id = key_id.to_owned();
+        self.write(move |transaction| {
+            transaction
+                .prepare_cached(
+                    "SELECT id, agent_id, user_id, admin, hash, created_at, scopes, expires_at FROM api_keys \
+                     WHERE id = ?1 AND revoked_at IS NULL",
+                )
+                .and_then(|mut statement| statement.query_row([key_id], key_from_row).optional())
+                .map_err(database)
+        })
+        .await
+    }
+
     async fn key_revoke(&self, agent_id: &str, key_id: &str, now: DateTime<Utc>) -> Result<bool> {
         let (agent_id, key_id) = (agent_id.to_owned(), key_id.to_owned());
         self.write(move |transaction| {
             let changed = transaction
                 .execute_cached(
-                    "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?2 AND agent_id = ?1 AND revoked_at IS NULL",
+                    "UPDATE api_keys SET revoked_at = ?3, hash = 'revoked:' || id \
+                     WHERE id = ?2 AND agent_id = ?1 AND revoked_at IS NULL",
                     params![agent_id, key_id, millis(now)],
                 )
                 .map_err(database)?;

@@ -2,8 +2,10 @@
 //! server with `maud` (which escapes every value it prints), readable without JavaScript.
 //!
 //! - **Sign-in** with an agent or admin key, exchanged for a session cookie (`HttpOnly`, `SameSite=Strict`, path
-//!   `/ui`); the key never appears in a URL, and every request checks it again (a revoked key ends its sessions).
-//!   User tokens are refused. Sessions live in the node's memory.
+//!   `/ui`; over HTTPS — a `https://` public URL, or `X-Forwarded-Proto: https` from a trusted proxy — `Secure`,
+//!   named `__Host-…`, path `/`); the key never appears in a URL, and every request checks it again (a revoked key
+//!   ends its sessions). A session ends after its lifetime (12 h by default), however active. Failed sign-ins count
+//!   against the client address like failed API keys. User tokens are refused. Sessions live in the node's memory.
 //! - **Forms** carry the session's CSRF token; sign-in carries a token of its own (double submit). Every action that
 //!   changes a job goes through a confirmation page.
 //! - **Headers**: a strict Content-Security-Policy (scripts and styles from `/ui/assets` only, no inline script),
@@ -47,7 +49,7 @@ use sundial_store::ApiKey;
 
 use crate::AppState;
 
-/// How long a session lasts without use.
+/// How long a session lasts without use (its lifetime ends it anyway).
 const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
 /// The session cookie.
 const SESSION_COOKIE: &str = "sundial_session";
@@ -65,11 +67,19 @@ pub(crate) struct UiState {
 
 #[derive(Clone)]
 struct Session {
-    /// The hash of the key it was opened with (checked again on every request).
-    key_hash: String,
+    /// The id of the key it was opened with (checked again on every request).
+    key_id: String,
     csrf: String,
     agent_id: String,
+    opened: Instant,
     last_used: Instant,
+}
+
+impl Session {
+    /// Whether the session still holds: within its lifetime and not idle too long.
+    fn live(&self, lifetime: Duration) -> bool {
+        self.opened.elapsed() < lifetime && self.last_used.elapsed() < SESSION_IDLE
+    }
 }
 
 /// Who is looking: the key, the agent shown, and the session's CSRF token.
@@ -105,6 +115,51 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("app.js")) }))
         .route("/ui/assets/app.css", get(|| async { asset("text/css; charset=utf-8", include_str!("app.css")) }))
         .layer(axum::middleware::from_fn(security_headers))
+}
+
+/// The name a cookie has over HTTPS: the `__Host-` prefix binds it to this host, path `/` and `Secure`.
+const SECURE_PREFIX: &str = "__Host-";
+
+/// Over HTTPS, the dashboard's cookies are `Secure` and `__Host-` prefixed: on the way in, a `__Host-` cookie is read
+/// under its plain name (and a plain one, which a non-secure origin could have planted, is dropped); on the way
+/// out, every cookie the dashboard sets gets the prefix, `Secure` and path `/`. Handlers know only the plain names.
+pub(crate) async fn secure_cookies(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    if !parts.uri.path().starts_with("/ui") || !crate::net::over_https(&parts, &state.options) {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let cookies: Vec<String> = parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix(SECURE_PREFIX).map(str::to_owned))
+        .collect();
+    parts.headers.remove(header::COOKIE);
+    if let Ok(value) = HeaderValue::from_str(&cookies.join("; ")) {
+        parts.headers.insert(header::COOKIE, value);
+    }
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    let set: Vec<HeaderValue> = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| {
+            let secured = format!("{SECURE_PREFIX}{}; Secure", value.replace("; Path=/ui;", "; Path=/;"));
+            HeaderValue::from_str(&secured).ok()
+        })
+        .collect();
+    response.headers_mut().remove(header::SET_COOKIE);
+    for value in set {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -161,7 +216,7 @@ pub(crate) async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<View
     let session = {
         let mut sessions = state.ui.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match sessions.get_mut(&id) {
-            Some(session) if session.last_used.elapsed() < SESSION_IDLE => {
+            Some(session) if session.live(state.options.session_lifetime) => {
                 session.last_used = Instant::now();
                 session.clone()
             }
@@ -172,13 +227,13 @@ pub(crate) async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<View
             None => return Err(to_login()),
         }
     };
-    let key = match state.engine.store().key_find(&session.key_hash).await {
+    let key = match crate::auth::key_by_id(state, &session.key_id).await {
         Ok(Some(key)) if usable(&key) => key,
         Ok(_) => {
             state.ui.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
             return Err(to_login());
         }
-        Err(error) => return Err(crate::ApiError::from(error).into_response()),
+        Err(error) => return Err(error.into_response()),
     };
     Ok(Viewer { key, agent_id: session.agent_id, csrf: session.csrf })
 }
@@ -213,9 +268,7 @@ fn check_csrf(viewer: &Viewer, form: &HashMap<String, String>) -> Option<Respons
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |difference, (x, y)| difference | (x ^ y)) == 0
-}
+use crate::auth::constant_time_eq;
 
 async fn login_form() -> Response {
     login_page(None)
@@ -243,6 +296,7 @@ fn login_page(error: Option<&str>) -> Response {
 
 async fn login(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<crate::net::Peer>>,
     headers: HeaderMap,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
@@ -255,11 +309,24 @@ async fn login(
     if secret.is_empty() {
         return login_page(Some("Paste a key."));
     }
-    let hash = crate::auth::hash_key(secret);
-    let key = match state.engine.store().key_find(&hash).await {
+    let address = crate::net::client_address_of(&headers, peer.map(|peer| peer.0), &state.options);
+    if let Err(retry_after) = state.throttle.check(address) {
+        let mut response = login_page(Some(&format!(
+            "Too many failed sign-ins from this address: try again in {retry_after} seconds."
+        )));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let key = match crate::auth::lookup(&state, secret).await {
         Ok(Some(key)) => key,
-        Ok(None) => return login_page(Some("Unknown or revoked key.")),
-        Err(error) => return crate::ApiError::from(error).into_response(),
+        Ok(None) => {
+            state.throttle.failed(address);
+            return login_page(Some("Unknown or revoked key."));
+        }
+        Err(error) => return error.into_response(),
     };
     if key.user_id.is_some() {
         return login_page(Some("A user token cannot open the dashboard: sign in with an agent key or the admin key."));
@@ -268,15 +335,16 @@ async fn login(
         return login_page(Some("This key has expired."));
     }
     let session = Session {
-        key_hash: hash,
+        key_id: key.id.clone(),
         csrf: token(),
         agent_id: key.agent_id.clone().unwrap_or_else(|| "default".to_owned()),
+        opened: Instant::now(),
         last_used: Instant::now(),
     };
     let id = token();
     {
         let mut sessions = state.ui.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        sessions.retain(|_, session| session.last_used.elapsed() < SESSION_IDLE);
+        sessions.retain(|_, session| session.live(state.options.session_lifetime));
         if sessions.len() >= MAX_SESSIONS {
             if let Some(oldest) = sessions.iter().min_by_key(|(_, session)| session.last_used).map(|(id, _)| id.clone())
             {

@@ -132,8 +132,13 @@ impl Server {
 
     /// Starts the real binary with extra `serve` flags.
     pub fn start_with(data_dir: &Path, key: &str, flags: &[&str]) -> Server {
+        Server::start_with_env(data_dir, key, flags, &[])
+    }
+
+    /// Starts the real binary with extra `serve` flags and environment variables.
+    pub fn start_with_env(data_dir: &Path, key: &str, flags: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(binary());
-        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        command.args(["serve", "--listen", "127.0.0.1:0"]).envs(env.iter().copied());
         Server::spawn(command, data_dir, key, flags)
     }
 
@@ -146,8 +151,11 @@ impl Server {
 
     fn spawn(mut command: Command, data_dir: &Path, key: &str, flags: &[&str]) -> Server {
         sundial_scheduler::outbound::tls_ready();
+        if !flags.contains(&"--workers") {
+            command.args(["--workers", "2"]);
+        }
         let mut child = command
-            .args(["--workers", "2", "--data-dir"])
+            .arg("--data-dir")
             .arg(data_dir)
             .args(flags)
             .env("SUNDIAL_API_KEY", key)
