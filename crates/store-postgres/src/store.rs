@@ -25,6 +25,8 @@ const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, ac
      authority";
 /// How many columns [`JOB_COLUMNS`] has: a row of a join reads the next table's columns from here.
 const JOB_WIDTH: usize = 19;
+/// A stored key's columns, as `key_from_row` reads them.
+const KEY_SELECT: &str = "SELECT id, agent_id, user_id, admin, hash, created_at, scopes, expires_at FROM api_keys";
 const VERSION_COLUMNS: &str =
     "id, job_id, name, version, description, code, schedule, timeout_seconds, retry, metadata, created_at, kind";
 const EXECUTION_COLUMNS: &str = "id, agent_id, job_id, version_id, occurrence_id, status, trigger, scheduled_for, \
@@ -546,25 +548,13 @@ impl Store for PostgresStore {
 
     async fn key_find(&self, hash: &str) -> Result<Option<ApiKey>> {
         let client = self.client().await?;
-        let row = query_opt(
-            &client,
-            "SELECT id, agent_id, user_id, admin, hash, created_at, scopes, expires_at FROM api_keys \
-             WHERE hash = $1 AND revoked_at IS NULL",
-            &[&hash],
-        )
-        .await?;
+        let row = query_opt(&client, &format!("{KEY_SELECT} WHERE hash = $1 AND revoked_at IS NULL"), &[&hash]).await?;
         row.map(|row| key_from_row(&row)).transpose()
     }
 
     async fn key_get(&self, key_id: &str) -> Result<Option<ApiKey>> {
         let client = self.client().await?;
-        let row = query_opt(
-            &client,
-            "SELECT id, agent_id, user_id, admin, hash, created_at, scopes, expires_at FROM api_keys \
-             WHERE id = $1 AND revoked_at IS NULL",
-            &[&key_id],
-        )
-        .await?;
+        let row = query_opt(&client, &format!("{KEY_SELECT} WHERE id = $1 AND revoked_at IS NULL"), &[&key_id]).await?;
         row.map(|row| key_from_row(&row)).transpose()
     }
 

@@ -259,6 +259,8 @@ macro_rules! job_columns_v6 {
     };
 }
 const JOB_COLUMNS: &str = concat!(job_columns_v6!(), ", authority");
+/// A stored key's columns, as `key_from_row` reads them.
+const KEY_SELECT: &str = "SELECT id, agent_id, user_id, admin, hash, created_at, scopes, expires_at FROM api_keys";
 /// A version with what it takes from elsewhere: its code from `codes`; its name, metadata and creation time from its
 /// job when it stores none of its own (see migration 6 in `sqlite_v6`).
 ///
@@ -1342,10 +1344,7 @@ impl Store for SqliteStore {
         let hash = hash.to_owned();
         self.write(move |transaction| {
             transaction
-                .prepare_cached(
-                    "SELECT id, agent_id, user_id, admin, hash, created_at, scopes, expires_at FROM api_keys \
-                     WHERE hash = ?1 AND revoked_at IS NULL",
-                )
+                .prepare_cached(&format!("{KEY_SELECT} WHERE hash = ?1 AND revoked_at IS NULL"))
                 .and_then(|mut statement| statement.query_row([hash], key_from_row).optional())
                 .map_err(database)
         })
@@ -1356,10 +1355,7 @@ impl Store for SqliteStore {
         let key_id = key_id.to_owned();
         self.write(move |transaction| {
             transaction
-                .prepare_cached(
-                    "SELECT id, agent_id, user_id, admin, hash, created_at, scopes, expires_at FROM api_keys \
-                     WHERE id = ?1 AND revoked_at IS NULL",
-                )
+                .prepare_cached(&format!("{KEY_SELECT} WHERE id = ?1 AND revoked_at IS NULL"))
                 .and_then(|mut statement| statement.query_row([key_id], key_from_row).optional())
                 .map_err(database)
         })

@@ -680,6 +680,13 @@ export interface components {
             /** @description Start scheduling at once (default true). */
             activate?: boolean | null;
             /**
+             * Format: job-authority
+             * @description What the job's code may reach: `agent` (the whole agent) or `user` (the job's user only, and the agent's
+             *     Data and Products within the credential's scopes). Left out: the credential's own — the agent's for an agent
+             *     key, the user's for a user token. `user` needs a job made for a user; a user token cannot ask for `agent`.
+             */
+            authority?: string | null;
+            /**
              * Format: javascript-function
              * @description The source of one JavaScript function (an arrow function, a `function` expression or a method), called as
              *     `execute(job)`; comments around it are fine. It must be self-contained: a name it neither declares nor finds
@@ -934,6 +941,8 @@ export interface components {
             activeVersionId?: string | null;
             /** @description The agent. */
             agentId: string;
+            /** @description What its code may reach. */
+            authority: components["schemas"]["JobAuthority"];
             /**
              * Format: int32
              * @description Failures in a row.
@@ -998,6 +1007,18 @@ export interface components {
             userId?: string | null;
             /** @description Every version, oldest first. */
             versions: components["schemas"]["JobVersion"][];
+        };
+        /** @description What a job's code may reach: the authority of the credential that made it, only ever narrowed by later changes. */
+        JobAuthority: {
+            /** @enum {string} */
+            kind: "agent";
+        } | {
+            /** @enum {string} */
+            kind: "user";
+            /** @description What it reaches of the agent beyond its user. */
+            scopes: components["schemas"]["Scope"][];
+            /** @description The user. */
+            userId: string;
         };
         /** @description Jobs created in one batch: full views, or `{id, nextRunAt}` with `view=ids`. */
         JobBatch: {
@@ -1464,6 +1485,11 @@ export interface components {
              */
             minRecurringIntervalSeconds?: number | null;
             /**
+             * @description The `env` variables that jobs acting for a user (made with a user token or through MCP) may read; none when
+             *     left out.
+             */
+            userJobEnv?: string[] | null;
+            /**
              * Format: uri
              * @description Messages to users are POSTed here (an http or https URL).
              */
@@ -1494,6 +1520,12 @@ export interface components {
         };
         /** @description A change of a job (`PATCH`): fields left out stay; a change of code or options makes a new version. */
         UpdateJob: components["schemas"]["NewVersionFields"] & {
+            /**
+             * Format: job-authority
+             * @description A new authority (see `CreateJob.authority`): an agent key may set either; a user token may only narrow it.
+             *     Any change by a user token narrows the job to that user's authority.
+             */
+            authority?: string | null;
             /** @description A new description. */
             description?: string | null;
             /** @description A new name (not only whitespace). */
