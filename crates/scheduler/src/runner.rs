@@ -963,7 +963,8 @@ async fn dispatch_loop(
 
     let share = engine.runs_per_agent();
     let window = (share * 16).max(32);
-    let mut queue: VecDeque<Fired> = VecDeque::new();
+    // Fired executions not started yet, by agent, each in the order they fell due.
+    let mut queue: HashMap<String, VecDeque<Fired>> = HashMap::new();
     // Started executions by agent, and the agents with any, in turn.
     let mut ready: HashMap<String, VecDeque<sundial_store::Started>> = HashMap::new();
     let mut turn: VecDeque<String> = VecDeque::new();
@@ -1042,9 +1043,9 @@ async fn dispatch_loop(
             _ = &mut freed, if waiting_for_share => {}
             next = fired.recv(), if !draining => match next {
                 Some(next) => {
-                    queue.push_back(next);
+                    queue.entry(next.agent.clone()).or_default().push_back(next);
                     while let Ok(next) = fired.try_recv() {
-                        queue.push_back(next);
+                        queue.entry(next.agent.clone()).or_default().push_back(next);
                     }
                 }
                 // The timer ended (the intake is stopping): start nothing more, but hand over what is started.
@@ -1091,34 +1092,35 @@ async fn dispatch_loop(
     }
 }
 
-/// Takes the next start batch out of `queue`, in order: the executions of agents that have at most half their
-/// window started and waiting for a worker, up to a full window each and [`START_BATCH`] in all. The others stay
-/// queued in their order.
+/// Takes the next start batch out of `queue`, in the order the executions fell due across agents: the executions of
+/// agents that have at most half their window started and waiting for a worker, up to a full window each and
+/// [`START_BATCH`] in all. The others stay queued in their order. Its cost is the batch's size times the number of
+/// agents with work queued, never the length of the queue.
 fn startable(
-    queue: &mut std::collections::VecDeque<Fired>,
+    queue: &mut std::collections::HashMap<String, std::collections::VecDeque<Fired>>,
     ready: &std::collections::HashMap<String, std::collections::VecDeque<sundial_store::Started>>,
     window: usize,
 ) -> Vec<Fired> {
-    let mut room: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let waiting = |agent: &str| ready.get(agent).map_or(0, std::collections::VecDeque::len);
+    let mut room: Vec<(String, usize)> = queue
+        .keys()
+        .filter(|agent| waiting(agent) <= window / 2)
+        .map(|agent| (agent.clone(), window - waiting(agent)))
+        .collect();
     let mut batch = Vec::new();
-    let mut kept = std::collections::VecDeque::with_capacity(queue.len());
-    for fired in queue.drain(..) {
-        let left = room.entry(fired.agent.clone()).or_insert_with(|| {
-            let waiting = ready.get(&fired.agent).map_or(0, std::collections::VecDeque::len);
-            if waiting <= window / 2 {
-                window - waiting
-            } else {
-                0
-            }
-        });
-        if *left > 0 && batch.len() < START_BATCH {
-            *left -= 1;
-            batch.push(fired);
-        } else {
-            kept.push_back(fired);
-        }
+    while batch.len() < START_BATCH {
+        // The agent whose next execution fell due first, among those with room.
+        let next = room
+            .iter_mut()
+            .filter(|(_, left)| *left > 0)
+            .filter_map(|(agent, left)| queue.get(agent.as_str())?.front().map(|fired| (fired.due_at, agent, left)))
+            .min_by_key(|(due_at, ..)| *due_at);
+        let Some((_, agent, left)) = next else { break };
+        let Some(fired) = queue.get_mut(agent.as_str()).and_then(std::collections::VecDeque::pop_front) else { break };
+        *left -= 1;
+        batch.push(fired);
     }
-    *queue = kept;
+    queue.retain(|_, fired| !fired.is_empty());
     batch
 }
 
