@@ -24,7 +24,9 @@
 //! character, which `JSONB` and `TEXT` cannot hold, is stored as U+FFFD); text keys use the `"C"` collation so listings
 //! sort byte-wise like SQLite. Migrations run once, under an advisory lock, however many nodes start together.
 
+mod batch;
 mod data;
+pub mod observe;
 mod schema;
 mod store;
 #[doc(hidden)]
@@ -48,6 +50,25 @@ pub struct PostgresStore {
     schema: Option<String>,
     /// Through a pooler in transaction mode: unnamed statements, the schema set per transaction.
     pooled: bool,
+    /// Versions read so far (they never change).
+    versions: batch::Versions,
+    /// Transactions and statements sent, shared with every connection the store hands out.
+    counters: std::sync::Arc<Counters>,
+}
+
+/// Transactions and statements a store sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounters {
+    /// Transactions begun, and statements run outside one (each a transaction of its own).
+    pub transactions: u64,
+    /// Statements run (in a transaction or not), not counting `BEGIN`, `COMMIT` and `SET LOCAL`.
+    pub statements: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    transactions: std::sync::atomic::AtomicU64,
+    statements: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -100,6 +121,13 @@ impl PostgresStore {
     }
 
     async fn open(url: &str, pool_size: usize, schema: Option<String>) -> Result<PostgresStore> {
+        let store = PostgresStore::unmigrated(url, pool_size, schema)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A store over the database at `url` that applies no migration (observers of a database Sundial uses).
+    fn unmigrated(url: &str, pool_size: usize, schema: Option<String>) -> Result<PostgresStore> {
         let (url, tls, pooled) = tls::split_settings(url)?;
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|error| StoreError::Database(format!("bad PostgreSQL URL: {error}")))?;
@@ -125,9 +153,16 @@ impl PostgresStore {
             .wait_timeout(Some(POOL_WAIT))
             .build()
             .map_err(|error| StoreError::Database(format!("cannot build the connection pool: {error}")))?;
-        let store = PostgresStore { pool, schema, pooled };
-        store.migrate().await?;
-        Ok(store)
+        Ok(PostgresStore { pool, schema, pooled, versions: batch::Versions::default(), counters: Default::default() })
+    }
+
+    /// How many transactions and statements this store sent so far.
+    pub fn counters(&self) -> StoreCounters {
+        use std::sync::atomic::Ordering;
+        StoreCounters {
+            transactions: self.counters.transactions.load(Ordering::Relaxed),
+            statements: self.counters.statements.load(Ordering::Relaxed),
+        }
     }
 
     /// Applies the migrations this database lacks, in one transaction that holds an advisory lock, so nodes starting
@@ -179,7 +214,7 @@ impl PostgresStore {
             other => StoreError::Database(format!("no database connection: {other}")),
         })?;
         let schema = self.schema.as_deref().filter(|_| self.pooled).map(str::to_owned);
-        Ok(Conn { client, unnamed: self.pooled, schema })
+        Ok(Conn { client, unnamed: self.pooled, schema, counters: self.counters.clone() })
     }
 
     /// The key of a transaction-scoped advisory lock for `purpose`, distinct per schema (advisory locks are
@@ -200,16 +235,26 @@ impl PostgresStore {
         Ok(transaction)
     }
 
+    /// Starts a transaction of the scheduler's bookkeeping (slots, claims, starts, outcomes): it commits without
+    /// waiting for the disk (see `batch`).
+    pub(crate) async fn begin_bookkeeping(client: &mut Conn) -> Result<Tx<'_>> {
+        let transaction = PostgresStore::begin(client).await?;
+        transaction.batch_execute("SET LOCAL synchronous_commit TO OFF").await.map_err(database)?;
+        Ok(transaction)
+    }
+
     /// Starts a transaction on `client` at READ COMMITTED without setting the schema (the migrations create it).
     async fn begin_bare(client: &mut Conn) -> Result<Tx<'_>> {
-        let (unnamed, schema) = (client.unnamed, client.schema.clone());
+        let (unnamed, schema, counters) = (client.unnamed, client.schema.clone(), client.counters.clone());
+        counters.transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let transaction = client.client.transaction().await.map_err(database)?;
-        Ok(Tx { transaction, unnamed, schema })
+        Ok(Tx { transaction, unnamed, schema, counters })
     }
 
     /// Starts a read-only transaction on `client` that sees one snapshot throughout.
     pub(crate) async fn begin_read(client: &mut Conn) -> Result<Tx<'_>> {
-        let (unnamed, schema) = (client.unnamed, client.schema.clone());
+        let (unnamed, schema, counters) = (client.unnamed, client.schema.clone(), client.counters.clone());
+        counters.transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let transaction = client
             .client
             .build_transaction()
@@ -218,7 +263,7 @@ impl PostgresStore {
             .start()
             .await
             .map_err(database)?;
-        let transaction = Tx { transaction, unnamed, schema };
+        let transaction = Tx { transaction, unnamed, schema, counters };
         transaction.set_schema().await?;
         Ok(transaction)
     }
@@ -231,6 +276,7 @@ pub(crate) struct Conn {
     unnamed: bool,
     /// The schema to set per transaction (through a pooler in transaction mode only).
     schema: Option<String>,
+    counters: std::sync::Arc<Counters>,
 }
 
 /// A transaction on a pooled connection.
@@ -239,6 +285,7 @@ pub(crate) struct Tx<'a> {
     unnamed: bool,
     /// The schema this transaction sets (through a pooler in transaction mode only).
     schema: Option<String>,
+    counters: std::sync::Arc<Counters>,
 }
 
 impl Tx<'_> {
@@ -277,6 +324,8 @@ pub(crate) trait Db: Sync {
     /// The schema a statement of its own must set in a transaction of its own (a connection through a pooler in
     /// transaction mode, with a schema).
     fn own_transaction_schema(&self) -> Option<&str>;
+    /// Counts a statement (and, outside a transaction, the transaction it is).
+    fn count_statement(&self);
 }
 
 impl Db for Conn {
@@ -294,6 +343,10 @@ impl Db for Conn {
     fn own_transaction_schema(&self) -> Option<&str> {
         self.schema.as_deref()
     }
+    fn count_statement(&self) {
+        self.counters.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters.transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl<'a> Db for Tx<'a> {
@@ -310,6 +363,9 @@ impl<'a> Db for Tx<'a> {
     }
     fn own_transaction_schema(&self) -> Option<&str> {
         None
+    }
+    fn count_statement(&self) {
+        self.counters.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -354,6 +410,7 @@ pub(crate) async fn try_execute<D: Db>(
     sql: &str,
     params: Params<'_>,
 ) -> Result<std::result::Result<u64, tokio_postgres::Error>> {
+    db.count_statement();
     if db.unnamed() {
         let types = param_types(params)?;
         return Ok(unnamed(db, sql, params, types).await.map(|(_, changed)| changed));
@@ -366,6 +423,7 @@ pub(crate) async fn try_execute<D: Db>(
 
 /// Runs a query (prepared once per connection, or unnamed) and answers its rows.
 pub(crate) async fn query<D: Db>(db: &D, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+    db.count_statement();
     if db.unnamed() {
         return Ok(unnamed(db, sql, params, param_types(params)?).await.map_err(database)?.0);
     }
@@ -395,6 +453,7 @@ pub(crate) async fn query_each<D: Db>(
     params: Params<'_>,
     mut each: impl FnMut(Row) -> Result<()>,
 ) -> Result<()> {
+    db.count_statement();
     if db.unnamed() {
         return unnamed(db, sql, params, param_types(params)?)
             .await
@@ -449,7 +508,7 @@ async fn unnamed<D: Db>(
 }
 
 /// The PostgreSQL types of the parameters Sundial's statements use, in the order a parameter is tried against them.
-static PARAM_TYPES: [Type; 10] = [
+static PARAM_TYPES: [Type; 12] = [
     Type::INT8,
     Type::TEXT,
     Type::JSONB,
@@ -459,6 +518,8 @@ static PARAM_TYPES: [Type; 10] = [
     Type::INT2,
     Type::TEXT_ARRAY,
     Type::INT8_ARRAY,
+    Type::JSONB_ARRAY,
+    Type::BOOL_ARRAY,
     Type::BYTEA,
 ];
 

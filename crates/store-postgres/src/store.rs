@@ -6,40 +6,40 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sundial_core::policy::Overlap;
-use sundial_core::{CodeKind, Execution, ExecutionStatus, Job, JobEffect, JobStatus, JobVersion, JsonObject, Trigger};
+use sundial_core::{CodeKind, Execution, ExecutionStatus, Job, JobStatus, JobVersion, JsonObject, Trigger};
 use sundial_store::{
     Activation, Agent, ApiKey, Delivery, DeliveryOutcome, DueJob, ExecutionFinish, JobFilter, Message, MessageOrigin,
-    NodeLeases, OccurrenceRecord, Orphan, Result, StartOutcome, Started, Store, StoreError, StoreOverview, StoreStats,
+    NodeLeases, OccurrenceRecord, Orphan, Result, StartOutcome, Store, StoreError, StoreOverview, StoreStats,
     UserRecord,
 };
 use tokio_postgres::Row;
 
 use crate::{
     database, execute, get, get_json, get_opt_json, is_unique_violation, jsonb, millis, opt_millis, opt_text, opt_time,
-    query, query_one, query_opt, text, time, to_u32, try_execute, Db, PostgresStore, Tx,
+    query, query_one, query_opt, text, time, to_u32, try_execute, Db, PostgresStore,
 };
 
-const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
+pub(crate) const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
      active_version_id, anchor_at, next_run_at, last_run_at, consecutive_failures, missed_slots, created_at, updated_at, \
      authority";
 /// How many columns [`JOB_COLUMNS`] has: a row of a join reads the next table's columns from here.
-const JOB_WIDTH: usize = 19;
+pub(crate) const JOB_WIDTH: usize = 19;
 /// A stored key's columns, as `key_from_row` reads them.
 const KEY_SELECT: &str = "SELECT id, agent_id, user_id, admin, hash, created_at, scopes, expires_at FROM api_keys";
-const VERSION_COLUMNS: &str =
+pub(crate) const VERSION_COLUMNS: &str =
     "id, job_id, name, version, description, code, schedule, timeout_seconds, retry, metadata, created_at, kind";
-const EXECUTION_COLUMNS: &str = "id, agent_id, job_id, version_id, occurrence_id, status, trigger, scheduled_for, \
+pub(crate) const EXECUTION_COLUMNS: &str =
+    "id, agent_id, job_id, version_id, occurrence_id, status, trigger, scheduled_for, \
      due_at, started_at, completed_at, duration_ms, result, error, retry_count, logs, created_at";
 /// How many columns [`EXECUTION_COLUMNS`] has.
-const EXECUTION_WIDTH: usize = 17;
+pub(crate) const EXECUTION_WIDTH: usize = 17;
 
 /// Columns of a message with its delivery state (`m` is messages, `d` the left-joined deliveries).
 const MESSAGE_COLUMNS: &str =
     "m.seq, m.id, m.agent_id, m.user_id, m.content, m.execution_id, m.created_at, d.status, m.job_id, m.occurrence_id";
 const MESSAGE_FROM: &str = "messages m LEFT JOIN deliveries d ON d.message_id = m.id";
 
-fn job_from_row(row: &Row, at: usize) -> Result<Job> {
+pub(crate) fn job_from_row(row: &Row, at: usize) -> Result<Job> {
     let status: String = get(row, at + 7)?;
     Ok(Job {
         id: get(row, at)?,
@@ -68,7 +68,7 @@ fn job_from_row(row: &Row, at: usize) -> Result<Job> {
     })
 }
 
-fn version_from_row(row: &Row, at: usize) -> Result<JobVersion> {
+pub(crate) fn version_from_row(row: &Row, at: usize) -> Result<JobVersion> {
     Ok(JobVersion {
         id: get(row, at)?,
         job_id: get(row, at + 1)?,
@@ -85,7 +85,7 @@ fn version_from_row(row: &Row, at: usize) -> Result<JobVersion> {
     })
 }
 
-fn execution_from_row(row: &Row) -> Result<Execution> {
+pub(crate) fn execution_from_row(row: &Row) -> Result<Execution> {
     let status: String = get(row, 5)?;
     let trigger: String = get(row, 6)?;
     Ok(Execution {
@@ -256,17 +256,6 @@ async fn get_job(client: &impl Db, job_id: &str) -> Result<Option<Job>> {
     query_opt(client, &sql, &[&job_id]).await?.map(|row| job_from_row(&row, 0)).transpose()
 }
 
-/// Locks a job's row (deleted or not) for the rest of the transaction and answers it unless it is deleted. Taken
-/// before any execution row of the job, per the lock order.
-async fn lock_job(client: &impl Db, job_id: &str) -> Result<Option<Job>> {
-    let sql = format!("SELECT {JOB_COLUMNS}, deleted_at IS NULL FROM jobs WHERE id = $1 FOR UPDATE");
-    let Some(row) = query_opt(client, &sql, &[&job_id]).await? else { return Ok(None) };
-    if !get::<bool>(&row, JOB_WIDTH)? {
-        return Ok(None);
-    }
-    job_from_row(&row, 0).map(Some)
-}
-
 async fn get_version(client: &impl Db, version_id: &str) -> Result<Option<JobVersion>> {
     let sql = format!("SELECT {VERSION_COLUMNS} FROM job_versions WHERE id = $1");
     query_opt(client, &sql, &[&version_id]).await?.map(|row| version_from_row(&row, 0)).transpose()
@@ -320,167 +309,6 @@ async fn apply_activation(client: &impl Db, job_id: &str, change: &Activation, n
         cancel_pending(client, job_id, now).await?;
     }
     job_from_row(&row, 0).map(Some)
-}
-
-/// Marks an execution as not run (`skipped`, `cancelled`).
-async fn finish_without_run(client: &impl Db, id: &str, status: ExecutionStatus, now: i64) -> Result<StartOutcome> {
-    execute(
-        client,
-        "UPDATE executions SET status = $2, started_at = $3, completed_at = $3, lease_owner = NULL WHERE id = $1",
-        &[&id, &status.as_str(), &now],
-    )
-    .await?;
-    Ok(StartOutcome::NotRun(status))
-}
-
-/// The body of [`Store::execution_start`] inside its transaction.
-async fn start(
-    transaction: &Tx<'_>,
-    id: &str,
-    owner: &str,
-    lease_until: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<StartOutcome> {
-    let now_ms = millis(now);
-    let Some(row) = query_opt(transaction, "SELECT job_id FROM executions WHERE id = $1", &[&id]).await? else {
-        return Ok(StartOutcome::Gone);
-    };
-    let job_id: String = get(&row, 0)?;
-    // Lock order: the job first, then its execution. Two nodes starting executions of one job take turns, so the
-    // overlap policy sees every run that started before.
-    let job = lock_job(transaction, &job_id).await?;
-    let sql = format!("SELECT {EXECUTION_COLUMNS}, lease_owner FROM executions WHERE id = $1 FOR UPDATE");
-    let Some(row) = query_opt(transaction, &sql, &[&id]).await? else { return Ok(StartOutcome::Gone) };
-    let execution = execution_from_row(&row)?;
-    if execution.status != ExecutionStatus::Pending {
-        return Ok(StartOutcome::Gone);
-    }
-    let lease_owner: Option<String> = get(&row, EXECUTION_WIDTH)?;
-    if lease_owner.as_deref().is_some_and(|holder| holder != owner) {
-        return Ok(StartOutcome::Gone);
-    }
-    let Some(job) = job else { return finish_without_run(transaction, id, ExecutionStatus::Cancelled, now_ms).await };
-    let scheduled = execution.trigger != Trigger::Manual;
-    if scheduled && !job.active {
-        return finish_without_run(transaction, id, ExecutionStatus::Cancelled, now_ms).await;
-    }
-    let Some(version) = get_version(transaction, &execution.version_id).await? else {
-        return finish_without_run(transaction, id, ExecutionStatus::Cancelled, now_ms).await;
-    };
-    // The overlap policy is about the slots of recurring jobs.
-    if execution.trigger == Trigger::Schedule && version.schedule.is_recurring() {
-        let running: i64 = get(
-            &query_one(
-                transaction,
-                "SELECT COUNT(*) FROM executions WHERE job_id = $1 AND status = 'running'",
-                &[&job.id],
-            )
-            .await?,
-            0,
-        )?;
-        if running > 0 {
-            match job.policy.overlap {
-                Overlap::Allow => {}
-                Overlap::Skip => return finish_without_run(transaction, id, ExecutionStatus::Skipped, now_ms).await,
-                Overlap::QueueOne => {
-                    let waiting_before: i64 = get(
-                        &query_one(
-                            transaction,
-                            "SELECT COUNT(*) FROM executions WHERE job_id = $1 AND status = 'pending' \
-                             AND trigger = 'schedule' AND id <> $2 AND due_at <= $3",
-                            &[&job.id, &id, &millis(execution.due_at)],
-                        )
-                        .await?,
-                        0,
-                    )?;
-                    if waiting_before > 0 {
-                        return finish_without_run(transaction, id, ExecutionStatus::Skipped, now_ms).await;
-                    }
-                    return Ok(StartOutcome::Busy);
-                }
-            }
-        }
-    }
-    execute(
-        transaction,
-        "UPDATE executions SET status = 'running', started_at = $2, lease_owner = $3, lease_until = $4 WHERE id = $1",
-        &[&id, &now_ms, &owner, &millis(lease_until)],
-    )
-    .await?;
-    execute(transaction, "UPDATE jobs SET last_run_at = $2 WHERE id = $1", &[&job.id, &now_ms]).await?;
-    let mut execution = execution;
-    execution.status = ExecutionStatus::Running;
-    execution.started_at = Some(now);
-    let mut job = job;
-    job.last_run_at = Some(now);
-    Ok(StartOutcome::Started(Box::new(Started { execution, job, version: std::sync::Arc::new(version) })))
-}
-
-/// The body of [`Store::execution_finish`] inside its transaction.
-async fn finish(transaction: &Tx<'_>, finish: &ExecutionFinish) -> Result<bool> {
-    let Some(row) = query_opt(transaction, "SELECT job_id FROM executions WHERE id = $1", &[&finish.id]).await? else {
-        return Ok(false);
-    };
-    let job_id: String = get(&row, 0)?;
-    // Lock order: the job first, then its execution.
-    let job = lock_job(transaction, &job_id).await?;
-    let completed_at = millis(finish.completed_at);
-    let updated = query_opt(
-        transaction,
-        "UPDATE executions SET status = $2, result = $3, error = $4, logs = $5, completed_at = $6, \
-         duration_ms = $7, lease_owner = NULL, lease_until = NULL \
-         WHERE id = $1 AND status = 'running' AND ($8::TEXT IS NULL OR lease_owner = $8) RETURNING job_id",
-        &[
-            &finish.id,
-            &finish.status.as_str(),
-            &finish.result.as_ref().map(jsonb),
-            &opt_text(finish.error.as_deref()),
-            &jsonb(&finish.logs),
-            &completed_at,
-            &finish.duration_ms,
-            &finish.lease_owner,
-        ],
-    )
-    .await?;
-    if updated.is_none() {
-        return Ok(false);
-    }
-    if let Some(retry) = &finish.retry {
-        if job.as_ref().is_some_and(|job| job.active || retry.trigger == Trigger::Manual) {
-            insert_execution(transaction, retry).await?;
-        }
-    }
-    if job.is_some() {
-        let statement = match finish.job_effect {
-            JobEffect::None => None,
-            JobEffect::ResetFailures => {
-                Some("UPDATE jobs SET consecutive_failures = 0 WHERE id = $1 AND consecutive_failures <> 0")
-            }
-            JobEffect::CountFailure => {
-                Some("UPDATE jobs SET consecutive_failures = consecutive_failures + 1 WHERE id = $1")
-            }
-            JobEffect::AutoPause => Some(
-                "UPDATE jobs SET consecutive_failures = consecutive_failures + 1, active = FALSE, \
-                 status = 'failed', next_run_at = NULL, updated_at = $2 WHERE id = $1",
-            ),
-            JobEffect::CompleteOnce => Some(
-                "UPDATE jobs SET active = FALSE, status = 'completed', next_run_at = NULL, updated_at = $2 \
-                 WHERE id = $1 AND active",
-            ),
-            JobEffect::FailOnce => Some(
-                "UPDATE jobs SET active = FALSE, status = 'failed', next_run_at = NULL, \
-                 consecutive_failures = consecutive_failures + 1, updated_at = $2 WHERE id = $1 AND active",
-            ),
-        };
-        if let Some(statement) = statement {
-            if statement.contains("$2") {
-                execute(transaction, statement, &[&job_id, &completed_at]).await?;
-            } else {
-                execute(transaction, statement, &[&job_id]).await?;
-            }
-        }
-    }
-    Ok(true)
 }
 
 #[async_trait]
@@ -837,12 +665,7 @@ impl Store for PostgresStore {
     async fn jobs_insert_batch(&self, jobs: std::sync::Arc<Vec<(Job, Option<JobVersion>)>>) -> Result<()> {
         let mut client = self.client().await?;
         let transaction = PostgresStore::begin(&mut client).await?;
-        for (job, version) in jobs.iter() {
-            insert_job(&transaction, job).await?;
-            if let Some(version) = version {
-                insert_version(&transaction, version).await?;
-            }
-        }
+        crate::batch::insert_jobs(&transaction, &jobs).await?;
         transaction.commit().await.map_err(database)
     }
 
@@ -1037,48 +860,12 @@ impl Store for PostgresStore {
     }
 
     async fn occurrences_record(&self, records: &[OccurrenceRecord], now: DateTime<Utc>) -> Result<usize> {
-        let now = millis(now);
-        // Jobs are locked in id order (the sort is stable, so records of one job keep their order): two schedulers
-        // recording overlapping batches wait for each other instead of deadlocking.
-        let mut ordered: Vec<&OccurrenceRecord> = records.iter().collect();
-        ordered.sort_by(|a, b| a.job_id.cmp(&b.job_id));
-        let mut client = self.client().await?;
-        let transaction = PostgresStore::begin(&mut client).await?;
-        let mut applied = 0;
-        for record in ordered {
-            // Compare-and-set: a node that waited for another's lock re-reads the row and matches nothing when the
-            // job moved on.
-            let advanced = execute(
-                &transaction,
-                "UPDATE jobs SET next_run_at = $3, missed_slots = missed_slots + $4, updated_at = $5 \
-                 WHERE id = $1 AND next_run_at = $2 AND active AND deleted_at IS NULL",
-                &[
-                    &record.job_id,
-                    &millis(record.expected_next_run_at),
-                    &opt_millis(record.next_run_at),
-                    &(record.missed.min(i64::MAX as u64) as i64),
-                    &now,
-                ],
-            )
-            .await?;
-            if advanced == 0 {
-                continue;
-            }
-            for slot in &record.slots {
-                let Some(scheduled_for) = slot.scheduled_for else { continue };
-                let inserted = execute(
-                    &transaction,
-                    "INSERT INTO occurrences (id, job_id, scheduled_for, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (job_id, scheduled_for) DO NOTHING",
-                    &[&slot.occurrence_id, &slot.job_id, &millis(scheduled_for), &now],
-                )
-                .await?;
-                if inserted > 0 {
-                    insert_execution(&transaction, slot).await?;
-                }
-            }
-            applied += 1;
+        if records.is_empty() {
+            return Ok(0);
         }
+        let mut client = self.client().await?;
+        let transaction = PostgresStore::begin_bookkeeping(&mut client).await?;
+        let applied = crate::batch::record(&transaction, records, now).await?;
         transaction.commit().await.map_err(database)?;
         Ok(applied)
     }
@@ -1096,21 +883,10 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Execution>> {
-        let client = self.client().await?;
-        // SKIP LOCKED: rows another node is claiming right now are left to it, and this statement never waits.
-        let rows = query(
-            &client,
-            &format!(
-                "UPDATE executions SET lease_owner = $2, lease_until = $3 WHERE id IN ( \
-                   SELECT id FROM executions WHERE status = 'pending' AND due_at <= $1 \
-                   AND (lease_owner IS NULL OR lease_until < $4) ORDER BY due_at LIMIT $5 FOR UPDATE SKIP LOCKED) \
-                 RETURNING {EXECUTION_COLUMNS}"
-            ),
-            &[&millis(horizon), &owner, &millis(lease_until), &millis(now), &(limit.min(i64::MAX as usize) as i64)],
-        )
-        .await?;
-        let mut claimed = rows_to(&rows, execution_from_row)?;
-        claimed.sort_by_key(|execution| execution.due_at);
+        let mut client = self.client().await?;
+        let transaction = PostgresStore::begin_bookkeeping(&mut client).await?;
+        let claimed = crate::batch::claim(&transaction, horizon, owner, lease_until, now, limit).await?;
+        transaction.commit().await.map_err(database)?;
         Ok(claimed)
     }
 
@@ -1121,11 +897,8 @@ impl Store for PostgresStore {
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<StartOutcome> {
-        let mut client = self.client().await?;
-        let transaction = PostgresStore::begin(&mut client).await?;
-        let outcome = start(&transaction, id, owner, lease_until, now).await?;
-        transaction.commit().await.map_err(database)?;
-        Ok(outcome)
+        let mut outcomes = self.executions_start(&[(id.to_owned(), now)], owner, lease_until).await?;
+        Ok(outcomes.pop().unwrap_or(StartOutcome::Gone))
     }
 
     async fn executions_start(
@@ -1134,31 +907,28 @@ impl Store for PostgresStore {
         owner: &str,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<StartOutcome>> {
-        let mut client = self.client().await?;
-        let transaction = PostgresStore::begin(&mut client).await?;
-        let mut outcomes = Vec::with_capacity(starts.len());
-        for (id, now) in starts {
-            outcomes.push(start(&transaction, id, owner, lease_until, *now).await?);
+        if starts.is_empty() {
+            return Ok(Vec::new());
         }
+        let mut client = self.client().await?;
+        let transaction = PostgresStore::begin_bookkeeping(&mut client).await?;
+        let outcomes = crate::batch::start(&transaction, &self.versions, starts, owner, lease_until).await?;
         transaction.commit().await.map_err(database)?;
         Ok(outcomes)
     }
 
     async fn execution_finish(&self, execution_finish: &ExecutionFinish) -> Result<bool> {
-        let mut client = self.client().await?;
-        let transaction = PostgresStore::begin(&mut client).await?;
-        let finished = finish(&transaction, execution_finish).await?;
-        transaction.commit().await.map_err(database)?;
-        Ok(finished)
+        let recorded = self.executions_finish(std::slice::from_ref(execution_finish)).await?;
+        Ok(recorded.first().copied().unwrap_or(false))
     }
 
     async fn executions_finish(&self, finishes: &[ExecutionFinish]) -> Result<Vec<bool>> {
-        let mut client = self.client().await?;
-        let transaction = PostgresStore::begin(&mut client).await?;
-        let mut recorded = Vec::with_capacity(finishes.len());
-        for execution_finish in finishes {
-            recorded.push(finish(&transaction, execution_finish).await?);
+        if finishes.is_empty() {
+            return Ok(Vec::new());
         }
+        let mut client = self.client().await?;
+        let transaction = PostgresStore::begin_bookkeeping(&mut client).await?;
+        let recorded = crate::batch::finish(&transaction, finishes).await?;
         transaction.commit().await.map_err(database)?;
         Ok(recorded)
     }
@@ -1316,7 +1086,9 @@ impl Store for PostgresStore {
         let row = query_one(
             &client,
             "SELECT (SELECT COUNT(*) FROM jobs WHERE active AND deleted_at IS NULL), \
-                    (SELECT COUNT(*) FROM executions WHERE status = 'pending' AND due_at <= $1)",
+                    (SELECT COUNT(*) FROM executions WHERE status = 'pending' AND lease_owner IS NULL AND due_at <= $1) \
+                    + (SELECT COUNT(*) FROM executions WHERE status = 'pending' AND lease_owner IS NOT NULL \
+                      AND due_at <= $1)",
             &[&millis(now)],
         )
         .await?;

@@ -59,6 +59,19 @@ pub struct BenchArgs {
     /// Keep the data directory and log of a server the bench started when its run failed.
     #[arg(long)]
     keep_failed: bool,
+    /// Run the servers the bench starts on this PostgreSQL database (`postgres://user@host:5432/db`), each run in a
+    /// fresh schema dropped afterwards; the JSON line then says what PostgreSQL did per execution (transactions,
+    /// tuples read and written, WAL bytes, the CPU of its processes on this machine).
+    #[arg(long)]
+    database: Option<String>,
+    /// Nodes the bench starts on --database (every node records, claims and runs; jobs are created and read back
+    /// through the first).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// With --database: load this many recurring jobs due in a day, and as many finished executions of other jobs,
+    /// into the run's schema before the workload (what a database holds after long use).
+    #[arg(long, default_value_t = 0)]
+    backlog: i64,
 }
 
 /// One of the workloads.
@@ -116,6 +129,8 @@ pub struct Run<'a> {
     config: Map<String, Value>,
     /// When the run must be over.
     deadline: Instant,
+    /// What PostgreSQL counts of the run's schema (runs on --database).
+    database: Option<sundial_store_postgres::observe::Observer>,
 }
 
 impl BenchArgs {
@@ -156,6 +171,54 @@ impl Run<'_> {
     fn time_left(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
+
+    /// What PostgreSQL counted so far, and the CPU seconds of its processes (runs on --database).
+    async fn database_snapshot(&self) -> Option<(sundial_store_postgres::observe::DatabaseCounters, f64)> {
+        let observer = self.database.as_ref()?;
+        match observer.counters().await {
+            Ok(counters) => Some((counters, server::postgres_cpu_seconds())),
+            Err(error) => {
+                progress(format_args!("cannot read the database's counters: {error}"));
+                None
+            }
+        }
+    }
+
+    /// Waits until PostgreSQL has published what its sessions did (at most a second after they did it), then
+    /// answers [`Run::database_snapshot`].
+    async fn database_settled(&self) -> Option<(sundial_store_postgres::observe::DatabaseCounters, f64)> {
+        self.database.as_ref()?;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        self.database_snapshot().await
+    }
+
+    /// Reports what PostgreSQL did per execution between two snapshots: transactions committed (in the whole
+    /// database), tuples read, index scans and tuples written in the run's schema, WAL bytes and the CPU of its
+    /// processes.
+    fn put_database(
+        &mut self,
+        executions: usize,
+        before: Option<(sundial_store_postgres::observe::DatabaseCounters, f64)>,
+        after: Option<(sundial_store_postgres::observe::DatabaseCounters, f64)>,
+    ) {
+        let (Some((before, cpu_before)), Some((after, cpu_after))) = (before, after) else { return };
+        let done = after.since(&before);
+        let per = |value: f64| (value / executions.max(1) as f64 * 100.0).round() / 100.0;
+        self.put(
+            "database_per_execution",
+            json!({
+                "commits": per(done.commits as f64),
+                "tuples_read": per(done.tuples_read as f64),
+                "index_scans": per(done.index_scans as f64),
+                "tuples_inserted": per(done.tuples_inserted as f64),
+                "tuples_updated": per(done.tuples_updated as f64),
+                "hot_updates": per(done.tuples_hot_updated as f64),
+                "tuples_deleted": per(done.tuples_deleted as f64),
+                "wal_bytes": per(done.wal_bytes).round(),
+                "cpu_us": (per((cpu_after - cpu_before) * 1e6)).round(),
+            }),
+        );
+    }
 }
 
 fn progress(message: impl std::fmt::Display) {
@@ -177,6 +240,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.server.is_some() && args.key.is_none() {
         bail!("--server needs --key (an admin key, or the key of --agent)");
     }
+    if args.nodes == 0 || (args.nodes > 1 && args.database.is_none()) {
+        bail!("nodes: more than one node needs --database (several nodes share a PostgreSQL database)");
+    }
+    if args.database.is_some() && args.server.is_some() {
+        bail!("--database starts servers of the bench's own: leave out --server");
+    }
+    if args.backlog < 0 || (args.backlog > 0 && args.database.is_none()) {
+        bail!("backlog: a number of jobs and executions to load into --database");
+    }
     let mut failed = false;
     for workload in workloads {
         for run in 1..=args.runs {
@@ -197,13 +269,24 @@ async fn run_once(args: &BenchArgs, workload: Workload, run: u32) -> Value {
     let client_cpu_start = server::own_cpu_seconds();
     let client_rss_start = server::rss_mb(std::process::id());
     let tag = sundial_store::new_id("r").trim_start_matches("r_").chars().skip(12).collect::<String>();
+    let database =
+        args.database.as_ref().map(|url| server::Database { url: url.clone(), schema: format!("bench_{tag}") });
+    let observer = match &database {
+        Some(database) => match sundial_store_postgres::observe::Observer::new(&database.url, &database.schema) {
+            Ok(observer) => Some(observer),
+            Err(error) => return failed_line(workload, run, format!("cannot reach --database: {error}")),
+        },
+        None => None,
+    };
     let target = match &args.server {
         Some(url) => Ok(Target::External {
             base_url: url.clone(),
             key: args.key.clone().unwrap_or_default(),
             pid: args.server_pid,
         }),
-        None => OwnedServer::start(args.workers).await.map(|server| Target::Owned(Box::new(server))),
+        None => OwnedServer::start(args.workers, database.as_ref(), args.nodes)
+            .await
+            .map(|server| Target::Owned(Box::new(server))),
     };
     let mut error: Option<String> = None;
     let mut timed_out = false;
@@ -213,6 +296,14 @@ async fn run_once(args: &BenchArgs, workload: Workload, run: u32) -> Value {
     match target {
         Err(start_error) => error = Some(format!("{start_error:#}")),
         Ok(mut target) => {
+            if let (Some(observer), true) = (&observer, args.backlog > 0) {
+                progress(format_args!("loading a backlog of {} jobs and {0} finished executions", args.backlog));
+                let loaded = Instant::now();
+                if let Err(load_error) = observer.load_backlog("default", args.backlog, args.backlog).await {
+                    error = Some(format!("cannot load the backlog: {load_error}"));
+                }
+                report.insert("backlog_load_s".into(), json!(round3(loaded.elapsed().as_secs_f64())));
+            }
             let cpu_start = target.cpu_seconds();
             server_rss.0 = target.rss_mb();
             let mut context = Run {
@@ -223,8 +314,15 @@ async fn run_once(args: &BenchArgs, workload: Workload, run: u32) -> Value {
                 report: Map::new(),
                 config: Map::new(),
                 deadline: began + limit,
+                database: observer,
             };
-            match tokio::time::timeout(limit.saturating_sub(began.elapsed()), workloads::run(&mut context)).await {
+            let running = async {
+                if error.is_some() {
+                    return Ok(());
+                }
+                workloads::run(&mut context).await
+            };
+            match tokio::time::timeout(limit.saturating_sub(began.elapsed()), running).await {
                 Ok(Ok(())) => {}
                 Ok(Err(run_error)) => error = Some(format!("{run_error:#}")),
                 Err(_) => {
@@ -232,8 +330,9 @@ async fn run_once(args: &BenchArgs, workload: Workload, run: u32) -> Value {
                     error = Some(format!("the run passed its hard limit of {} s", limit.as_secs()));
                 }
             }
-            report = std::mem::take(&mut context.report);
+            report.extend(std::mem::take(&mut context.report));
             config = std::mem::take(&mut context.config);
+            let observer = context.database.take();
             server_rss.1 = target.rss_mb();
             server_cpu = match (cpu_start, target.cpu_seconds()) {
                 (Some(start), Some(end)) => Some(end - start),
@@ -243,6 +342,11 @@ async fn run_once(args: &BenchArgs, workload: Workload, run: u32) -> Value {
                 let keep = args.keep_failed && error.is_some();
                 if let Err(stop_error) = (*server).shut_down(keep).await {
                     progress(format_args!("cannot stop the server: {stop_error:#}"));
+                }
+            }
+            if let (Some(observer), false) = (observer, args.keep_failed && error.is_some()) {
+                if let Err(drop_error) = observer.drop_schema().await {
+                    progress(format_args!("cannot drop the run's schema: {drop_error}"));
                 }
             }
         }
@@ -266,8 +370,18 @@ async fn run_once(args: &BenchArgs, workload: Workload, run: u32) -> Value {
     full_config.insert("create_requests_in_flight".into(), json!(args.concurrency));
     full_config.insert(
         "server".into(),
-        json!(if args.server.is_some() { "external" } else { "own per run (fresh data dir, engine defaults)" }),
+        json!(match (&args.server, &args.database) {
+            (Some(_), _) => "external".to_owned(),
+            (None, None) => "own per run (fresh data dir, engine defaults)".to_owned(),
+            (None, Some(_)) =>
+                format!("{} own node(s) per run on PostgreSQL (a fresh schema, engine defaults)", args.nodes),
+        }),
     );
+    if args.database.is_some() {
+        full_config.insert("store".into(), json!("postgresql"));
+        full_config.insert("nodes".into(), json!(args.nodes));
+        full_config.insert("backlog".into(), json!(args.backlog));
+    }
     full_config.insert("agent".into(), json!(args.agent.clone().unwrap_or_else(|| "fresh per run".into())));
     full_config.insert("code".into(), json!(workloads::CODE));
     full_config.extend(config);
@@ -285,6 +399,12 @@ async fn run_once(args: &BenchArgs, workload: Workload, run: u32) -> Value {
     line.insert("error".into(), json!(error));
     line.insert("wall_s".into(), json!(round3(began.elapsed().as_secs_f64())));
     Value::Object(line)
+}
+
+/// The line of a run that could not start.
+fn failed_line(workload: Workload, run: u32, error: String) -> Value {
+    progress(format_args!("{} run {run} failed: {error}", workload.name()));
+    json!({"peer": "sundial", "workload": workload.name(), "run": run, "error": error})
 }
 
 fn round1(value: f64) -> f64 {

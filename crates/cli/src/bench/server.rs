@@ -18,6 +18,15 @@ const STARTUP_LIMIT: Duration = Duration::from_secs(120);
 /// How long a stopped server may take to exit after SIGTERM before it is killed.
 const STOP_LIMIT: Duration = Duration::from_secs(20);
 
+/// The PostgreSQL database and schema the bench's servers run on.
+#[derive(Clone, Debug)]
+pub struct Database {
+    /// `postgres://…`
+    pub url: String,
+    /// A schema of the run's own.
+    pub schema: String,
+}
+
 /// The server a run talks to.
 pub enum Target {
     /// Started by the bench for this run.
@@ -68,21 +77,33 @@ impl Target {
         }
     }
 
-    /// CPU seconds used so far by the server and its sandbox workers (for an owned server, over all its restarts).
+    /// CPU seconds used so far by the server and its sandbox workers (for an owned server, over all its restarts,
+    /// and with every node it started).
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let earlier = match self {
-            Target::Owned(server) => server.earlier_cpu_seconds,
-            Target::External { .. } => 0.0,
+        let (earlier, peers) = match self {
+            Target::Owned(server) => (
+                server.earlier_cpu_seconds,
+                server.peers.iter().filter_map(|peer| peer.pid.and_then(tree_cpu_seconds)).sum::<f64>(),
+            ),
+            Target::External { .. } => (0.0, 0.0),
         };
         match self.pid() {
-            Some(pid) => tree_cpu_seconds(pid).map(|now| earlier + now),
-            None => matches!(self, Target::Owned(_)).then_some(earlier),
+            Some(pid) => tree_cpu_seconds(pid).map(|now| earlier + now + peers),
+            None => matches!(self, Target::Owned(_)).then_some(earlier + peers),
         }
     }
 
-    /// CPU seconds used so far by the server's parts (for an owned server, since its last start).
+    /// CPU seconds used so far by the server's parts (for an owned server, since its last start, over its nodes).
     pub fn cpu_parts(&self) -> Option<CpuParts> {
-        self.pid().and_then(cpu_parts)
+        let mut parts = self.pid().and_then(cpu_parts)?;
+        if let Target::Owned(server) = self {
+            for peer in server.peers.iter().filter_map(|peer| peer.pid.and_then(cpu_parts)) {
+                parts.store += peer.store;
+                parts.runtime += peer.runtime;
+                parts.workers += peer.workers;
+            }
+        }
+        Some(parts)
     }
 
     /// Resident set size of the server process in MB.
@@ -115,11 +136,31 @@ pub struct OwnedServer {
     pid: Option<u32>,
     base_url: String,
     earlier_cpu_seconds: f64,
+    /// The PostgreSQL database it runs on (the embedded SQLite file without it).
+    database: Option<Database>,
+    /// The other nodes on the same database.
+    peers: Vec<OwnedServer>,
 }
 
 impl OwnedServer {
-    /// Starts `sundial serve` (this executable) on a fresh temporary data directory with a random admin key.
-    pub async fn start(workers: usize) -> anyhow::Result<OwnedServer> {
+    /// Starts `sundial serve` (this executable) on a fresh temporary data directory with a random admin key — on
+    /// `database` when given, with `nodes - 1` more nodes on it.
+    pub async fn start(workers: usize, database: Option<&Database>, nodes: usize) -> anyhow::Result<OwnedServer> {
+        let key = sundial_store::new_id("sk_bench");
+        let mut server = OwnedServer::start_one(workers, database, &key).await?;
+        for _ in 1..nodes {
+            match OwnedServer::start_one(workers, database, &key).await {
+                Ok(peer) => server.peers.push(peer),
+                Err(error) => {
+                    let _ = server.shut_down(false).await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    async fn start_one(workers: usize, database: Option<&Database>, key: &str) -> anyhow::Result<OwnedServer> {
         let executable = std::env::current_exe().context("cannot find the sundial executable")?;
         let root = std::env::temp_dir().join(format!("sundial-bench-{}", sundial_store::new_id("run")));
         let data_dir = root.join("data");
@@ -129,12 +170,14 @@ impl OwnedServer {
             executable,
             root,
             data_dir,
-            key: sundial_store::new_id("sk_bench"),
+            key: key.to_owned(),
             workers,
             child: None,
             pid: None,
             base_url: String::new(),
             earlier_cpu_seconds: 0.0,
+            database: database.cloned(),
+            peers: Vec::new(),
         };
         if let Err(error) = server.spawn().await {
             server.remove_files(false);
@@ -166,6 +209,9 @@ impl OwnedServer {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--workers", &self.workers.to_string()])
+            .args(self.database.iter().flat_map(|database| {
+                ["--database", &database.url, "--database-schema", &database.schema].map(str::to_owned)
+            }))
             .env("SUNDIAL_API_KEY", &self.key)
             .env_remove("SUNDIAL_CONFIG")
             .env_remove("SUNDIAL_DATA_DIR")
@@ -263,8 +309,13 @@ impl OwnedServer {
             .sum()
     }
 
-    /// Stops the server and removes its directory (kept, with its log, when `keep` is set).
+    /// Stops the server (and its peers) and removes its directory (kept, with its log, when `keep` is set).
     pub async fn shut_down(mut self, keep: bool) -> anyhow::Result<()> {
+        for peer in std::mem::take(&mut self.peers) {
+            if let Err(error) = Box::pin(peer.shut_down(keep)).await {
+                eprintln!("bench: cannot stop a node: {error:#}");
+            }
+        }
         let stopped = self.stop().await;
         self.remove_files(keep);
         stopped.map(|_| ())
@@ -376,6 +427,21 @@ pub fn rss_mb(pid: u32) -> Option<f64> {
 /// CPU seconds this process (the bench) has used, without the servers it started and reaped.
 pub fn own_cpu_seconds() -> Option<f64> {
     process_cpu_seconds("self", false)
+}
+
+/// CPU seconds used so far by the PostgreSQL processes on this machine (every process named `postgres…`, with the
+/// backends that exited, which the postmaster reaped).
+pub fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
+        .filter(|pid| pid.bytes().all(|byte| byte.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|name| name.starts_with("postgres"))
+        })
+        .filter_map(|pid| process_cpu_seconds(&pid, true))
+        .sum()
 }
 
 /// The 1, 5 and 15 minute load averages.

@@ -221,6 +221,7 @@ async fn burst(run: &mut Run<'_>) -> anyhow::Result<()> {
     let prefix = format!("w1-{}", run.tag);
     let jobs = (0..N).map(|index| once_job(&prefix, index, due)).collect();
     let before = run.target.cpu_parts();
+    let database_before = run.database_snapshot().await;
     let (ids, schedule_ms) = create(run, &api, jobs).await?;
     let created = now_ms();
     let after_create = run.target.cpu_parts();
@@ -229,10 +230,21 @@ async fn burst(run: &mut Run<'_>) -> anyhow::Result<()> {
     let index = index_of(&ids);
     let deadline = due + GRACE_MS;
     sleep_until_ms(due).await;
+    let (pg_at_due, server_at_due) = (super::server::postgres_cpu_seconds(), run.target.cpu_seconds());
     wait_for_outcomes(&api, baseline, N, deadline).await;
+    if run.database.is_some() {
+        let pg = super::server::postgres_cpu_seconds() - pg_at_due;
+        let server = run.target.cpu_seconds().zip(server_at_due).map(|(now, then)| now - then);
+        run.put(
+            "cpu_us_per_execution_after_due",
+            json!({"database": round1(pg * 1e6 / N as f64), "server": server.map(|s| round1(s * 1e6 / N as f64))}),
+        );
+    }
     if let (Some(before), Some(after_create), Some(recorded)) = (before, after_create, run.target.cpu_parts()) {
         put_cpu_per_execution(run, N, &after_create.since(&before), &recorded.since(&after_create));
     }
+    let database_after = run.database_settled().await;
+    run.put_database(N, database_before, database_after);
     let (executions, timed_out) = wait_for_runs(&api, None, &index, due, deadline).await?;
     let account = account_once(&vec![due as f64; N], &starts_of(&executions, &index), deadline as f64);
     let firsts: Vec<f64> = account.first_start_ms.iter().flatten().copied().collect();
@@ -300,6 +312,7 @@ async fn spread(run: &mut Run<'_>, crash: bool) -> anyhow::Result<()> {
     let last_due = due.last().copied().unwrap_or(first_due);
     let prefix = format!("{label}-{}", run.tag);
     let jobs = due.iter().enumerate().map(|(index, due)| once_job(&prefix, index, *due)).collect();
+    let database_before = run.database_snapshot().await;
     let (ids, schedule_ms) = create(run, &api, jobs).await?;
     let created = now_ms();
     run.put("schedule_ms", schedule_ms);
@@ -324,6 +337,13 @@ async fn spread(run: &mut Run<'_>, crash: bool) -> anyhow::Result<()> {
         run.put("killed_at_ms", killed - first_due);
         run.put("restart_ready_ms", round1(ready.as_secs_f64() * 1000.0));
         run.put("down_ms", now_ms() - killed);
+    }
+    if let (Some(baseline), false) = (baseline, crash) {
+        // What the database did for the runs, before the executions are read back.
+        sleep_until_ms(last_due).await;
+        wait_for_outcomes(&api, baseline, N, deadline).await;
+        let database_after = run.database_settled().await;
+        run.put_database(N, database_before, database_after);
     }
     let (executions, timed_out) = wait_for_runs(&api, baseline, &index, last_due, deadline).await?;
     let due_ms: Vec<f64> = due.iter().map(|due| *due as f64).collect();

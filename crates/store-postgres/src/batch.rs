@@ -1,0 +1,683 @@
+//! The scheduler's hot path on PostgreSQL, set-based: recording a batch of slots, claiming, starting and finishing
+//! executions each take a fixed number of statements whatever the size of the batch — the rows go as arrays bound to
+//! `unnest` — so the database's work per execution is the rows themselves, not round trips, plans and commits.
+//!
+//! What each reads is bounded by the batch, never by what the database holds: claims read the partial index of
+//! unclaimed pending executions (and that of expired claims), which hold only executions waiting to run; every other
+//! statement finds its rows by primary key. The lock order of the crate holds throughout: a batch locks its jobs in
+//! id order, then its executions in id order.
+//!
+//! These are the scheduler's own bookkeeping, committed without waiting for the disk (`synchronous_commit = off`),
+//! as the SQLite store commits them: a crash of the database's machine may lose the last fraction of a second of
+//! them, which the scheduler recovers from — a lost slot record is recorded again (the lost commit did not advance
+//! its job either), a lost start leaves a claim that runs again, a lost outcome leaves a running execution that is
+//! abandoned and retried per its policy. What a client is told is stored (jobs, messages) commits synchronously, and
+//! with it everything before it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sundial_core::policy::Overlap;
+use sundial_core::{Execution, ExecutionStatus, Job, JobEffect, JobVersion, Trigger};
+use sundial_store::{ExecutionFinish, OccurrenceRecord, Result, StartOutcome, Started};
+use tokio_postgres::types::{Json, ToSql};
+
+use crate::store::{
+    execution_from_row, job_from_row, version_from_row, EXECUTION_COLUMNS, EXECUTION_WIDTH, JOB_COLUMNS, JOB_WIDTH,
+    VERSION_COLUMNS,
+};
+use crate::{get, jsonb, millis, opt_millis, query, query_one, text, Tx};
+
+/// The columns of `executions` an insert from arrays fills, in [`ExecutionArrays`] order.
+const INSERTED_COLUMNS: &str = "id, agent_id, job_id, version_id, occurrence_id, status, trigger, scheduled_for, \
+     due_at, started_at, completed_at, duration_ms, result, error, retry_count, logs, created_at";
+
+/// Executions as parallel arrays, one per column, for `unnest`.
+#[derive(Default)]
+pub(crate) struct ExecutionArrays {
+    id: Vec<String>,
+    agent_id: Vec<String>,
+    job_id: Vec<String>,
+    version_id: Vec<String>,
+    occurrence_id: Vec<String>,
+    status: Vec<&'static str>,
+    trigger: Vec<&'static str>,
+    scheduled_for: Vec<Option<i64>>,
+    due_at: Vec<i64>,
+    started_at: Vec<Option<i64>>,
+    completed_at: Vec<Option<i64>>,
+    duration_ms: Vec<Option<i64>>,
+    result: Vec<Option<Json<Value>>>,
+    error: Vec<Option<String>>,
+    retry_count: Vec<i64>,
+    logs: Vec<Json<Value>>,
+    created_at: Vec<i64>,
+}
+
+impl ExecutionArrays {
+    fn push(&mut self, execution: &Execution) {
+        self.id.push(execution.id.clone());
+        self.agent_id.push(execution.agent_id.clone());
+        self.job_id.push(execution.job_id.clone());
+        self.version_id.push(execution.version_id.clone());
+        self.occurrence_id.push(execution.occurrence_id.clone());
+        self.status.push(execution.status.as_str());
+        self.trigger.push(execution.trigger.as_str());
+        self.scheduled_for.push(opt_millis(execution.scheduled_for));
+        self.due_at.push(millis(execution.due_at));
+        self.started_at.push(opt_millis(execution.started_at));
+        self.completed_at.push(opt_millis(execution.completed_at));
+        self.duration_ms.push(execution.duration_ms);
+        self.result.push(execution.result.as_ref().map(jsonb));
+        self.error.push(execution.error.as_deref().map(|error| text(error).into_owned()));
+        self.retry_count.push(i64::from(execution.retry_count));
+        self.logs.push(jsonb(&execution.logs));
+        self.created_at.push(millis(execution.created_at));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.id.is_empty()
+    }
+
+    /// The arrays as parameters, in [`INSERTED_COLUMNS`] order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 17] {
+        [
+            &self.id,
+            &self.agent_id,
+            &self.job_id,
+            &self.version_id,
+            &self.occurrence_id,
+            &self.status,
+            &self.trigger,
+            &self.scheduled_for,
+            &self.due_at,
+            &self.started_at,
+            &self.completed_at,
+            &self.duration_ms,
+            &self.result,
+            &self.error,
+            &self.retry_count,
+            &self.logs,
+            &self.created_at,
+        ]
+    }
+}
+
+/// `unnest` of the arrays of [`ExecutionArrays`] bound from parameter `$first` on, named as the columns.
+fn unnest_executions(first: usize) -> String {
+    let types = [
+        "text", "text", "text", "text", "text", "text", "text", "bigint", "bigint", "bigint", "bigint", "bigint",
+        "jsonb", "text", "bigint", "jsonb", "bigint",
+    ];
+    let arrays: Vec<String> =
+        types.iter().enumerate().map(|(index, kind)| format!("${}::{kind}[]", first + index)).collect();
+    format!("unnest({}) AS e({INSERTED_COLUMNS})", arrays.join(", "))
+}
+
+/// Inserts executions in one statement.
+pub(crate) async fn insert_executions(transaction: &Tx<'_>, executions: &ExecutionArrays) -> Result<()> {
+    if executions.is_empty() {
+        return Ok(());
+    }
+    let sql = format!("INSERT INTO executions ({INSERTED_COLUMNS}) SELECT * FROM {}", unnest_executions(1));
+    crate::execute(transaction, &sql, &executions.params()).await?;
+    Ok(())
+}
+
+/// Records a batch of slots in one statement: each job is advanced by compare-and-set on the `next_run_at` the
+/// scheduler read (jobs locked in id order first), and only for the jobs it advanced are the occurrences inserted —
+/// a slot recorded before is left alone — and, for each occurrence inserted, its execution. Answers how many jobs
+/// it advanced.
+pub(crate) async fn record(transaction: &Tx<'_>, records: &[OccurrenceRecord], now: DateTime<Utc>) -> Result<usize> {
+    let mut job_ids = Vec::with_capacity(records.len());
+    let (mut expected, mut next, mut missed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut slots = ExecutionArrays::default();
+    for record in records {
+        job_ids.push(record.job_id.clone());
+        expected.push(millis(record.expected_next_run_at));
+        next.push(opt_millis(record.next_run_at));
+        missed.push(record.missed.min(i64::MAX as u64) as i64);
+        for slot in record.slots.iter().filter(|slot| slot.scheduled_for.is_some()) {
+            slots.push(slot);
+        }
+    }
+    let sql = format!(
+        "WITH locked AS (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE), \
+         advanced AS (UPDATE jobs j SET next_run_at = r.next_run_at, missed_slots = j.missed_slots + r.missed, \
+             updated_at = $5 \
+           FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS r(job_id, expected, next_run_at, missed) \
+           WHERE j.id = r.job_id AND j.id IN (SELECT id FROM locked) AND j.next_run_at = r.expected AND j.active \
+             AND j.deleted_at IS NULL \
+           RETURNING j.id), \
+         slots AS (SELECT * FROM {}), \
+         occurred AS (INSERT INTO occurrences (id, job_id, scheduled_for, created_at) \
+           SELECT occurrence_id, job_id, scheduled_for, $5 FROM slots WHERE job_id IN (SELECT id FROM advanced) \
+           ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id), \
+         inserted AS (INSERT INTO executions ({INSERTED_COLUMNS}) \
+           SELECT * FROM slots WHERE occurrence_id IN (SELECT id FROM occurred) RETURNING 1) \
+         SELECT (SELECT count(*) FROM advanced), (SELECT count(*) FROM inserted)",
+        unnest_executions(6)
+    );
+    let now = millis(now);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&job_ids, &expected, &next, &missed, &now];
+    params.extend(slots.params());
+    let row = query_one(transaction, &sql, &params).await?;
+    Ok(get::<i64>(&row, 0)?.max(0) as usize)
+}
+
+/// Claims up to `limit` pending executions due by `horizon` for `owner` in one statement: the unclaimed ones
+/// (`executions_unclaimed`, which holds only those) and those whose claim expired (`executions_claimed`), each
+/// skipping rows another node is claiming right now. Answers them by due time.
+pub(crate) async fn claim(
+    transaction: &Tx<'_>,
+    horizon: DateTime<Utc>,
+    owner: &str,
+    lease_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Execution>> {
+    let sql = format!(
+        "WITH fresh AS (SELECT id FROM executions WHERE status = 'pending' AND lease_owner IS NULL AND due_at <= $1 \
+             ORDER BY due_at LIMIT $5 FOR UPDATE SKIP LOCKED), \
+           expired AS (SELECT id FROM executions WHERE status = 'pending' AND lease_owner IS NOT NULL \
+             AND lease_until < $4 AND due_at <= $1 ORDER BY lease_until LIMIT $5 FOR UPDATE SKIP LOCKED) \
+         UPDATE executions SET lease_owner = $2, lease_until = $3 \
+         WHERE id IN (SELECT id FROM fresh UNION ALL SELECT id FROM expired) \
+         RETURNING {EXECUTION_COLUMNS}"
+    );
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let rows =
+        query(transaction, &sql, &[&millis(horizon), &owner, &millis(lease_until), &millis(now), &limit]).await?;
+    let mut claimed = rows.iter().map(execution_from_row).collect::<Result<Vec<_>>>()?;
+    claimed.sort_by_key(|execution| execution.due_at);
+    Ok(claimed)
+}
+
+/// Versions never change once made, so every node keeps those it read.
+#[derive(Default)]
+pub(crate) struct Versions {
+    cached: std::sync::Mutex<HashMap<String, Arc<JobVersion>>>,
+}
+
+/// Versions kept at most before the cache starts over.
+const VERSIONS_KEPT: usize = 10_000;
+
+impl Versions {
+    /// The versions with these ids (those that exist), from the cache or in one query.
+    pub(crate) async fn get(&self, transaction: &Tx<'_>, ids: &[String]) -> Result<HashMap<String, Arc<JobVersion>>> {
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for id in ids {
+                match cached.get(id) {
+                    Some(version) => {
+                        found.insert(id.clone(), version.clone());
+                    }
+                    None if !missing.contains(id) => missing.push(id.clone()),
+                    None => {}
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM job_versions WHERE id = ANY($1)");
+        let rows = query(transaction, &sql, &[&missing]).await?;
+        let mut cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cached.len() + rows.len() > VERSIONS_KEPT {
+            cached.clear();
+        }
+        for row in &rows {
+            let version = Arc::new(version_from_row(row, 0)?);
+            cached.insert(version.id.clone(), version.clone());
+            found.insert(version.id.clone(), version);
+        }
+        Ok(found)
+    }
+}
+
+/// The jobs of these executions, locked in id order; `None` for a deleted one.
+async fn lock_jobs_of(transaction: &Tx<'_>, execution_ids: &[String]) -> Result<HashMap<String, Option<Job>>> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS}, deleted_at IS NULL FROM jobs \
+         WHERE id IN (SELECT job_id FROM executions WHERE id = ANY($1)) ORDER BY id FOR UPDATE"
+    );
+    let rows = query(transaction, &sql, &[&execution_ids]).await?;
+    let mut jobs = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let job = job_from_row(row, 0)?;
+        let live: bool = get(row, JOB_WIDTH)?;
+        jobs.insert(job.id.clone(), live.then_some(job));
+    }
+    Ok(jobs)
+}
+
+/// Starts a batch of executions (each at its own instant) for `owner`, in one transaction of a few statements:
+/// their jobs are locked in id order, then the executions; each is decided as one start alone would be (the overlap
+/// policy counts the runs of its job started earlier in the batch too); then every change is written in one
+/// statement. Answers an outcome per start, in order.
+pub(crate) async fn start(
+    transaction: &Tx<'_>,
+    versions: &Versions,
+    starts: &[(String, DateTime<Utc>)],
+    owner: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<Vec<StartOutcome>> {
+    let ids: Vec<String> = starts.iter().map(|(id, _)| id.clone()).collect();
+    let jobs = lock_jobs_of(transaction, &ids).await?;
+    let sql =
+        format!("SELECT {EXECUTION_COLUMNS}, lease_owner FROM executions WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+    let mut executions = HashMap::with_capacity(ids.len());
+    for row in query(transaction, &sql, &[&ids]).await? {
+        let execution = execution_from_row(&row)?;
+        let lease_owner: Option<String> = get(&row, EXECUTION_WIDTH)?;
+        executions.insert(execution.id.clone(), (execution, lease_owner));
+    }
+    let version_ids: Vec<String> = executions.values().map(|(execution, _)| execution.version_id.clone()).collect();
+    let versions = versions.get(transaction, &version_ids).await?;
+    // Runs already running of the recurring jobs whose slots start here (the overlap policy).
+    let overlapping: Vec<String> = executions
+        .values()
+        .filter(|(execution, _)| execution.trigger == Trigger::Schedule)
+        .filter(|(execution, _)| versions.get(&execution.version_id).is_some_and(|v| v.schedule.is_recurring()))
+        .map(|(execution, _)| execution.job_id.clone())
+        .collect();
+    let mut running: HashMap<String, i64> = HashMap::new();
+    if !overlapping.is_empty() {
+        let rows = query(
+            transaction,
+            "SELECT job_id, count(*) FROM executions WHERE job_id = ANY($1) AND status = 'running' GROUP BY job_id",
+            &[&overlapping],
+        )
+        .await?;
+        for row in rows {
+            running.insert(get(&row, 0)?, get(&row, 1)?);
+        }
+    }
+
+    let mut outcomes = Vec::with_capacity(starts.len());
+    let mut changes = StartChanges::default();
+    for (id, now) in starts {
+        let Some((execution, lease_owner)) = executions.remove(id) else {
+            outcomes.push(StartOutcome::Gone);
+            continue;
+        };
+        let now_ms = millis(*now);
+        if execution.status != ExecutionStatus::Pending || lease_owner.as_deref().is_some_and(|holder| holder != owner)
+        {
+            outcomes.push(StartOutcome::Gone);
+            continue;
+        }
+        let job = jobs.get(&execution.job_id).cloned().flatten();
+        let scheduled = execution.trigger != Trigger::Manual;
+        let version = versions.get(&execution.version_id);
+        let (Some(job), Some(version)) = (job.filter(|job| job.active || !scheduled), version) else {
+            changes.not_run(id, ExecutionStatus::Cancelled, now_ms);
+            outcomes.push(StartOutcome::NotRun(ExecutionStatus::Cancelled));
+            continue;
+        };
+        if execution.trigger == Trigger::Schedule && version.schedule.is_recurring() {
+            let already = running.get(&job.id).copied().unwrap_or(0);
+            if already > 0 {
+                match job.policy.overlap {
+                    Overlap::Allow => {}
+                    Overlap::Skip => {
+                        changes.not_run(id, ExecutionStatus::Skipped, now_ms);
+                        outcomes.push(StartOutcome::NotRun(ExecutionStatus::Skipped));
+                        continue;
+                    }
+                    Overlap::QueueOne => {
+                        let waiting: i64 = get(
+                            &query_one(
+                                transaction,
+                                "SELECT COUNT(*) FROM executions WHERE job_id = $1 AND status = 'pending' \
+                                 AND trigger = 'schedule' AND id <> $2 AND due_at <= $3",
+                                &[&job.id, id, &millis(execution.due_at)],
+                            )
+                            .await?,
+                            0,
+                        )?;
+                        if waiting > 0 {
+                            changes.not_run(id, ExecutionStatus::Skipped, now_ms);
+                            outcomes.push(StartOutcome::NotRun(ExecutionStatus::Skipped));
+                        } else {
+                            outcomes.push(StartOutcome::Busy);
+                        }
+                        continue;
+                    }
+                }
+            }
+            *running.entry(job.id.clone()).or_insert(0) += 1;
+        }
+        changes.run(id, now_ms, owner, millis(lease_until));
+        let at = changes.last_run.entry(job.id.clone()).or_insert(now_ms);
+        *at = (*at).max(now_ms);
+        let mut execution = execution;
+        execution.status = ExecutionStatus::Running;
+        execution.started_at = Some(*now);
+        let mut job = job;
+        job.last_run_at = Some(*now);
+        outcomes.push(StartOutcome::Started(Box::new(Started { execution, job, version: version.clone() })));
+    }
+    changes.write(transaction).await?;
+    Ok(outcomes)
+}
+
+/// What a start batch changes, written in one statement.
+#[derive(Default)]
+struct StartChanges {
+    id: Vec<String>,
+    status: Vec<&'static str>,
+    started_at: Vec<i64>,
+    completed_at: Vec<Option<i64>>,
+    owner: Vec<Option<String>>,
+    lease_until: Vec<Option<i64>>,
+    /// The latest start of each job.
+    last_run: HashMap<String, i64>,
+}
+
+impl StartChanges {
+    fn run(&mut self, id: &str, now: i64, owner: &str, lease_until: i64) {
+        self.id.push(id.to_owned());
+        self.status.push(ExecutionStatus::Running.as_str());
+        self.started_at.push(now);
+        self.completed_at.push(None);
+        self.owner.push(Some(owner.to_owned()));
+        self.lease_until.push(Some(lease_until));
+    }
+
+    fn not_run(&mut self, id: &str, status: ExecutionStatus, now: i64) {
+        self.id.push(id.to_owned());
+        self.status.push(status.as_str());
+        self.started_at.push(now);
+        self.completed_at.push(Some(now));
+        self.owner.push(None);
+        self.lease_until.push(None);
+    }
+
+    async fn write(self, transaction: &Tx<'_>) -> Result<()> {
+        if self.id.is_empty() {
+            return Ok(());
+        }
+        let (jobs, at): (Vec<String>, Vec<i64>) = self.last_run.into_iter().unzip();
+        crate::execute(
+            transaction,
+            "WITH moved AS (UPDATE executions e SET status = u.status, started_at = u.started_at, \
+                 completed_at = u.completed_at, lease_owner = u.owner, lease_until = u.lease_until \
+               FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[]) \
+                 AS u(id, status, started_at, completed_at, owner, lease_until) \
+               WHERE e.id = u.id RETURNING 1), \
+             ran AS (UPDATE jobs j SET last_run_at = u.at FROM unnest($7::text[], $8::bigint[]) AS u(id, at) \
+               WHERE j.id = u.id RETURNING 1) \
+             SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM ran)",
+            &[&self.id, &self.status, &self.started_at, &self.completed_at, &self.owner, &self.lease_until, &jobs, &at],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The stored name of a job effect (`None` for none).
+fn effect_name(effect: JobEffect) -> Option<&'static str> {
+    match effect {
+        JobEffect::None => None,
+        JobEffect::ResetFailures => Some("reset"),
+        JobEffect::CountFailure => Some("count"),
+        JobEffect::AutoPause => Some("pause"),
+        JobEffect::CompleteOnce => Some("complete"),
+        JobEffect::FailOnce => Some("fail"),
+    }
+}
+
+/// Records a batch of outcomes in one transaction of a few statements: the jobs are locked in id order, then every
+/// execution still running (and still this owner's, when fenced) is finished in one statement; the retries the
+/// finished ones imply are inserted in one, and their effects on their jobs applied in one. Answers, per outcome,
+/// whether it was recorded.
+pub(crate) async fn finish(transaction: &Tx<'_>, finishes: &[ExecutionFinish]) -> Result<Vec<bool>> {
+    let ids: Vec<String> = finishes.iter().map(|finish| finish.id.clone()).collect();
+    let jobs = lock_jobs_of(transaction, &ids).await?;
+    let status: Vec<&str> = finishes.iter().map(|finish| finish.status.as_str()).collect();
+    let result: Vec<Option<Json<Value>>> = finishes.iter().map(|finish| finish.result.as_ref().map(jsonb)).collect();
+    let error: Vec<Option<String>> =
+        finishes.iter().map(|finish| finish.error.as_deref().map(|error| text(error).into_owned())).collect();
+    let logs: Vec<Json<Value>> = finishes.iter().map(|finish| jsonb(&finish.logs)).collect();
+    let completed_at: Vec<i64> = finishes.iter().map(|finish| millis(finish.completed_at)).collect();
+    let duration_ms: Vec<Option<i64>> = finishes.iter().map(|finish| finish.duration_ms).collect();
+    let owner: Vec<Option<String>> = finishes.iter().map(|finish| finish.lease_owner.clone()).collect();
+    let rows = query(
+        transaction,
+        "UPDATE executions e SET status = u.status, result = u.result, error = u.error, logs = u.logs, \
+           completed_at = u.completed_at, duration_ms = u.duration_ms, lease_owner = NULL, lease_until = NULL \
+         FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::jsonb[], $6::bigint[], $7::bigint[], \
+           $8::text[]) AS u(id, status, result, error, logs, completed_at, duration_ms, owner) \
+         WHERE e.id = u.id AND e.status = 'running' AND (u.owner IS NULL OR e.lease_owner = u.owner) \
+           AND e.id IN (SELECT id FROM executions WHERE id = ANY($1) ORDER BY id FOR UPDATE) \
+         RETURNING e.id, e.job_id",
+        &[&ids, &status, &result, &error, &logs, &completed_at, &duration_ms, &owner],
+    )
+    .await?;
+    let mut finished: HashMap<String, String> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        finished.insert(get(&row, 0)?, get(&row, 1)?);
+    }
+    let mut retries = ExecutionArrays::default();
+    let mut effects: Vec<(String, &'static str, i64)> = Vec::new();
+    for finish in finishes {
+        let Some(job_id) = finished.get(&finish.id) else { continue };
+        let job = jobs.get(job_id).cloned().flatten();
+        if let Some(retry) = &finish.retry {
+            if job.as_ref().is_some_and(|job| job.active || retry.trigger == Trigger::Manual) {
+                retries.push(retry);
+            }
+        }
+        if let (Some(_), Some(effect)) = (&job, effect_name(finish.job_effect)) {
+            effects.push((job_id.clone(), effect, millis(finish.completed_at)));
+        }
+    }
+    insert_executions(transaction, &retries).await?;
+    apply_effects(transaction, effects).await?;
+    Ok(finishes.iter().map(|finish| finished.contains_key(&finish.id)).collect())
+}
+
+/// Applies outcomes' effects on their jobs: in one statement, each job once; a job with several effects in one batch
+/// (runs of one job ending together) gets them one after another, in order.
+async fn apply_effects(transaction: &Tx<'_>, effects: Vec<(String, &'static str, i64)>) -> Result<()> {
+    let mut rounds: Vec<Vec<(String, &'static str, i64)>> = Vec::new();
+    for effect in effects {
+        match rounds.iter_mut().find(|round| !round.iter().any(|(job, ..)| *job == effect.0)) {
+            Some(round) => round.push(effect),
+            None => rounds.push(vec![effect]),
+        }
+    }
+    for round in rounds {
+        let mut jobs = Vec::with_capacity(round.len());
+        let mut names = Vec::with_capacity(round.len());
+        let mut at = Vec::with_capacity(round.len());
+        for (job, name, when) in round {
+            jobs.push(job);
+            names.push(name);
+            at.push(when);
+        }
+        crate::execute(
+            transaction,
+            "UPDATE jobs j SET \
+               consecutive_failures = CASE u.effect WHEN 'reset' THEN 0 WHEN 'complete' THEN j.consecutive_failures \
+                 ELSE j.consecutive_failures + 1 END, \
+               active = CASE WHEN u.effect IN ('pause', 'complete', 'fail') THEN FALSE ELSE j.active END, \
+               status = CASE u.effect WHEN 'complete' THEN 'completed' WHEN 'pause' THEN 'failed' \
+                 WHEN 'fail' THEN 'failed' ELSE j.status END, \
+               next_run_at = CASE WHEN u.effect IN ('pause', 'complete', 'fail') THEN NULL ELSE j.next_run_at END, \
+               updated_at = CASE WHEN u.effect IN ('pause', 'complete', 'fail') THEN u.at ELSE j.updated_at END \
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(job_id, effect, at) \
+             WHERE j.id = u.job_id AND ((u.effect = 'reset' AND j.consecutive_failures <> 0) \
+               OR u.effect IN ('count', 'pause') OR (u.effect IN ('complete', 'fail') AND j.active))",
+            &[&jobs, &names, &at],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Inserts new jobs and their first versions in two statements.
+pub(crate) async fn insert_jobs(transaction: &Tx<'_>, jobs: &[(Job, Option<JobVersion>)]) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut columns = JobArrays::default();
+    let mut versions = VersionArrays::default();
+    for (job, version) in jobs {
+        columns.push(job);
+        if let Some(version) = version {
+            versions.push(version);
+        }
+    }
+    crate::execute(
+        transaction,
+        &format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+             $5::bool[], $6::text[], $7::bool[], $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], $12::bigint[], \
+             $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[])"
+        ),
+        &columns.params(),
+    )
+    .await?;
+    if !versions.id.is_empty() {
+        crate::execute(
+            transaction,
+            &format!(
+                "INSERT INTO job_versions ({VERSION_COLUMNS}) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
+                 $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::bigint[], $9::jsonb[], $10::jsonb[], \
+                 $11::bigint[], $12::text[])"
+            ),
+            &versions.params(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Jobs as parallel arrays, in [`JOB_COLUMNS`] order.
+#[derive(Default)]
+struct JobArrays {
+    id: Vec<String>,
+    agent_id: Vec<String>,
+    name: Vec<String>,
+    description: Vec<Option<String>>,
+    dynamic: Vec<bool>,
+    user_id: Vec<Option<String>>,
+    active: Vec<bool>,
+    status: Vec<&'static str>,
+    metadata: Vec<Json<Value>>,
+    policy: Vec<Json<Value>>,
+    active_version_id: Vec<Option<String>>,
+    anchor_at: Vec<i64>,
+    next_run_at: Vec<Option<i64>>,
+    last_run_at: Vec<Option<i64>>,
+    consecutive_failures: Vec<i64>,
+    missed_slots: Vec<i64>,
+    created_at: Vec<i64>,
+    updated_at: Vec<i64>,
+    authority: Vec<Option<i64>>,
+}
+
+impl JobArrays {
+    fn push(&mut self, job: &Job) {
+        self.id.push(job.id.clone());
+        self.agent_id.push(job.agent_id.clone());
+        self.name.push(text(&job.name).into_owned());
+        self.description.push(job.description.as_deref().map(|description| text(description).into_owned()));
+        self.dynamic.push(job.dynamic);
+        self.user_id.push(job.user_id.clone());
+        self.active.push(job.active);
+        self.status.push(job.status.as_str());
+        self.metadata.push(jsonb(&job.metadata));
+        self.policy.push(jsonb(&job.policy.stored()));
+        self.active_version_id.push(job.active_version_id.clone());
+        self.anchor_at.push(millis(job.anchor_at));
+        self.next_run_at.push(opt_millis(job.next_run_at));
+        self.last_run_at.push(opt_millis(job.last_run_at));
+        self.consecutive_failures.push(i64::from(job.consecutive_failures));
+        self.missed_slots.push(job.missed_slots.min(i64::MAX as u64) as i64);
+        self.created_at.push(millis(job.created_at));
+        self.updated_at.push(millis(job.updated_at));
+        self.authority.push(job.authority.stored());
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 19] {
+        [
+            &self.id,
+            &self.agent_id,
+            &self.name,
+            &self.description,
+            &self.dynamic,
+            &self.user_id,
+            &self.active,
+            &self.status,
+            &self.metadata,
+            &self.policy,
+            &self.active_version_id,
+            &self.anchor_at,
+            &self.next_run_at,
+            &self.last_run_at,
+            &self.consecutive_failures,
+            &self.missed_slots,
+            &self.created_at,
+            &self.updated_at,
+            &self.authority,
+        ]
+    }
+}
+
+/// Versions as parallel arrays, in [`VERSION_COLUMNS`] order.
+#[derive(Default)]
+struct VersionArrays {
+    id: Vec<String>,
+    job_id: Vec<String>,
+    name: Vec<String>,
+    version: Vec<String>,
+    description: Vec<Option<String>>,
+    code: Vec<String>,
+    schedule: Vec<Json<Value>>,
+    timeout_seconds: Vec<i64>,
+    retry: Vec<Option<Json<Value>>>,
+    metadata: Vec<Option<Json<Value>>>,
+    created_at: Vec<i64>,
+    kind: Vec<&'static str>,
+}
+
+impl VersionArrays {
+    fn push(&mut self, version: &JobVersion) {
+        self.id.push(version.id.clone());
+        self.job_id.push(version.job_id.clone());
+        self.name.push(text(&version.name).into_owned());
+        self.version.push(version.version.clone());
+        self.description.push(version.description.as_deref().map(|description| text(description).into_owned()));
+        self.code.push(text(&version.code).into_owned());
+        self.schedule.push(jsonb(&version.schedule));
+        self.timeout_seconds.push(i64::from(version.timeout_seconds));
+        self.retry.push(version.retry.as_ref().map(jsonb));
+        self.metadata.push(version.metadata.as_ref().map(jsonb));
+        self.created_at.push(millis(version.created_at));
+        self.kind.push(version.kind.as_str());
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+        [
+            &self.id,
+            &self.job_id,
+            &self.name,
+            &self.version,
+            &self.description,
+            &self.code,
+            &self.schedule,
+            &self.timeout_seconds,
+            &self.retry,
+            &self.metadata,
+            &self.created_at,
+            &self.kind,
+        ]
+    }
+}
