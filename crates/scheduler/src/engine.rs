@@ -570,6 +570,8 @@ pub(crate) struct Shared {
     pub(crate) shares: crate::runner::Shares,
     /// The server's secret that seals agents' `env` values at rest, when one is configured.
     secrets: std::sync::OnceLock<crate::secrets::SecretBox>,
+    /// The store's counts as last read (see [`Engine::store_stats`]).
+    stats: Mutex<Option<(std::time::Instant, sundial_store::StoreStats)>>,
 }
 
 /// The engine: cheap to clone, shared by the API, the scheduler loop and the host calls of running jobs.
@@ -603,6 +605,7 @@ impl Engine {
                 in_flight: Default::default(),
                 shares: Default::default(),
                 secrets: std::sync::OnceLock::new(),
+                stats: Mutex::new(None),
             }),
         }
     }
@@ -634,14 +637,26 @@ impl Engine {
 
     /// Prometheus text exposition of the engine's metrics.
     pub async fn metrics_text(&self) -> String {
-        // A store that does not answer (a network partition) must not hang the scrape: report zeros then.
-        let stats = tokio::time::timeout(std::time::Duration::from_secs(1), self.shared.store.stats(self.now()))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let stats = self.store_stats().await;
         let pool = self.shared.pool.stats();
         self.shared.metrics.encode(&stats, &pool)
+    }
+
+    /// The store's counts (active jobs, queue depth), read at most every few seconds however often they are asked
+    /// for: counting active jobs reads every one of them, so scrapes and dashboards must not decide how often. A
+    /// store that does not answer (a network partition) must not hang a scrape: zeros then.
+    pub async fn store_stats(&self) -> sundial_store::StoreStats {
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+        if let Some((read_at, stats)) = *self.shared.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+            if read_at.elapsed() < FRESH {
+                return stats;
+            }
+        }
+        let read = tokio::time::timeout(std::time::Duration::from_secs(1), self.shared.store.stats(self.now())).await;
+        let stats = read.ok().and_then(Result::ok).unwrap_or_default();
+        *self.shared.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((std::time::Instant::now(), stats));
+        stats
     }
 
     /// Readies agents' `env` values at rest, once, before the server serves: with a secret key, values are sealed

@@ -126,42 +126,57 @@ pub(crate) async fn insert_executions(transaction: &Tx<'_>, executions: &Executi
     Ok(())
 }
 
-/// Records a batch of slots in one statement: each job is advanced by compare-and-set on the `next_run_at` the
-/// scheduler read (jobs locked in id order first), and only for the jobs it advanced are the occurrences inserted —
-/// a slot recorded before is left alone — and, for each occurrence inserted, its execution. Answers how many jobs
-/// it advanced.
+/// Records a batch of slots: the jobs are locked in id order and read, and each job whose `next_run_at` is still the
+/// one the scheduler read (compare-and-set), and which is active, is advanced in one statement that also inserts its
+/// occurrences — a slot recorded before is left alone — and, for each occurrence inserted, its execution. Answers how
+/// many jobs it advanced.
 pub(crate) async fn record(transaction: &Tx<'_>, records: &[OccurrenceRecord], now: DateTime<Utc>) -> Result<usize> {
+    let ids: Vec<String> = records.iter().map(|record| record.job_id.clone()).collect();
+    let rows = query(
+        transaction,
+        "SELECT id, next_run_at, active AND deleted_at IS NULL FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&ids],
+    )
+    .await?;
+    let mut current: HashMap<String, Option<i64>> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let live: bool = get(&row, 2)?;
+        current.insert(get(&row, 0)?, if live { get(&row, 1)? } else { None });
+    }
     let mut job_ids = Vec::with_capacity(records.len());
-    let (mut expected, mut next, mut missed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut seen = std::collections::HashSet::with_capacity(records.len());
+    let (mut next, mut missed) = (Vec::new(), Vec::new());
     let mut slots = ExecutionArrays::default();
     for record in records {
+        let expected = millis(record.expected_next_run_at);
+        if current.get(&record.job_id).copied().flatten() != Some(expected) || !seen.insert(record.job_id.as_str()) {
+            continue;
+        }
         job_ids.push(record.job_id.clone());
-        expected.push(millis(record.expected_next_run_at));
         next.push(opt_millis(record.next_run_at));
         missed.push(record.missed.min(i64::MAX as u64) as i64);
         for slot in record.slots.iter().filter(|slot| slot.scheduled_for.is_some()) {
             slots.push(slot);
         }
     }
+    if job_ids.is_empty() {
+        return Ok(0);
+    }
     let sql = format!(
-        "WITH locked AS (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE), \
-         advanced AS (UPDATE jobs j SET next_run_at = r.next_run_at, missed_slots = j.missed_slots + r.missed, \
-             updated_at = $5 \
-           FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS r(job_id, expected, next_run_at, missed) \
-           WHERE j.id = r.job_id AND j.id IN (SELECT id FROM locked) AND j.next_run_at = r.expected AND j.active \
-             AND j.deleted_at IS NULL \
-           RETURNING j.id), \
+        "WITH advanced AS (UPDATE jobs SET next_run_at = ($2::bigint[])[array_position($1::text[], id)], \
+             missed_slots = missed_slots + ($3::bigint[])[array_position($1::text[], id)], updated_at = $4 \
+           WHERE id = ANY($1) RETURNING id), \
          slots AS (SELECT * FROM {}), \
          occurred AS (INSERT INTO occurrences (id, job_id, scheduled_for, created_at) \
-           SELECT occurrence_id, job_id, scheduled_for, $5 FROM slots WHERE job_id IN (SELECT id FROM advanced) \
+           SELECT occurrence_id, job_id, scheduled_for, $4 FROM slots \
            ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id), \
          inserted AS (INSERT INTO executions ({INSERTED_COLUMNS}) \
            SELECT * FROM slots WHERE occurrence_id IN (SELECT id FROM occurred) RETURNING 1) \
          SELECT (SELECT count(*) FROM advanced), (SELECT count(*) FROM inserted)",
-        unnest_executions(6)
+        unnest_executions(5)
     );
     let now = millis(now);
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&job_ids, &expected, &next, &missed, &now];
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&job_ids, &next, &missed, &now];
     params.extend(slots.params());
     let row = query_one(transaction, &sql, &params).await?;
     Ok(get::<i64>(&row, 0)?.max(0) as usize)
@@ -202,13 +217,13 @@ pub(crate) struct Versions {
 }
 
 /// Versions kept at most before the cache starts over.
-const VERSIONS_KEPT: usize = 10_000;
+const VERSIONS_KEPT: usize = 100_000;
 
 impl Versions {
     /// The versions with these ids (those that exist), from the cache or in one query.
     pub(crate) async fn get(&self, transaction: &Tx<'_>, ids: &[String]) -> Result<HashMap<String, Arc<JobVersion>>> {
         let mut found = HashMap::new();
-        let mut missing = Vec::new();
+        let mut missing = std::collections::HashSet::new();
         {
             let cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             for id in ids {
@@ -216,11 +231,13 @@ impl Versions {
                     Some(version) => {
                         found.insert(id.clone(), version.clone());
                     }
-                    None if !missing.contains(id) => missing.push(id.clone()),
-                    None => {}
+                    None => {
+                        missing.insert(id.clone());
+                    }
                 }
             }
         }
+        let missing: Vec<String> = missing.into_iter().collect();
         if missing.is_empty() {
             return Ok(found);
         }
@@ -405,13 +422,14 @@ impl StartChanges {
         let (jobs, at): (Vec<String>, Vec<i64>) = self.last_run.into_iter().unzip();
         crate::execute(
             transaction,
-            "WITH moved AS (UPDATE executions e SET status = u.status, started_at = u.started_at, \
-                 completed_at = u.completed_at, lease_owner = u.owner, lease_until = u.lease_until \
-               FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[]) \
-                 AS u(id, status, started_at, completed_at, owner, lease_until) \
-               WHERE e.id = u.id RETURNING 1), \
-             ran AS (UPDATE jobs j SET last_run_at = u.at FROM unnest($7::text[], $8::bigint[]) AS u(id, at) \
-               WHERE j.id = u.id RETURNING 1) \
+            "WITH moved AS (UPDATE executions e SET status = ($2::text[])[array_position($1::text[], e.id)], \
+                 started_at = ($3::bigint[])[array_position($1::text[], e.id)], \
+                 completed_at = ($4::bigint[])[array_position($1::text[], e.id)], \
+                 lease_owner = ($5::text[])[array_position($1::text[], e.id)], \
+                 lease_until = ($6::bigint[])[array_position($1::text[], e.id)] \
+               WHERE e.id = ANY($1) RETURNING 1), \
+             ran AS (UPDATE jobs j SET last_run_at = ($8::bigint[])[array_position($7::text[], j.id)] \
+               WHERE j.id = ANY($7) RETURNING 1) \
              SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM ran)",
             &[&self.id, &self.status, &self.started_at, &self.completed_at, &self.owner, &self.lease_until, &jobs, &at],
         )
@@ -447,14 +465,18 @@ pub(crate) async fn finish(transaction: &Tx<'_>, finishes: &[ExecutionFinish]) -
     let completed_at: Vec<i64> = finishes.iter().map(|finish| millis(finish.completed_at)).collect();
     let duration_ms: Vec<Option<i64>> = finishes.iter().map(|finish| finish.duration_ms).collect();
     let owner: Vec<Option<String>> = finishes.iter().map(|finish| finish.lease_owner.clone()).collect();
+    query(transaction, "SELECT id FROM executions WHERE id = ANY($1) ORDER BY id FOR UPDATE", &[&ids]).await?;
     let rows = query(
         transaction,
-        "UPDATE executions e SET status = u.status, result = u.result, error = u.error, logs = u.logs, \
-           completed_at = u.completed_at, duration_ms = u.duration_ms, lease_owner = NULL, lease_until = NULL \
-         FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::jsonb[], $6::bigint[], $7::bigint[], \
-           $8::text[]) AS u(id, status, result, error, logs, completed_at, duration_ms, owner) \
-         WHERE e.id = u.id AND e.status = 'running' AND (u.owner IS NULL OR e.lease_owner = u.owner) \
-           AND e.id IN (SELECT id FROM executions WHERE id = ANY($1) ORDER BY id FOR UPDATE) \
+        "UPDATE executions e SET status = ($2::text[])[array_position($1::text[], e.id)], \
+           result = ($3::jsonb[])[array_position($1::text[], e.id)], \
+           error = ($4::text[])[array_position($1::text[], e.id)], \
+           logs = ($5::jsonb[])[array_position($1::text[], e.id)], \
+           completed_at = ($6::bigint[])[array_position($1::text[], e.id)], \
+           duration_ms = ($7::bigint[])[array_position($1::text[], e.id)], lease_owner = NULL, lease_until = NULL \
+         WHERE e.id = ANY($1) AND e.status = 'running' \
+           AND (($8::text[])[array_position($1::text[], e.id)] IS NULL \
+             OR e.lease_owner = ($8::text[])[array_position($1::text[], e.id)]) \
          RETURNING e.id, e.job_id",
         &[&ids, &status, &result, &error, &logs, &completed_at, &duration_ms, &owner],
     )
@@ -511,8 +533,10 @@ async fn apply_effects(transaction: &Tx<'_>, effects: Vec<(String, &'static str,
                  WHEN 'fail' THEN 'failed' ELSE j.status END, \
                next_run_at = CASE WHEN u.effect IN ('pause', 'complete', 'fail') THEN NULL ELSE j.next_run_at END, \
                updated_at = CASE WHEN u.effect IN ('pause', 'complete', 'fail') THEN u.at ELSE j.updated_at END \
-             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(job_id, effect, at) \
-             WHERE j.id = u.job_id AND ((u.effect = 'reset' AND j.consecutive_failures <> 0) \
+             FROM (SELECT ($2::text[])[position] AS effect, ($3::bigint[])[position] AS at, position \
+               FROM generate_subscripts($1::text[], 1) AS position) u \
+             WHERE j.id = ANY($1) AND u.position = array_position($1::text[], j.id) \
+               AND ((u.effect = 'reset' AND j.consecutive_failures <> 0) \
                OR u.effect IN ('count', 'pause') OR (u.effect IN ('complete', 'fail') AND j.active))",
             &[&jobs, &names, &at],
         )

@@ -108,8 +108,9 @@ impl Observer {
             "INSERT INTO jobs (id, agent_id, name, dynamic, active, status, metadata, policy, active_version_id, \
                anchor_at, next_run_at, created_at, updated_at) \
              SELECT 'job_backlog_future_' || n, $1, 'backlog-future-' || n, FALSE, TRUE, 'active', \
-               jsonb_build_object('i', n), '{}'::jsonb, 'ver_backlog_future_' || n, $2, $2 + $3, $2, $2 \
-             FROM generate_series(1, $4) AS n",
+               jsonb_build_object('i', n), '{}'::jsonb, 'ver_backlog_future_' || n, $2::bigint, \
+               $2::bigint + $3::bigint, $2::bigint, $2::bigint \
+             FROM generate_series(1, $4::bigint) AS n",
             &[&agent, &now, &day, &jobs],
         )
         .await?;
@@ -117,8 +118,8 @@ impl Observer {
             &transaction,
             "INSERT INTO job_versions (id, job_id, name, version, code, schedule, timeout_seconds, created_at) \
              SELECT 'ver_backlog_future_' || n, 'job_backlog_future_' || n, 'backlog-future-' || n, '1.0.0', $1, \
-               '{\"type\": \"interval\", \"seconds\": 86400}'::jsonb, 60, $2 \
-             FROM generate_series(1, $3) AS n",
+               '{\"type\": \"interval\", \"seconds\": 86400}'::jsonb, 60, $2::bigint \
+             FROM generate_series(1, $3::bigint) AS n",
             &[&code, &now, &jobs],
         )
         .await?;
@@ -129,7 +130,8 @@ impl Observer {
                anchor_at, last_run_at, created_at, updated_at) \
              SELECT 'job_backlog_done_' || n, $1, 'backlog-done-' || n, FALSE, FALSE, 'completed', \
                jsonb_build_object('i', n), '{}'::jsonb, 'ver_backlog_done_' || n, t, t, t, t \
-             FROM (SELECT n, $2 - (n * 30 * $3 / $4) AS t FROM generate_series(1, $4) AS n) spread",
+             FROM (SELECT n, $2::bigint - (n * 30 * $3::bigint / $4::bigint) AS t \
+               FROM generate_series(1, $4::bigint) AS n) spread",
             &[&agent, &now, &day, &finished],
         )
         .await?;
@@ -137,17 +139,19 @@ impl Observer {
             &transaction,
             "INSERT INTO job_versions (id, job_id, name, version, code, schedule, timeout_seconds, created_at) \
              SELECT 'ver_backlog_done_' || n, 'job_backlog_done_' || n, 'backlog-done-' || n, '1.0.0', $1, \
-               jsonb_build_object('type', 'once', 'executeAt', to_char(to_timestamp(($2 - n * 30 * $3 / $4) / 1000.0) \
-                 AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')), 60, $2 \
-             FROM generate_series(1, $4) AS n",
+               jsonb_build_object('type', 'once', 'executeAt', \
+                 to_char(to_timestamp(($2::bigint - n * 30 * $3::bigint / $4::bigint) / 1000.0) \
+                 AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')), 60, $2::bigint \
+             FROM generate_series(1, $4::bigint) AS n",
             &[&code, &now, &day, &finished],
         )
         .await?;
         execute(
             &transaction,
             "INSERT INTO occurrences (id, job_id, scheduled_for, created_at) \
-             SELECT 'occ_backlog_done_' || n, 'job_backlog_done_' || n, $1 - (n * 30 * $2 / $3), $1 \
-             FROM generate_series(1, $3) AS n",
+             SELECT 'occ_backlog_done_' || n, 'job_backlog_done_' || n, $1::bigint - (n * 30 * $2::bigint / $3::bigint), \
+               $1::bigint \
+             FROM generate_series(1, $3::bigint) AS n",
             &[&now, &day, &finished],
         )
         .await?;
@@ -158,19 +162,16 @@ impl Observer {
              SELECT 'exe_backlog_done_' || n, $1, 'job_backlog_done_' || n, 'ver_backlog_done_' || n, \
                'occ_backlog_done_' || n, 'completed', 'schedule', t, t, t, t + 1, 1, \
                jsonb_build_object('i', n, 't', t), 0, '[]'::jsonb, t \
-             FROM (SELECT n, $2 - (n * 30 * $3 / $4) AS t FROM generate_series(1, $4) AS n) spread",
+             FROM (SELECT n, $2::bigint - (n * 30 * $3::bigint / $4::bigint) AS t \
+               FROM generate_series(1, $4::bigint) AS n) spread",
             &[&agent, &now, &day, &finished],
         )
         .await?;
         transaction.commit().await.map_err(database)?;
-        client
-            .client
-            .batch_execute(&format!(
-                "VACUUM ANALYZE {schema}.jobs; VACUUM ANALYZE {schema}.job_versions; \
-                 VACUUM ANALYZE {schema}.occurrences; VACUUM ANALYZE {schema}.executions"
-            ))
-            .await
-            .map_err(database)
+        for table in ["jobs", "job_versions", "occurrences", "executions"] {
+            client.client.batch_execute(&format!("VACUUM ANALYZE {schema}.{table}")).await.map_err(database)?;
+        }
+        Ok(())
     }
 }
 

@@ -832,19 +832,26 @@ impl Store for PostgresStore {
     }
 
     async fn jobs_due(&self, horizon: DateTime<Utc>, limit: usize) -> Result<Vec<DueJob>> {
-        let client = self.client().await?;
-        // One statement, so one snapshot. The limit applies to jobs before a job without its version is left out,
-        // as in SQLite.
+        let mut client = self.client().await?;
+        // Versions never change: the jobs are read alone (by the head of `jobs_due`), their versions from the cache
+        // or by id. The limit applies to jobs before a job without its version is left out, as in SQLite.
+        let transaction = PostgresStore::begin_read(&mut client).await?;
         let sql = format!(
-            "SELECT j.*, v.* FROM (SELECT {JOB_COLUMNS} FROM jobs WHERE active AND deleted_at IS NULL \
-               AND next_run_at IS NOT NULL AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2) j \
-             JOIN (SELECT {VERSION_COLUMNS} FROM job_versions) v ON v.id = j.active_version_id \
-             ORDER BY j.next_run_at"
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE active AND deleted_at IS NULL AND next_run_at IS NOT NULL \
+             AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2"
         );
-        let rows = query(&client, &sql, &[&millis(horizon), &(limit.min(i64::MAX as usize) as i64)]).await?;
-        rows_to(&rows, |row| {
-            Ok(DueJob { job: job_from_row(row, 0)?, version: std::sync::Arc::new(version_from_row(row, JOB_WIDTH)?) })
-        })
+        let rows = query(&transaction, &sql, &[&millis(horizon), &(limit.min(i64::MAX as usize) as i64)]).await?;
+        let jobs = rows_to(&rows, |row| job_from_row(row, 0))?;
+        let version_ids: Vec<String> = jobs.iter().filter_map(|job| job.active_version_id.clone()).collect();
+        let versions = self.versions.get(&transaction, &version_ids).await?;
+        transaction.commit().await.map_err(database)?;
+        Ok(jobs
+            .into_iter()
+            .filter_map(|job| {
+                let version = versions.get(job.active_version_id.as_deref()?)?.clone();
+                Some(DueJob { job, version })
+            })
+            .collect())
     }
 
     async fn next_slot_at(&self) -> Result<Option<DateTime<Utc>>> {

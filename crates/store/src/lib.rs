@@ -273,8 +273,8 @@ pub struct Activation {
     pub next_run_at: Option<DateTime<Utc>>,
 }
 
-/// Counts for `/metrics` and `/readyz`.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Counts for `/metrics` and the dashboard.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StoreStats {
     /// Active jobs.
     pub active_jobs: u64,

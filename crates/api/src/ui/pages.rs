@@ -857,7 +857,7 @@ pub(crate) async fn events(State(state): State<AppState>, headers: HeaderMap) ->
                         || line.starts_with("sundial_sandbox_workers_busy")
                 })
                 .collect();
-            let depth = engine.store().stats(engine.now()).await.map(|stats| stats.queue_depth).unwrap_or(0);
+            let depth = engine.store_stats().await.queue_depth;
             let stamp = format!("{}|{depth}", counters.join("|"));
             if first {
                 return Some((

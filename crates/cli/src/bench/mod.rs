@@ -69,7 +69,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     nodes: usize,
     /// With --database: load this many recurring jobs due in a day, and as many finished executions of other jobs,
-    /// into the run's schema before the workload (what a database holds after long use).
+    /// into a schema that every run of this invocation then uses (what a database holds after long use).
     #[arg(long, default_value_t = 0)]
     backlog: i64,
 }
@@ -249,28 +249,60 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.backlog < 0 || (args.backlog > 0 && args.database.is_none()) {
         bail!("backlog: a number of jobs and executions to load into --database");
     }
+    let backlog = match (&args.database, args.backlog) {
+        (Some(url), count) if count > 0 => Some(load_backlog(url, count).await?),
+        _ => None,
+    };
     let mut failed = false;
     for workload in workloads {
         for run in 1..=args.runs {
             progress(format_args!("{} run {run}/{}", workload.name(), args.runs));
-            let line = run_once(&args, workload, run).await;
+            let line = run_once(&args, workload, run, backlog.as_ref()).await;
             failed |= !line["error"].is_null();
             println!("{line}");
+        }
+    }
+    if let Some((observer, _, _)) = backlog {
+        if let Err(error) = observer.drop_schema().await {
+            progress(format_args!("cannot drop the backlog's schema: {error}"));
         }
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
+/// A schema that holds a backlog: its observer, its name and how long loading it took (seconds).
+type Backlog = (sundial_store_postgres::observe::Observer, String, f64);
+
+/// Makes a schema on `url` holding a backlog of `count` jobs due in a day and `count` finished executions.
+async fn load_backlog(url: &str, count: i64) -> anyhow::Result<Backlog> {
+    let schema = format!("bench_backlog_{}", sundial_store::new_id("b").trim_start_matches("b_"));
+    let began = Instant::now();
+    progress(format_args!("loading a backlog of {count} jobs and {count} finished executions into {schema}"));
+    sundial_store_postgres::PostgresStore::connect_schema(url, 1, &schema)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot make the backlog's schema: {error}"))?
+        .close();
+    let observer = sundial_store_postgres::observe::Observer::new(url, &schema)
+        .map_err(|error| anyhow::anyhow!("cannot reach --database: {error}"))?;
+    observer
+        .load_backlog("default", count, count)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot load the backlog: {error}"))?;
+    let took = round3(began.elapsed().as_secs_f64());
+    progress(format_args!("loaded the backlog in {took} s"));
+    Ok((observer, schema, took))
+}
+
 /// One run of one workload: the server, the workload under its hard limit, and the JSON line.
-async fn run_once(args: &BenchArgs, workload: Workload, run: u32) -> Value {
+async fn run_once(args: &BenchArgs, workload: Workload, run: u32, backlog: Option<&Backlog>) -> Value {
     let limit = args.limit_s.map(Duration::from_secs).unwrap_or_else(|| workload.default_limit());
     let began = Instant::now();
     let loadavg_start = server::load_average();
     let client_cpu_start = server::own_cpu_seconds();
     let client_rss_start = server::rss_mb(std::process::id());
     let tag = sundial_store::new_id("r").trim_start_matches("r_").chars().skip(12).collect::<String>();
-    let database =
-        args.database.as_ref().map(|url| server::Database { url: url.clone(), schema: format!("bench_{tag}") });
+    let schema = backlog.map_or_else(|| format!("bench_{tag}"), |(_, schema, _)| schema.clone());
+    let database = args.database.as_ref().map(|url| server::Database { url: url.clone(), schema });
     let observer = match &database {
         Some(database) => match sundial_store_postgres::observe::Observer::new(&database.url, &database.schema) {
             Ok(observer) => Some(observer),
@@ -296,13 +328,8 @@ async fn run_once(args: &BenchArgs, workload: Workload, run: u32) -> Value {
     match target {
         Err(start_error) => error = Some(format!("{start_error:#}")),
         Ok(mut target) => {
-            if let (Some(observer), true) = (&observer, args.backlog > 0) {
-                progress(format_args!("loading a backlog of {} jobs and {0} finished executions", args.backlog));
-                let loaded = Instant::now();
-                if let Err(load_error) = observer.load_backlog("default", args.backlog, args.backlog).await {
-                    error = Some(format!("cannot load the backlog: {load_error}"));
-                }
-                report.insert("backlog_load_s".into(), json!(round3(loaded.elapsed().as_secs_f64())));
+            if let Some((_, _, took)) = backlog {
+                report.insert("backlog_load_s".into(), json!(took));
             }
             let cpu_start = target.cpu_seconds();
             server_rss.0 = target.rss_mb();
@@ -316,13 +343,7 @@ async fn run_once(args: &BenchArgs, workload: Workload, run: u32) -> Value {
                 deadline: began + limit,
                 database: observer,
             };
-            let running = async {
-                if error.is_some() {
-                    return Ok(());
-                }
-                workloads::run(&mut context).await
-            };
-            match tokio::time::timeout(limit.saturating_sub(began.elapsed()), running).await {
+            match tokio::time::timeout(limit.saturating_sub(began.elapsed()), workloads::run(&mut context)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(run_error)) => error = Some(format!("{run_error:#}")),
                 Err(_) => {
@@ -344,7 +365,9 @@ async fn run_once(args: &BenchArgs, workload: Workload, run: u32) -> Value {
                     progress(format_args!("cannot stop the server: {stop_error:#}"));
                 }
             }
-            if let (Some(observer), false) = (observer, args.keep_failed && error.is_some()) {
+            // A run's own schema goes with it; the backlog's is the invocation's.
+            let own_schema = backlog.is_none() && !(args.keep_failed && error.is_some());
+            if let (Some(observer), true) = (observer, own_schema) {
                 if let Err(drop_error) = observer.drop_schema().await {
                     progress(format_args!("cannot drop the run's schema: {drop_error}"));
                 }
