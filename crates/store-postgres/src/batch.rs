@@ -256,26 +256,13 @@ impl Versions {
     }
 }
 
-/// The jobs of these executions, locked in id order; `None` for a deleted one.
-async fn lock_jobs_of(transaction: &Tx<'_>, execution_ids: &[String]) -> Result<HashMap<String, Option<Job>>> {
-    let sql = format!(
-        "SELECT {JOB_COLUMNS}, deleted_at IS NULL FROM jobs \
-         WHERE id IN (SELECT job_id FROM executions WHERE id = ANY($1)) ORDER BY id FOR UPDATE"
-    );
-    let rows = query(transaction, &sql, &[&execution_ids]).await?;
-    let mut jobs = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let job = job_from_row(row, 0)?;
-        let live: bool = get(row, JOB_WIDTH)?;
-        jobs.insert(job.id.clone(), live.then_some(job));
-    }
-    Ok(jobs)
-}
-
-/// Starts a batch of executions (each at its own instant) for `owner`, in one transaction of a few statements:
-/// their jobs are locked in id order, then the executions; each is decided as one start alone would be (the overlap
-/// policy counts the runs of its job started earlier in the batch too); then every change is written in one
-/// statement. Answers an outcome per start, in order.
+/// Starts a batch of executions (each at its own instant) for `owner`, in one transaction of a few statements: the
+/// executions are locked in id order and read with their jobs; the jobs of recurring slots (whose overlap policy
+/// looks at the runs already running) are then locked too, skipping those another transaction holds — their slots
+/// wait and try again, so a start never waits for a job while it holds executions; each execution is decided as one
+/// start alone would be (the overlap policy counts the runs of its job started earlier in the batch too); then every
+/// change is written in one statement. A job's `last_run_at` is written with the run's outcome. Answers an outcome
+/// per start, in order.
 pub(crate) async fn start(
     transaction: &Tx<'_>,
     versions: &Versions,
@@ -284,26 +271,48 @@ pub(crate) async fn start(
     lease_until: DateTime<Utc>,
 ) -> Result<Vec<StartOutcome>> {
     let ids: Vec<String> = starts.iter().map(|(id, _)| id.clone()).collect();
-    let jobs = lock_jobs_of(transaction, &ids).await?;
-    let sql =
-        format!("SELECT {EXECUTION_COLUMNS}, lease_owner FROM executions WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+    let sql = format!(
+        "SELECT e.{}, e.lease_owner, j.{}, j.deleted_at IS NULL FROM executions e LEFT JOIN jobs j ON j.id = e.job_id \
+         WHERE e.id = ANY($1) ORDER BY e.id FOR UPDATE OF e",
+        EXECUTION_COLUMNS.replace(", ", ", e."),
+        JOB_COLUMNS.replace(", ", ", j.")
+    );
     let mut executions = HashMap::with_capacity(ids.len());
+    let mut jobs: HashMap<String, Option<Job>> = HashMap::new();
     for row in query(transaction, &sql, &[&ids]).await? {
         let execution = execution_from_row(&row)?;
         let lease_owner: Option<String> = get(&row, EXECUTION_WIDTH)?;
+        let at = EXECUTION_WIDTH + 1;
+        let live: Option<bool> = get(&row, at + JOB_WIDTH)?;
+        if live.is_some() {
+            jobs.insert(execution.job_id.clone(), live.unwrap_or(false).then(|| job_from_row(&row, at)).transpose()?);
+        }
         executions.insert(execution.id.clone(), (execution, lease_owner));
     }
     let version_ids: Vec<String> = executions.values().map(|(execution, _)| execution.version_id.clone()).collect();
     let versions = versions.get(transaction, &version_ids).await?;
-    // Runs already running of the recurring jobs whose slots start here (the overlap policy).
-    let overlapping: Vec<String> = executions
+    // The recurring jobs whose slots start here: locked (those another transaction holds are left to a later try)
+    // and their runs already running counted, for the overlap policy.
+    let mut overlapping: Vec<String> = executions
         .values()
         .filter(|(execution, _)| execution.trigger == Trigger::Schedule)
         .filter(|(execution, _)| versions.get(&execution.version_id).is_some_and(|v| v.schedule.is_recurring()))
         .map(|(execution, _)| execution.job_id.clone())
         .collect();
+    overlapping.sort();
+    overlapping.dedup();
+    let mut locked: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut running: HashMap<String, i64> = HashMap::new();
     if !overlapping.is_empty() {
+        for row in query(
+            transaction,
+            "SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
+            &[&overlapping],
+        )
+        .await?
+        {
+            locked.insert(get(&row, 0)?);
+        }
         let rows = query(
             transaction,
             "SELECT job_id, count(*) FROM executions WHERE job_id = ANY($1) AND status = 'running' GROUP BY job_id",
@@ -337,6 +346,11 @@ pub(crate) async fn start(
             continue;
         };
         if execution.trigger == Trigger::Schedule && version.schedule.is_recurring() {
+            if !locked.contains(&job.id) {
+                // Another transaction holds the job (another node starting one of its slots): try again soon.
+                outcomes.push(StartOutcome::Busy);
+                continue;
+            }
             let already = running.get(&job.id).copied().unwrap_or(0);
             if already > 0 {
                 match job.policy.overlap {
@@ -370,8 +384,6 @@ pub(crate) async fn start(
             *running.entry(job.id.clone()).or_insert(0) += 1;
         }
         changes.run(id, now_ms, owner, millis(lease_until));
-        let at = changes.last_run.entry(job.id.clone()).or_insert(now_ms);
-        *at = (*at).max(now_ms);
         let mut execution = execution;
         execution.status = ExecutionStatus::Running;
         execution.started_at = Some(*now);
@@ -392,8 +404,6 @@ struct StartChanges {
     completed_at: Vec<Option<i64>>,
     owner: Vec<Option<String>>,
     lease_until: Vec<Option<i64>>,
-    /// The latest start of each job.
-    last_run: HashMap<String, i64>,
 }
 
 impl StartChanges {
@@ -419,19 +429,15 @@ impl StartChanges {
         if self.id.is_empty() {
             return Ok(());
         }
-        let (jobs, at): (Vec<String>, Vec<i64>) = self.last_run.into_iter().unzip();
         crate::execute(
             transaction,
-            "WITH moved AS (UPDATE executions e SET status = ($2::text[])[array_position($1::text[], e.id)], \
-                 started_at = ($3::bigint[])[array_position($1::text[], e.id)], \
-                 completed_at = ($4::bigint[])[array_position($1::text[], e.id)], \
-                 lease_owner = ($5::text[])[array_position($1::text[], e.id)], \
-                 lease_until = ($6::bigint[])[array_position($1::text[], e.id)] \
-               WHERE e.id = ANY($1) RETURNING 1), \
-             ran AS (UPDATE jobs j SET last_run_at = ($8::bigint[])[array_position($7::text[], j.id)] \
-               WHERE j.id = ANY($7) RETURNING 1) \
-             SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM ran)",
-            &[&self.id, &self.status, &self.started_at, &self.completed_at, &self.owner, &self.lease_until, &jobs, &at],
+            "UPDATE executions SET status = ($2::text[])[array_position($1::text[], id)], \
+               started_at = ($3::bigint[])[array_position($1::text[], id)], \
+               completed_at = ($4::bigint[])[array_position($1::text[], id)], \
+               lease_owner = ($5::text[])[array_position($1::text[], id)], \
+               lease_until = ($6::bigint[])[array_position($1::text[], id)] \
+             WHERE id = ANY($1)",
+            &[&self.id, &self.status, &self.started_at, &self.completed_at, &self.owner, &self.lease_until],
         )
         .await?;
         Ok(())
@@ -450,13 +456,13 @@ fn effect_name(effect: JobEffect) -> Option<&'static str> {
     }
 }
 
-/// Records a batch of outcomes in one transaction of a few statements: the jobs are locked in id order, then every
-/// execution still running (and still this owner's, when fenced) is finished in one statement; the retries the
-/// finished ones imply are inserted in one, and their effects on their jobs applied in one. Answers, per outcome,
-/// whether it was recorded.
+/// Records a batch of outcomes in one transaction of a few statements: every execution still running (and still this
+/// owner's, when fenced) is finished in one statement; then, when an outcome asks for a retry, the jobs of those
+/// finished are locked and read (no path holds a job while it waits for a running execution, so this order cannot
+/// deadlock); the retries are inserted in one statement, and the outcomes' effects on their jobs — with each job's
+/// `last_run_at` — applied in one. Answers, per outcome, whether it was recorded.
 pub(crate) async fn finish(transaction: &Tx<'_>, finishes: &[ExecutionFinish]) -> Result<Vec<bool>> {
     let ids: Vec<String> = finishes.iter().map(|finish| finish.id.clone()).collect();
-    let jobs = lock_jobs_of(transaction, &ids).await?;
     let status: Vec<&str> = finishes.iter().map(|finish| finish.status.as_str()).collect();
     let result: Vec<Option<Json<Value>>> = finishes.iter().map(|finish| finish.result.as_ref().map(jsonb)).collect();
     let error: Vec<Option<String>> =
@@ -465,7 +471,6 @@ pub(crate) async fn finish(transaction: &Tx<'_>, finishes: &[ExecutionFinish]) -
     let completed_at: Vec<i64> = finishes.iter().map(|finish| millis(finish.completed_at)).collect();
     let duration_ms: Vec<Option<i64>> = finishes.iter().map(|finish| finish.duration_ms).collect();
     let owner: Vec<Option<String>> = finishes.iter().map(|finish| finish.lease_owner.clone()).collect();
-    query(transaction, "SELECT id FROM executions WHERE id = ANY($1) ORDER BY id FOR UPDATE", &[&ids]).await?;
     let rows = query(
         transaction,
         "UPDATE executions e SET status = ($2::text[])[array_position($1::text[], e.id)], \
@@ -477,39 +482,73 @@ pub(crate) async fn finish(transaction: &Tx<'_>, finishes: &[ExecutionFinish]) -
          WHERE e.id = ANY($1) AND e.status = 'running' \
            AND (($8::text[])[array_position($1::text[], e.id)] IS NULL \
              OR e.lease_owner = ($8::text[])[array_position($1::text[], e.id)]) \
-         RETURNING e.id, e.job_id",
+         RETURNING e.id, e.job_id, e.started_at",
         &[&ids, &status, &result, &error, &logs, &completed_at, &duration_ms, &owner],
     )
     .await?;
-    let mut finished: HashMap<String, String> = HashMap::with_capacity(rows.len());
+    let mut finished: HashMap<String, (String, Option<i64>)> = HashMap::with_capacity(rows.len());
     for row in rows {
-        finished.insert(get(&row, 0)?, get(&row, 1)?);
+        finished.insert(get(&row, 0)?, (get(&row, 1)?, get(&row, 2)?));
+    }
+    if finished.is_empty() {
+        return Ok(vec![false; finishes.len()]);
+    }
+    // A retry is made only for a job that still exists and is active (or for a manual run): read under lock, when
+    // an outcome asks for one.
+    let mut active: HashMap<String, bool> = HashMap::new();
+    if finishes.iter().any(|finish| finish.retry.is_some() && finished.contains_key(&finish.id)) {
+        let mut job_ids: Vec<String> = finished.values().map(|(job_id, _)| job_id.clone()).collect();
+        job_ids.sort();
+        job_ids.dedup();
+        for row in query(
+            transaction,
+            "SELECT id, active FROM jobs WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
+            &[&job_ids],
+        )
+        .await?
+        {
+            active.insert(get(&row, 0)?, get(&row, 1)?);
+        }
     }
     let mut retries = ExecutionArrays::default();
-    let mut effects: Vec<(String, &'static str, i64)> = Vec::new();
+    let mut effects: Vec<JobOutcome> = Vec::new();
     for finish in finishes {
-        let Some(job_id) = finished.get(&finish.id) else { continue };
-        let job = jobs.get(job_id).cloned().flatten();
+        let Some((job_id, started_at)) = finished.get(&finish.id) else { continue };
         if let Some(retry) = &finish.retry {
-            if job.as_ref().is_some_and(|job| job.active || retry.trigger == Trigger::Manual) {
+            if active.get(job_id).is_some_and(|active| *active || retry.trigger == Trigger::Manual) {
                 retries.push(retry);
             }
         }
-        if let (Some(_), Some(effect)) = (&job, effect_name(finish.job_effect)) {
-            effects.push((job_id.clone(), effect, millis(finish.completed_at)));
-        }
+        let effect = effect_name(finish.job_effect).unwrap_or("none");
+        effects.push(JobOutcome {
+            job_id: job_id.clone(),
+            effect,
+            completed_at: millis(finish.completed_at),
+            started_at: *started_at,
+        });
     }
     insert_executions(transaction, &retries).await?;
     apply_effects(transaction, effects).await?;
     Ok(finishes.iter().map(|finish| finished.contains_key(&finish.id)).collect())
 }
 
-/// Applies outcomes' effects on their jobs: in one statement, each job once; a job with several effects in one batch
-/// (runs of one job ending together) gets them one after another, in order.
-async fn apply_effects(transaction: &Tx<'_>, effects: Vec<(String, &'static str, i64)>) -> Result<()> {
-    let mut rounds: Vec<Vec<(String, &'static str, i64)>> = Vec::new();
+/// What one recorded outcome does to its job.
+struct JobOutcome {
+    job_id: String,
+    /// [`effect_name`], or `none`.
+    effect: &'static str,
+    completed_at: i64,
+    /// When the run started: the job's `last_run_at`.
+    started_at: Option<i64>,
+}
+
+/// Applies outcomes to their jobs — each run's start as the job's `last_run_at` (never earlier than it was), and
+/// its effect — in one statement, each job once; a job with several outcomes in one batch (runs of one job ending
+/// together) gets them one after another, in order.
+async fn apply_effects(transaction: &Tx<'_>, effects: Vec<JobOutcome>) -> Result<()> {
+    let mut rounds: Vec<Vec<JobOutcome>> = Vec::new();
     for effect in effects {
-        match rounds.iter_mut().find(|round| !round.iter().any(|(job, ..)| *job == effect.0)) {
+        match rounds.iter_mut().find(|round| !round.iter().any(|other| other.job_id == effect.job_id)) {
             Some(round) => round.push(effect),
             None => rounds.push(vec![effect]),
         }
@@ -518,27 +557,35 @@ async fn apply_effects(transaction: &Tx<'_>, effects: Vec<(String, &'static str,
         let mut jobs = Vec::with_capacity(round.len());
         let mut names = Vec::with_capacity(round.len());
         let mut at = Vec::with_capacity(round.len());
-        for (job, name, when) in round {
-            jobs.push(job);
-            names.push(name);
-            at.push(when);
+        let mut started = Vec::with_capacity(round.len());
+        for outcome in round {
+            jobs.push(outcome.job_id);
+            names.push(outcome.effect);
+            at.push(outcome.completed_at);
+            started.push(outcome.started_at);
         }
         crate::execute(
             transaction,
             "UPDATE jobs j SET \
-               consecutive_failures = CASE u.effect WHEN 'reset' THEN 0 WHEN 'complete' THEN j.consecutive_failures \
-                 ELSE j.consecutive_failures + 1 END, \
-               active = CASE WHEN u.effect IN ('pause', 'complete', 'fail') THEN FALSE ELSE j.active END, \
-               status = CASE u.effect WHEN 'complete' THEN 'completed' WHEN 'pause' THEN 'failed' \
-                 WHEN 'fail' THEN 'failed' ELSE j.status END, \
-               next_run_at = CASE WHEN u.effect IN ('pause', 'complete', 'fail') THEN NULL ELSE j.next_run_at END, \
-               updated_at = CASE WHEN u.effect IN ('pause', 'complete', 'fail') THEN u.at ELSE j.updated_at END \
-             FROM (SELECT ($2::text[])[position] AS effect, ($3::bigint[])[position] AS at, position \
+               last_run_at = GREATEST(j.last_run_at, u.started), \
+               consecutive_failures = CASE u.effect WHEN 'reset' THEN 0 WHEN 'count' THEN j.consecutive_failures + 1 \
+                 WHEN 'pause' THEN j.consecutive_failures + 1 \
+                 WHEN 'fail' THEN j.consecutive_failures + CASE WHEN j.active THEN 1 ELSE 0 END \
+                 ELSE j.consecutive_failures END, \
+               active = CASE WHEN u.effect = 'pause' OR (u.effect IN ('complete', 'fail') AND j.active) THEN FALSE \
+                 ELSE j.active END, \
+               status = CASE WHEN u.effect = 'pause' THEN 'failed' \
+                 WHEN u.effect = 'complete' AND j.active THEN 'completed' \
+                 WHEN u.effect = 'fail' AND j.active THEN 'failed' ELSE j.status END, \
+               next_run_at = CASE WHEN u.effect = 'pause' OR (u.effect IN ('complete', 'fail') AND j.active) \
+                 THEN NULL ELSE j.next_run_at END, \
+               updated_at = CASE WHEN u.effect = 'pause' OR (u.effect IN ('complete', 'fail') AND j.active) \
+                 THEN u.at ELSE j.updated_at END \
+             FROM (SELECT ($2::text[])[position] AS effect, ($3::bigint[])[position] AS at, \
+                 ($4::bigint[])[position] AS started, position \
                FROM generate_subscripts($1::text[], 1) AS position) u \
-             WHERE j.id = ANY($1) AND u.position = array_position($1::text[], j.id) \
-               AND ((u.effect = 'reset' AND j.consecutive_failures <> 0) \
-               OR u.effect IN ('count', 'pause') OR (u.effect IN ('complete', 'fail') AND j.active))",
-            &[&jobs, &names, &at],
+             WHERE j.id = ANY($1) AND u.position = array_position($1::text[], j.id) AND j.deleted_at IS NULL",
+            &[&jobs, &names, &at, &started],
         )
         .await?;
     }

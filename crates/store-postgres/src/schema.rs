@@ -8,12 +8,15 @@ pub(crate) const MIGRATIONS: &[&str] =
     &[CORE, DATA, KEY_SCOPES, JOB_DEDUP, MESSAGE_ORIGIN, JOB_AUTHORITY, FORGET_REVOKED_HASHES, CLAIM_INDEXES];
 
 /// Claims read only what they can claim: the pending executions nobody claimed, by due time, and the claims that may
-/// have expired, by lease end — never the claimed executions waiting for their instant, however many. Jobs leave room
-/// in their pages for updates that change no indexed column (`last_run_at`, failure counts) to stay on the page.
+/// have expired, by lease end — never the claimed executions waiting for their instant, however many. A node finds
+/// its own claims and runs through these and `executions_running` (bounded by the work in flight), so executions no
+/// longer carry an index by lease owner, which every claim and start wrote to. Jobs leave room in their pages for
+/// updates that change no indexed column (failure counts) to stay on the page.
 const CLAIM_INDEXES: &str = r#"
 CREATE INDEX executions_unclaimed ON executions (due_at) WHERE status = 'pending' AND lease_owner IS NULL;
 CREATE INDEX executions_claimed ON executions (lease_until) WHERE status = 'pending' AND lease_owner IS NOT NULL;
 DROP INDEX executions_pending;
+DROP INDEX executions_leased;
 ALTER TABLE jobs SET (fillfactor = 80);
 "#;
 

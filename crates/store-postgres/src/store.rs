@@ -958,7 +958,7 @@ impl Store for PostgresStore {
             &client,
             "UPDATE executions SET lease_until = $2 WHERE lease_owner = $1 AND status = 'running' \
              AND id IN (SELECT id FROM executions WHERE lease_owner = $1 AND status = 'running' \
-               ORDER BY id FOR UPDATE)",
+               ORDER BY id FOR UPDATE SKIP LOCKED)",
             &[&owner, &millis(lease_until)],
         )
         .await
