@@ -676,7 +676,6 @@ pub(crate) type Outcomes = mpsc::UnboundedSender<PendingOutcome>;
 
 /// The most outcomes one store write records, and how long the first of them waits for others.
 const OUTCOME_BATCH: usize = 128;
-const OUTCOME_LINGER: StdDuration = StdDuration::from_millis(2);
 
 /// Records the outcomes of runs in batches, one store write each: a run's outcome waits at most
 /// [`OUTCOME_LINGER`] for others to share its write. A batch that fails answers each of its runs with the error, and
@@ -707,7 +706,7 @@ async fn record_outcomes(
             }
         };
         let mut batch = vec![first];
-        let linger = tokio::time::sleep(OUTCOME_LINGER);
+        let linger = tokio::time::sleep(engine.config().outcome_linger.to_std().unwrap_or_default());
         tokio::pin!(linger);
         while batch.len() < OUTCOME_BATCH {
             tokio::select! {
@@ -979,15 +978,26 @@ async fn dispatch_loop(
         if draining && starting.is_none() && reserving.is_none() && ready.is_empty() {
             return;
         }
+        // With a coalescing window, a batch is written once the first queued execution is due within what is left of
+        // the start lead (or the batch is full): the executions handed over meanwhile share its write.
+        let now = engine.now();
+        let mut write_at: Option<DateTime<Utc>> = None;
         if !draining && starting.is_none() && !queue.is_empty() {
-            let batch = startable(&mut queue, &ready, window);
-            if !batch.is_empty() {
-                starting = Some(engine.clone().start_batch(batch).boxed());
+            let queued: usize = queue.values().map(VecDeque::len).sum();
+            let earliest = queue.values().filter_map(|fired| fired.front().map(|fired| fired.due_at)).min();
+            let coalesce_until = earliest.map(|due| due - engine.config().start_lead + engine.config().start_coalesce);
+            match coalesce_until.filter(|until| *until > now && queued < START_BATCH) {
+                Some(until) => write_at = Some(until),
+                None => {
+                    let batch = startable(&mut queue, &ready, window);
+                    if !batch.is_empty() {
+                        starting = Some(engine.clone().start_batch(batch).boxed());
+                    }
+                }
             }
         }
         // The next started execution goes to a worker a fire lead before its instant, not earlier: the first agent
         // in turn that has one due and is under its share.
-        let now = engine.now();
         let mut next_due: Option<DateTime<Utc>> = None;
         if reserving.is_none() {
             let chosen = turn.iter().position(|agent| {
@@ -1014,8 +1024,12 @@ async fn dispatch_loop(
             }
         }
         let waiting_for_share = reserving.is_none() && !ready.is_empty();
+        let wake_at = match (next_due, write_at) {
+            (Some(due), Some(write)) => Some(due.min(write)),
+            (due, write) => due.or(write),
+        };
         let wait_for_instant = async {
-            match next_due {
+            match wake_at {
                 Some(at) => engine.shared.clock.sleep_until(at).await,
                 _ => std::future::pending().await,
             }

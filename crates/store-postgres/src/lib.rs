@@ -10,8 +10,16 @@
 //! - **Occurrences** are recorded under a compare-and-set `UPDATE jobs … WHERE next_run_at = expected`, which locks the
 //!   job row; only that lock holder inserts the job's occurrences (`ON CONFLICT (job_id, scheduled_for) DO NOTHING`),
 //!   and a batch locks its jobs in job-id order, so two schedulers can neither record a slot twice nor deadlock.
-//! - **Lock order**: a transaction that touches a job and its executions locks the job row first, then executions;
-//!   statements that change many executions lock them in id order. Every path follows it, so none can deadlock.
+//! - **Lock order**: a transaction that touches a job and its *pending* executions (activation, deletion) locks the
+//!   job row first, then executions; statements that change many executions lock them in id order. A start locks
+//!   its pending executions and never waits for a job while it holds them (the jobs of recurring slots, whose overlap
+//!   policy it checks, are taken with `SKIP LOCKED`: a job another node holds makes its slot wait and try again). An
+//!   outcome changes *running* executions, then locks their jobs — no path holds a job while it waits for a running
+//!   execution — and heartbeats skip the rows an outcome is writing. So no two paths can deadlock.
+//! - **The hot path is set-based** (`batch`): recording a batch of slots, claiming, starting and finishing take a
+//!   fixed number of statements per batch, the rows bound as arrays; what they read is bounded by the batch (primary
+//!   keys, and partial indexes holding only work waiting to run), never by the history or the future jobs the
+//!   database holds. They commit without waiting for the disk, as the SQLite store's bookkeeping does.
 //! - **Message sequence**: `messages.seq` must grow in commit order for `after=` readers, so message inserts take a
 //!   transaction-scoped advisory lock before drawing their `seq`.
 //!

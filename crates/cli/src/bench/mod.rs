@@ -62,11 +62,11 @@ pub struct BenchArgs {
     /// Run the servers the bench starts on this PostgreSQL database (`postgres://user@host:5432/db`), each run in a
     /// fresh schema dropped afterwards; the JSON line then says what PostgreSQL did per execution (transactions,
     /// tuples read and written, WAL bytes, the CPU of its processes on this machine).
-    #[arg(long)]
+    #[arg(long, env = "SUNDIAL_BENCH_DATABASE")]
     database: Option<String>,
     /// Nodes the bench starts on --database (every node records, claims and runs; jobs are created and read back
     /// through the first).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "SUNDIAL_BENCH_NODES", default_value_t = 1)]
     nodes: usize,
     /// With --database: load this many recurring jobs due in a day, and as many finished executions of other jobs,
     /// into a schema that every run of this invocation then uses (what a database holds after long use).
