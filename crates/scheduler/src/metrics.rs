@@ -51,7 +51,11 @@ impl Metrics {
         let queue_depth = Gauge::default();
         registry.register("queue_depth", "Pending executions due now or earlier", queue_depth.clone());
         let active_jobs = Gauge::default();
-        registry.register("active_jobs", "Active jobs", active_jobs.clone());
+        registry.register(
+            "active_jobs",
+            "Active jobs with a next slot (on PostgreSQL, the database's estimate, kept by autovacuum)",
+            active_jobs.clone(),
+        );
         let workers_busy = Gauge::default();
         registry.register("sandbox_workers_busy", "Sandbox workers running a job", workers_busy.clone());
         let worker_restarts = Gauge::default();
