@@ -28,7 +28,7 @@ use crate::store::{
     execution_from_row, job_from_row, version_from_row, EXECUTION_COLUMNS, EXECUTION_WIDTH, JOB_COLUMNS, JOB_WIDTH,
     VERSION_COLUMNS,
 };
-use crate::{get, jsonb, millis, opt_millis, query, query_one, text, Tx};
+use crate::{get, jsonb, millis, opt_millis, query, query_one, text, Db, Tx};
 
 /// The columns of `executions` an insert from arrays fills, in [`ExecutionArrays`] order.
 const INSERTED_COLUMNS: &str = "id, agent_id, job_id, version_id, occurrence_id, status, trigger, scheduled_for, \
@@ -117,13 +117,20 @@ fn unnest_executions(first: usize) -> String {
 }
 
 /// Inserts executions in one statement.
-pub(crate) async fn insert_executions(transaction: &Tx<'_>, executions: &ExecutionArrays) -> Result<()> {
+pub(crate) async fn insert_executions<D: Db>(db: &D, executions: &ExecutionArrays) -> Result<()> {
     if executions.is_empty() {
         return Ok(());
     }
     let sql = format!("INSERT INTO executions ({INSERTED_COLUMNS}) SELECT * FROM {}", unnest_executions(1));
-    crate::execute(transaction, &sql, &executions.params()).await?;
+    crate::execute(db, &sql, &executions.params()).await?;
     Ok(())
+}
+
+/// Inserts one execution.
+pub(crate) async fn insert_execution<D: Db>(db: &D, execution: &Execution) -> Result<()> {
+    let mut one = ExecutionArrays::default();
+    one.push(execution);
+    insert_executions(db, &one).await
 }
 
 /// Records a batch of slots: the jobs are locked in id order and read, and each job whose `next_run_at` is still the
@@ -593,10 +600,10 @@ async fn apply_effects(transaction: &Tx<'_>, effects: Vec<JobOutcome>) -> Result
 }
 
 /// Inserts new jobs and their first versions in two statements.
-pub(crate) async fn insert_jobs(transaction: &Tx<'_>, jobs: &[(Job, Option<JobVersion>)]) -> Result<()> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
+pub(crate) async fn insert_jobs<'a, D: Db>(
+    db: &D,
+    jobs: impl IntoIterator<Item = (&'a Job, Option<&'a JobVersion>)>,
+) -> Result<()> {
     let mut columns = JobArrays::default();
     let mut versions = VersionArrays::default();
     for (job, version) in jobs {
@@ -605,8 +612,11 @@ pub(crate) async fn insert_jobs(transaction: &Tx<'_>, jobs: &[(Job, Option<JobVe
             versions.push(version);
         }
     }
+    if columns.id.is_empty() {
+        return Ok(());
+    }
     crate::execute(
-        transaction,
+        db,
         &format!(
             "INSERT INTO jobs ({JOB_COLUMNS}) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
              $5::bool[], $6::text[], $7::bool[], $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], $12::bigint[], \
@@ -615,19 +625,35 @@ pub(crate) async fn insert_jobs(transaction: &Tx<'_>, jobs: &[(Job, Option<JobVe
         &columns.params(),
     )
     .await?;
-    if !versions.id.is_empty() {
-        crate::execute(
-            transaction,
-            &format!(
-                "INSERT INTO job_versions ({VERSION_COLUMNS}) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
-                 $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::bigint[], $9::jsonb[], $10::jsonb[], \
-                 $11::bigint[], $12::text[])"
-            ),
-            &versions.params(),
-        )
-        .await?;
+    insert_versions(db, &versions).await
+}
+
+/// Inserts versions in one statement; a version string a job has already is a `Conflict`.
+async fn insert_versions<D: Db>(db: &D, versions: &VersionArrays) -> Result<()> {
+    if versions.id.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let sql = format!(
+        "INSERT INTO job_versions ({VERSION_COLUMNS}) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
+         $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::bigint[], $9::jsonb[], $10::jsonb[], $11::bigint[], \
+         $12::text[])"
+    );
+    match crate::try_execute(db, &sql, &versions.params()).await? {
+        Ok(_) => Ok(()),
+        Err(error) if crate::is_unique_violation(&error) => Err(sundial_store::StoreError::Conflict(format!(
+            "version {} of job {}",
+            versions.version.first().map(String::as_str).unwrap_or_default(),
+            versions.job_id.first().map(String::as_str).unwrap_or_default()
+        ))),
+        Err(error) => Err(crate::database(error)),
+    }
+}
+
+/// Inserts one version; a version string its job has already is a `Conflict`.
+pub(crate) async fn insert_version<D: Db>(db: &D, version: &JobVersion) -> Result<()> {
+    let mut one = VersionArrays::default();
+    one.push(version);
+    insert_versions(db, &one).await
 }
 
 /// Jobs as parallel arrays, in [`JOB_COLUMNS`] order.

@@ -15,8 +15,8 @@ use sundial_store::{
 use tokio_postgres::Row;
 
 use crate::{
-    database, execute, get, get_json, get_opt_json, is_unique_violation, jsonb, millis, opt_millis, opt_text, opt_time,
-    query, query_one, query_opt, text, time, to_u32, try_execute, Db, PostgresStore,
+    database, execute, get, get_json, get_opt_json, jsonb, millis, opt_millis, opt_text, opt_time, query, query_one,
+    query_opt, text, time, to_u32, Db, PostgresStore,
 };
 
 pub(crate) const JOB_COLUMNS: &str = "id, agent_id, name, description, dynamic, user_id, active, status, metadata, policy, \
@@ -153,102 +153,6 @@ fn user_from_row(row: &Row) -> Result<UserRecord> {
 
 fn rows_to<T>(rows: &[Row], decode: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
     rows.iter().map(decode).collect()
-}
-
-async fn insert_job(client: &impl Db, job: &Job) -> Result<()> {
-    execute(
-        client,
-        &format!(
-            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-             $16, $17, $18, $19)"
-        ),
-        &[
-            &job.id,
-            &job.agent_id,
-            &text(&job.name),
-            &opt_text(job.description.as_deref()),
-            &job.dynamic,
-            &job.user_id,
-            &job.active,
-            &job.status.as_str(),
-            &jsonb(&job.metadata),
-            &jsonb(&job.policy.stored()),
-            &job.active_version_id,
-            &millis(job.anchor_at),
-            &opt_millis(job.next_run_at),
-            &opt_millis(job.last_run_at),
-            &i64::from(job.consecutive_failures),
-            &(job.missed_slots.min(i64::MAX as u64) as i64),
-            &millis(job.created_at),
-            &millis(job.updated_at),
-            &job.authority.stored(),
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn insert_version(client: &impl Db, version: &JobVersion) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO job_versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-    );
-    let outcome = try_execute(
-        client,
-        &sql,
-        &[
-            &version.id,
-            &version.job_id,
-            &text(&version.name),
-            &version.version,
-            &opt_text(version.description.as_deref()),
-            &text(&version.code),
-            &jsonb(&version.schedule),
-            &i64::from(version.timeout_seconds),
-            &version.retry.as_ref().map(jsonb),
-            &version.metadata.as_ref().map(jsonb),
-            &millis(version.created_at),
-            &version.kind.as_str(),
-        ],
-    )
-    .await?;
-    match outcome {
-        Ok(_) => Ok(()),
-        Err(error) if is_unique_violation(&error) => {
-            Err(StoreError::Conflict(format!("version {} of job {}", version.version, version.job_id)))
-        }
-        Err(error) => Err(database(error)),
-    }
-}
-
-async fn insert_execution(client: &impl Db, execution: &Execution) -> Result<()> {
-    execute(
-        client,
-        &format!(
-            "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-             $13, $14, $15, $16, $17)"
-        ),
-        &[
-            &execution.id,
-            &execution.agent_id,
-            &execution.job_id,
-            &execution.version_id,
-            &execution.occurrence_id,
-            &execution.status.as_str(),
-            &execution.trigger.as_str(),
-            &opt_millis(execution.scheduled_for),
-            &millis(execution.due_at),
-            &opt_millis(execution.started_at),
-            &opt_millis(execution.completed_at),
-            &execution.duration_ms,
-            &execution.result.as_ref().map(jsonb),
-            &opt_text(execution.error.as_deref()),
-            &i64::from(execution.retry_count),
-            &jsonb(&execution.logs),
-            &millis(execution.created_at),
-        ],
-    )
-    .await?;
-    Ok(())
 }
 
 async fn get_job(client: &impl Db, job_id: &str) -> Result<Option<Job>> {
@@ -655,17 +559,14 @@ impl Store for PostgresStore {
     async fn job_insert(&self, job: &Job, version: Option<&JobVersion>) -> Result<()> {
         let mut client = self.client().await?;
         let transaction = PostgresStore::begin(&mut client).await?;
-        insert_job(&transaction, job).await?;
-        if let Some(version) = version {
-            insert_version(&transaction, version).await?;
-        }
+        crate::batch::insert_jobs(&transaction, [(job, version)]).await?;
         transaction.commit().await.map_err(database)
     }
 
     async fn jobs_insert_batch(&self, jobs: std::sync::Arc<Vec<(Job, Option<JobVersion>)>>) -> Result<()> {
         let mut client = self.client().await?;
         let transaction = PostgresStore::begin(&mut client).await?;
-        crate::batch::insert_jobs(&transaction, &jobs).await?;
+        crate::batch::insert_jobs(&transaction, jobs.iter().map(|(job, version)| (job, version.as_ref()))).await?;
         transaction.commit().await.map_err(database)
     }
 
@@ -810,7 +711,7 @@ impl Store for PostgresStore {
 
     async fn version_insert(&self, version: &JobVersion) -> Result<()> {
         let client = self.client().await?;
-        insert_version(&client, version).await
+        crate::batch::insert_version(&client, version).await
     }
 
     async fn version_get(&self, job_id: &str, version_id: &str) -> Result<Option<JobVersion>> {
@@ -879,7 +780,7 @@ impl Store for PostgresStore {
 
     async fn execution_insert(&self, execution: &Execution) -> Result<()> {
         let client = self.client().await?;
-        insert_execution(&client, execution).await
+        crate::batch::insert_execution(&client, execution).await
     }
 
     async fn executions_claim(
