@@ -148,33 +148,76 @@ struct Clients {
     by_address: HashMap<IpAddr, (usize, usize)>,
 }
 
+/// The table of connections, and a signal raised whenever a connection of some address stops counting as pending.
+#[derive(Default)]
+struct Table {
+    clients: Mutex<Clients>,
+    freed: tokio::sync::Notify,
+}
+
+impl Table {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Clients> {
+        self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How long a new connection waits for one of its client's header slots before it is closed: a burst of a client's
+/// parallel requests gets through (each head arrives within milliseconds), a client holding every slot idle does not.
+const HEADER_SLOT_WAIT: Duration = Duration::from_secs(1);
+
 /// One accepted connection, counted until dropped.
 struct Connection {
-    clients: Arc<Mutex<Clients>>,
+    table: Arc<Table>,
     address: IpAddr,
     pending: AtomicBool,
 }
 
 impl Connection {
-    /// Counts a new connection from `address`, or answers `None` when a limit is reached.
-    fn admit(clients: &Arc<Mutex<Clients>>, address: IpAddr, limits: &ConnectionLimits) -> Option<Connection> {
-        let mut table = clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (open, pending) = table.by_address.get(&address).copied().unwrap_or((0, 0));
-        if table.total >= limits.max_connections || open >= limits.per_client || pending >= limits.pending_per_client {
+    /// Counts a new connection from `address`, or answers `None` when the global or the client's cap is reached.
+    fn admit(table: &Arc<Table>, address: IpAddr, limits: &ConnectionLimits) -> Option<Connection> {
+        let mut clients = table.lock();
+        let (open, pending) = clients.by_address.get(&address).copied().unwrap_or((0, 0));
+        if clients.total >= limits.max_connections || open >= limits.per_client {
             return None;
         }
-        table.total += 1;
-        table.by_address.insert(address, (open + 1, pending + 1));
-        Some(Connection { clients: clients.clone(), address, pending: AtomicBool::new(true) })
+        clients.total += 1;
+        clients.by_address.insert(address, (open + 1, pending));
+        Some(Connection { table: table.clone(), address, pending: AtomicBool::new(false) })
+    }
+
+    /// Takes one of the client's slots for connections still sending their headers, waiting up to
+    /// [`HEADER_SLOT_WAIT`] for one to free. Answers whether it got one.
+    async fn read_slot(&self, limits: &ConnectionLimits) -> bool {
+        let deadline = tokio::time::Instant::now() + HEADER_SLOT_WAIT;
+        loop {
+            let freed = self.table.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut clients = self.table.lock();
+                if let Some(counts) = clients.by_address.get_mut(&self.address) {
+                    if counts.1 < limits.pending_per_client {
+                        counts.1 += 1;
+                        self.pending.store(true, Ordering::SeqCst);
+                        return true;
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// The connection sent a whole request head: it no longer counts as pending.
     fn head_received(&self) {
         if self.pending.swap(false, Ordering::SeqCst) {
-            let mut table = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(counts) = table.by_address.get_mut(&self.address) {
+            let mut clients = self.table.lock();
+            if let Some(counts) = clients.by_address.get_mut(&self.address) {
                 counts.1 = counts.1.saturating_sub(1);
             }
+            drop(clients);
+            self.table.freed.notify_waiters();
         }
     }
 }
@@ -182,27 +225,33 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         let pending = usize::from(self.pending.load(Ordering::SeqCst));
-        let mut table = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        table.total = table.total.saturating_sub(1);
-        if let Some(counts) = table.by_address.get_mut(&self.address) {
+        let mut clients = self.table.lock();
+        clients.total = clients.total.saturating_sub(1);
+        if let Some(counts) = clients.by_address.get_mut(&self.address) {
             counts.0 = counts.0.saturating_sub(1);
             counts.1 = counts.1.saturating_sub(pending);
             if counts.0 == 0 {
-                table.by_address.remove(&self.address);
+                clients.by_address.remove(&self.address);
             }
+        }
+        drop(clients);
+        if pending > 0 {
+            self.table.freed.notify_waiters();
         }
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes: HTTP/1.1 within `limits`; a connection past a limit is
-/// closed at once, so one client holding many connections open leaves room for the others.
+/// Serves `router` on `listener` until `shutdown` completes: HTTP/1.1 within `limits`. A connection past the global
+/// or its client's cap is closed at once; one past its client's slots for connections still sending headers waits
+/// up to a second for one, so one client holding many connections open leaves room for the others while a client's
+/// burst of parallel requests is served.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let clients = Arc::new(Mutex::new(Clients::default()));
+    let table = Arc::new(Table::default());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer): (_, SocketAddr) = tokio::select! {
@@ -220,20 +269,23 @@ pub async fn serve(
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), IpAddr::V4),
             v4 => v4,
         };
-        let Some(connection) = Connection::admit(&clients, address, &limits) else {
+        let Some(connection) = Connection::admit(&table, address, &limits) else {
             drop(stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        let connection = Arc::new(connection);
         let router = router.clone();
-        let requests = connection.clone();
-        let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-            requests.head_received();
-            request.extensions_mut().insert(Peer(address));
-            router.clone().oneshot(request)
-        });
         tokio::spawn(async move {
+            if !connection.read_slot(&limits).await {
+                return;
+            }
+            let _ = stream.set_nodelay(true);
+            let connection = Arc::new(connection);
+            let requests = connection.clone();
+            let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                requests.head_received();
+                request.extensions_mut().insert(Peer(address));
+                router.clone().oneshot(request)
+            });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
             let service = TowerToHyperService::new(service);
