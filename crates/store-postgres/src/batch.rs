@@ -170,9 +170,10 @@ pub(crate) async fn record(transaction: &Tx<'_>, records: &[OccurrenceRecord], n
         return Ok(0);
     }
     let sql = format!(
-        "WITH advanced AS (UPDATE jobs SET next_run_at = ($2::bigint[])[array_position($1::text[], id)], \
-             missed_slots = missed_slots + ($3::bigint[])[array_position($1::text[], id)], updated_at = $4 \
-           WHERE id = ANY($1) RETURNING id), \
+        "WITH advanced AS (UPDATE jobs j SET next_run_at = u.next_run_at, \
+             missed_slots = j.missed_slots + u.missed, updated_at = $4 \
+           FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(id, next_run_at, missed) \
+           WHERE j.id = u.id RETURNING j.id), \
          slots AS (SELECT * FROM {}), \
          occurred AS (INSERT INTO occurrences (id, job_id, scheduled_for, created_at) \
            SELECT occurrence_id, job_id, scheduled_for, $4 FROM slots \
@@ -438,12 +439,11 @@ impl StartChanges {
         }
         crate::execute(
             transaction,
-            "UPDATE executions SET status = ($2::text[])[array_position($1::text[], id)], \
-               started_at = ($3::bigint[])[array_position($1::text[], id)], \
-               completed_at = ($4::bigint[])[array_position($1::text[], id)], \
-               lease_owner = ($5::text[])[array_position($1::text[], id)], \
-               lease_until = ($6::bigint[])[array_position($1::text[], id)] \
-             WHERE id = ANY($1)",
+            "UPDATE executions e SET status = u.status, started_at = u.started_at, completed_at = u.completed_at, \
+               lease_owner = u.lease_owner, lease_until = u.lease_until \
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[]) \
+               AS u(id, status, started_at, completed_at, lease_owner, lease_until) \
+             WHERE e.id = u.id",
             &[&self.id, &self.status, &self.started_at, &self.completed_at, &self.owner, &self.lease_until],
         )
         .await?;
@@ -480,15 +480,11 @@ pub(crate) async fn finish(transaction: &Tx<'_>, finishes: &[ExecutionFinish]) -
     let owner: Vec<Option<String>> = finishes.iter().map(|finish| finish.lease_owner.clone()).collect();
     let rows = query(
         transaction,
-        "UPDATE executions e SET status = ($2::text[])[array_position($1::text[], e.id)], \
-           result = ($3::jsonb[])[array_position($1::text[], e.id)], \
-           error = ($4::text[])[array_position($1::text[], e.id)], \
-           logs = ($5::jsonb[])[array_position($1::text[], e.id)], \
-           completed_at = ($6::bigint[])[array_position($1::text[], e.id)], \
-           duration_ms = ($7::bigint[])[array_position($1::text[], e.id)], lease_owner = NULL, lease_until = NULL \
-         WHERE e.id = ANY($1) AND e.status = 'running' \
-           AND (($8::text[])[array_position($1::text[], e.id)] IS NULL \
-             OR e.lease_owner = ($8::text[])[array_position($1::text[], e.id)]) \
+        "UPDATE executions e SET status = u.status, result = u.result, error = u.error, logs = u.logs, \
+           completed_at = u.completed_at, duration_ms = u.duration_ms, lease_owner = NULL, lease_until = NULL \
+         FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::jsonb[], $6::bigint[], $7::bigint[], \
+             $8::text[]) AS u(id, status, result, error, logs, completed_at, duration_ms, owner) \
+         WHERE e.id = u.id AND e.status = 'running' AND (u.owner IS NULL OR e.lease_owner = u.owner) \
          RETURNING e.id, e.job_id, e.started_at",
         &[&ids, &status, &result, &error, &logs, &completed_at, &duration_ms, &owner],
     )
@@ -509,7 +505,7 @@ pub(crate) async fn finish(transaction: &Tx<'_>, finishes: &[ExecutionFinish]) -
         job_ids.dedup();
         for row in query(
             transaction,
-            "SELECT id, active FROM jobs WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
+            "SELECT id, active AND deleted_at IS NULL FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
             &[&job_ids],
         )
         .await?
@@ -574,24 +570,23 @@ async fn apply_effects(transaction: &Tx<'_>, effects: Vec<JobOutcome>) -> Result
         crate::execute(
             transaction,
             "UPDATE jobs j SET \
-               last_run_at = GREATEST(j.last_run_at, u.started), \
-               consecutive_failures = CASE u.effect WHEN 'reset' THEN 0 WHEN 'count' THEN j.consecutive_failures + 1 \
-                 WHEN 'pause' THEN j.consecutive_failures + 1 \
-                 WHEN 'fail' THEN j.consecutive_failures + CASE WHEN j.active THEN 1 ELSE 0 END \
+               last_run_at = CASE WHEN j.deleted_at IS NULL THEN GREATEST(j.last_run_at, u.started) \
+                 ELSE j.last_run_at END, \
+               consecutive_failures = CASE WHEN j.deleted_at IS NOT NULL THEN j.consecutive_failures \
+                 WHEN u.effect = 'reset' THEN 0 WHEN u.effect IN ('count', 'pause') THEN j.consecutive_failures + 1 \
+                 WHEN u.effect = 'fail' AND j.active THEN j.consecutive_failures + 1 \
                  ELSE j.consecutive_failures END, \
-               active = CASE WHEN u.effect = 'pause' OR (u.effect IN ('complete', 'fail') AND j.active) THEN FALSE \
-                 ELSE j.active END, \
-               status = CASE WHEN u.effect = 'pause' THEN 'failed' \
+               active = CASE WHEN j.deleted_at IS NULL AND (u.effect = 'pause' OR (u.effect IN ('complete', 'fail') \
+                 AND j.active)) THEN FALSE ELSE j.active END, \
+               status = CASE WHEN j.deleted_at IS NOT NULL THEN j.status WHEN u.effect = 'pause' THEN 'failed' \
                  WHEN u.effect = 'complete' AND j.active THEN 'completed' \
                  WHEN u.effect = 'fail' AND j.active THEN 'failed' ELSE j.status END, \
-               next_run_at = CASE WHEN u.effect = 'pause' OR (u.effect IN ('complete', 'fail') AND j.active) \
-                 THEN NULL ELSE j.next_run_at END, \
-               updated_at = CASE WHEN u.effect = 'pause' OR (u.effect IN ('complete', 'fail') AND j.active) \
-                 THEN u.at ELSE j.updated_at END \
-             FROM (SELECT ($2::text[])[position] AS effect, ($3::bigint[])[position] AS at, \
-                 ($4::bigint[])[position] AS started, position \
-               FROM generate_subscripts($1::text[], 1) AS position) u \
-             WHERE j.id = ANY($1) AND u.position = array_position($1::text[], j.id) AND j.deleted_at IS NULL",
+               next_run_at = CASE WHEN j.deleted_at IS NULL AND (u.effect = 'pause' \
+                 OR (u.effect IN ('complete', 'fail') AND j.active)) THEN NULL ELSE j.next_run_at END, \
+               updated_at = CASE WHEN j.deleted_at IS NULL AND (u.effect = 'pause' \
+                 OR (u.effect IN ('complete', 'fail') AND j.active)) THEN u.at ELSE j.updated_at END \
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(id, effect, at, started) \
+             WHERE j.id = u.id",
             &[&jobs, &names, &at, &started],
         )
         .await?;

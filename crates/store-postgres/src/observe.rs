@@ -93,8 +93,10 @@ impl Observer {
 
     /// Loads a backlog into the schema (whose tables Sundial made): `jobs` recurring jobs of `agent` whose next slot
     /// is a day away, and `finished` completed executions of other once jobs, spread over the last 30 days — what a
-    /// database holds after a long time in use. Written with set-based SQL, then analysed.
-    pub async fn load_backlog(&self, agent: &str, jobs: i64, finished: i64) -> Result<()> {
+    /// database holds after a long time in use. Written with set-based SQL, then, when `analysed`, vacuumed and
+    /// analysed as autovacuum would have done by then (without it: a database that filled up in the minute before
+    /// autovacuum first looked, which PostgreSQL plans for with no statistics).
+    pub async fn load_backlog(&self, agent: &str, jobs: i64, finished: i64, analysed: bool) -> Result<()> {
         let mut client = self.store.client().await?;
         let schema = quoted(&self.schema)?;
         let transaction = PostgresStore::begin_bare(&mut client).await?;
@@ -168,7 +170,8 @@ impl Observer {
         )
         .await?;
         transaction.commit().await.map_err(database)?;
-        for table in ["jobs", "job_versions", "occurrences", "executions"] {
+        let tables = if analysed { &["jobs", "job_versions", "occurrences", "executions"][..] } else { &[] };
+        for table in tables {
             client.client.batch_execute(&format!("VACUUM ANALYZE {schema}.{table}")).await.map_err(database)?;
         }
         Ok(())

@@ -285,7 +285,7 @@ async fn load_backlog(url: &str, count: i64) -> anyhow::Result<Backlog> {
     let observer = sundial_store_postgres::observe::Observer::new(url, &schema)
         .map_err(|error| anyhow::anyhow!("cannot reach --database: {error}"))?;
     observer
-        .load_backlog("default", count, count)
+        .load_backlog("default", count, count, true)
         .await
         .map_err(|error| anyhow::anyhow!("cannot load the backlog: {error}"))?;
     let took = round3(began.elapsed().as_secs_f64());
